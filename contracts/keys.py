@@ -1,0 +1,141 @@
+"""The attributes of an access key, as every service must read and write them.
+
+The limits live here, once: the keys service enforces them on create and update, and
+every reader can rely on them (a name fits in 100 characters, a scope looks like one).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
+
+from contracts.base import ContractModel, Text, UtcDatetime
+
+
+def _check_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("name must contain a visible character")
+    if value != value.strip():
+        raise ValueError("name must not start or end with whitespace")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValueError("name must not contain control characters")
+    return value
+
+
+def _check_description(value: str) -> str:
+    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\n\t" for c in value):
+        raise ValueError("description must not contain control characters other than \\n, \\t")
+    return value
+
+
+def _check_unique(scopes: list[str]) -> list[str]:
+    duplicates = sorted({scope for scope in scopes if scopes.count(scope) > 1})
+    if duplicates:
+        raise ValueError(f"scopes must be unique; repeated: {', '.join(duplicates)}")
+    return scopes
+
+
+KeyName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_check_name)]
+KeyDescription = Annotated[str, Field(max_length=1000), AfterValidator(_check_description)]
+Environment = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+Scope = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*(:[a-z0-9_*-]+)+$")]
+Scopes = Annotated[list[Scope], Field(max_length=50), AfterValidator(_check_unique)]
+RateLimitPerHour = Annotated[int, Field(ge=1, le=10**9)]
+KeyPrefix = Annotated[str, Field(pattern=r"^[a-z]{2,8}_[a-z0-9]{1,16}_[A-Za-z0-9]{4}$")]
+"""The display start of a secret (``ig_live_Ab3d``): enough to recognise a key, not to use it."""
+KeyStatus = Literal["active", "disabled", "revoked", "expired"]
+Reason = Annotated[Text, Field(min_length=1, max_length=500)]
+"""Why a person or a policy acted on a key; shown in the audit trail."""
+
+PRODUCTION: Final = "production"
+STAGING: Final = "staging"
+DEVELOPMENT: Final = "development"
+
+SCOPE_KEYS_MANAGE: Final = "keys:manage"
+SCOPE_KEYS_VERIFY: Final = "keys:verify"
+SCOPE_AUDIT_READ: Final = "audit:read"
+SCOPE_USAGE_READ: Final = "usage:read"
+ALL_PLATFORM_SCOPES: Final = (
+    SCOPE_KEYS_MANAGE,
+    SCOPE_KEYS_VERIFY,
+    SCOPE_AUDIT_READ,
+    SCOPE_USAGE_READ,
+)
+
+
+class KeyAttributes(ContractModel):
+    """What a caller chooses about a new key (the data of ``CreateKey``)."""
+
+    name: KeyName = Field(description="Human name of the key, 1..100 characters.")
+    description: KeyDescription | None = Field(default=None, description="Free text, optional.")
+    environment: Environment = Field(
+        default=PRODUCTION, description="Lowercase slug, e.g. production, staging, development."
+    )
+    scopes: Scopes = Field(default_factory=list, description="What the key may do, unique.")
+    rate_limit_per_hour: RateLimitPerHour | None = Field(
+        default=None, description="Requests allowed per hour; null means no limit."
+    )
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="When the key stops working; null means never."
+    )
+
+
+class KeyPatch(ContractModel):
+    """A partial update: only the fields present change; an explicit null clears a field.
+
+    Absence and null mean different things, so a patch serialises only the fields it was
+    given; otherwise a round trip through Kafka would turn "unchanged" into "cleared".
+    """
+
+    name: KeyName | None = Field(default=None, description="New name (cannot be cleared).")
+    description: KeyDescription | None = Field(default=None, description="null clears it.")
+    scopes: Scopes | None = Field(default=None, description="Replaces all scopes; [] for none.")
+    rate_limit_per_hour: RateLimitPerHour | None = Field(
+        default=None, description="null removes the limit."
+    )
+    expires_at: UtcDatetime | None = Field(default=None, description="null: never expires.")
+
+    @model_validator(mode="after")
+    def _check_given_fields(self) -> KeyPatch:
+        if not self.model_fields_set:
+            raise ValueError(f"a patch must set at least one of: {', '.join(PATCHABLE_FIELDS)}")
+        for field in ("name", "scopes"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null (send [] to remove every scope)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _given_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        return {name: value for name, value in dumped.items() if name in self.model_fields_set}
+
+
+PATCHABLE_FIELDS: Final = ("name", "description", "scopes", "rate_limit_per_hour", "expires_at")
+
+# The type of each patchable field's value, for readers of KeyUpdated's before/after.
+_FIELD_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
+    "name": TypeAdapter(KeyName),
+    "description": TypeAdapter(KeyDescription | None),
+    "scopes": TypeAdapter(Scopes),
+    "rate_limit_per_hour": TypeAdapter(RateLimitPerHour | None),
+    "expires_at": TypeAdapter(UtcDatetime | None),
+}
+
+
+def validate_field_value(field: str, value: Any) -> Any:
+    """Validate one attribute value by its field name (raises ValidationError)."""
+    return _FIELD_ADAPTERS[field].validate_python(value)
+
+
+def dump_field_value(field: str, value: Any) -> Any:
+    """The JSON-ready form of one attribute value (times as ``...123456Z``)."""
+    return _FIELD_ADAPTERS[field].dump_python(value, mode="json")

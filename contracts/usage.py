@@ -1,0 +1,40 @@
+"""Facts on ``usage.records``: one line per API request made with a key.
+
+Gateways write them and the usage service turns them into counters and alerts, so the
+record carries what anomaly detection needs (source network, outcome, volume) and nothing
+it does not (no request body, no secret).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from uuid import UUID
+
+from pydantic import Field
+
+from contracts.base import AccountId, ContractModel, IpAddress, Text, UtcDatetime
+
+MAX_TOKENS: Final = 2**53  # stays exact in every JSON reader, including JavaScript's
+
+
+class UsageRecord(ContractModel):
+    """One request served (or refused) on behalf of a key."""
+
+    record_id: UUID = Field(description="Unique id of the record; the usage service dedupes on it.")
+    key_id: UUID = Field(description="The key that made the request; also the message key.")
+    account_id: AccountId = Field(description="The account that owns the key.")
+    occurred_at: UtcDatetime = Field(description="When the request was received (UTC).")
+    source_ip: IpAddress = Field(description="Client IP address as the gateway saw it.")
+    user_agent: Text | None = Field(
+        default=None, max_length=500, description="Client user agent, when sent."
+    )
+    endpoint: Text = Field(
+        min_length=1, max_length=200, description="Path called, e.g. /v1/generate."
+    )
+    model: Text | None = Field(
+        default=None, max_length=100, description="Model requested, e.g. instagen-xl."
+    )
+    status_code: int = Field(ge=100, le=599, description="HTTP status returned to the client.")
+    tokens_in: int = Field(ge=0, le=MAX_TOKENS, description="Prompt tokens consumed.")
+    tokens_out: int = Field(ge=0, le=MAX_TOKENS, description="Output tokens produced.")
+    latency_ms: float = Field(ge=0, description="Time to serve the request, in milliseconds.")

@@ -1,0 +1,59 @@
+"""`python -m devstack up|down|clean|status`: the local stack behind the Makefile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import typer
+
+from devstack import kafka, postgres, services, stack
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.command()
+def up(infra_only: bool = typer.Option(False, help="Kafka and PostgreSQL only.")) -> None:
+    """Start whatever is not running and wait until every part answers."""
+    began = time.monotonic()
+    ends = stack.endpoints_from_env()
+    asyncio.run(stack.up_infra(ends))
+    if not infra_only:
+        asyncio.run(stack.up_services(ends))
+    started = ", ".join(ends.started) or "nothing (all was running)"
+    typer.echo(f"started: {started} in {time.monotonic() - began:.1f}s")
+    typer.echo(f"kafka:    {ends.kafka}")
+    typer.echo(f"postgres: {ends.database_url.rsplit('@', 1)[-1]}")
+    if not infra_only:
+        for service in services.SERVICES:
+            typer.echo(f"{service.name + ':':9} {service.url}  (docs {service.url}/docs)")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `up` started; data stays."""
+    stopped = stack.down()
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def clean() -> None:
+    """`down`, then remove local data, logs and pid files (the jar cache stays)."""
+    stack.clean()
+    typer.echo("stopped and removed local data")
+
+
+@app.command()
+def status() -> None:
+    """Which parts of the local stack run, with their pids."""
+    for name, proc in [("kafka", kafka.BROKER), ("postgres", postgres.SERVER)] + [
+        (s.name, s.process) for s in services.SERVICES
+    ]:
+        pid = proc.pid()
+        typer.echo(f"{name:9} {'running pid ' + str(pid) if pid else 'stopped'}")
+
+
+@app.command("fetch-kafka")
+def fetch_kafka() -> None:
+    """Download the broker's jars from Maven Central into .cache (once)."""
+    typer.echo("downloaded" if kafka.fetch_jars() else "already cached")

@@ -1,0 +1,193 @@
+"""The one way the services consume a topic: batches, at-least-once, poison to the .dlq.
+
+Each batch is decoded record by record with the topic's contract; what does not decode goes
+to `<topic>.dlq` (or, where the topic says so, is answered otherwise), the rest is handed to
+the service's handler, and only then are the offsets committed. A failure of the database
+or broker is retried with backoff, without committing, until it succeeds or the service
+stops; any other failure of a batch is narrowed down record by record, and only the record
+that fails on its own is dead-lettered. So nothing is lost and a bad message never blocks
+its partition.
+
+FastStream runs the subscription (consumer group, batching, AsyncAPI); its ack policy is
+MANUAL because its ACK policy would commit a batch whose handler failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy, context
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from servicekit.kafka import DeadLetters
+from servicekit.logging import get_logger
+from servicekit.metrics import BATCH_RETRIES, BATCH_SECONDS, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
+
+T = TypeVar("T")
+Record = ConsumerRecord[bytes, bytes]
+log = get_logger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    KafkaError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+"""Failures of the infrastructure, not of the message: retried, never dead-lettered."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Received(Generic[T]):
+    """A decoded message with the record it came from (topic, partition, offset, headers)."""
+
+    record: Record
+    message: T
+
+
+def decode_error(exc: Exception) -> str:
+    """One line that says why a message was refused, without echoing its content."""
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)[:5]
+        ]
+        return f"invalid {exc.title}: " + "; ".join(parts)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscription(Generic[T]):
+    """What a service reads from one topic and what it does with a batch of it."""
+
+    topic: str
+    group_id: str | None
+    decode: Callable[[bytes], T]
+    handle: Callable[[list[Received[T]]], Awaitable[None]]
+    payload: Any
+    """The contract type, for the AsyncAPI document."""
+    description: str
+    on_invalid: Callable[[Record, str], Awaitable[bool]] | None = None
+    """Answers an undecodable message itself (True) instead of dead-lettering it."""
+    max_records: int = 500
+    batch_timeout_ms: int = 50
+    auto_offset_reset: str = "earliest"
+
+
+class BatchProcessor(Generic[T]):
+    """Decode, dead-letter, handle with retries: the logic, testable without a broker."""
+
+    def __init__(
+        self,
+        subscription: Subscription[T],
+        dead_letters: DeadLetters,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.sub = subscription
+        self.dead_letters = dead_letters
+        self.max_backoff = max_backoff
+
+    async def process(self, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
+        good: list[Received[T]] = []
+        for record in records:
+            try:
+                good.append(Received(record, self.sub.decode(record.value or b"")))
+            except (ValueError, TypeError, UnicodeDecodeError) as exc:
+                await self._refuse(record, decode_error(exc))
+        if good:
+            await self._handle(good)
+        MESSAGES_CONSUMED.labels(self.sub.topic).inc(len(records))
+        BATCH_SECONDS.labels(self.sub.topic).observe(time.perf_counter() - started)
+
+    async def _refuse(self, record: Record, reason: str) -> None:
+        if self.sub.on_invalid is not None and await self._retrying(self.sub.on_invalid, record, reason):
+            return
+        await self._retrying(self.dead_letters.send, record, reason)
+        MESSAGES_DEAD_LETTERED.labels(record.topic).inc()
+        log.warning("dead_lettered", topic=record.topic, partition=record.partition,
+                    offset=record.offset, reason=reason)
+
+    async def _handle(self, batch: list[Received[T]]) -> None:
+        try:
+            await self._retrying(self.sub.handle, batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                await self._refuse(batch[0].record, f"processing failed: {decode_error(exc)}")
+                return
+            log.warning("batch_failed_narrowing", topic=self.sub.topic, size=len(batch),
+                        error=decode_error(exc))
+            for item in batch:
+                await self._handle([item])
+
+    async def _retrying(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return await func(*args)
+            except TRANSIENT_ERRORS as exc:
+                BATCH_RETRIES.labels(self.sub.topic).inc()
+                log.warning("transient_failure_retrying", topic=self.sub.topic,
+                            error=decode_error(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+
+async def _raw_records(message: Any) -> Any:
+    """FastStream decoder: hand the handler the raw records, not parsed JSON."""
+    return message.raw_message
+
+
+async def _lenient_parser(records: tuple[Record, ...], original: Callable[..., Awaitable[Any]]) -> Any:
+    """FastStream's parser decodes headers as UTF-8; a record whose headers are not must
+    still reach the handler (and the .dlq when its body is bad), so such headers are
+    replaced with their decodable form instead of failing the whole batch."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        cleaned = tuple(
+            dataclasses.replace(
+                r, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in r.headers]
+            )
+            for r in records
+        )
+        return await original(cleaned)
+
+
+def subscribe(broker: KafkaBroker, sub: Subscription[T], dead_letters: DeadLetters) -> BatchProcessor[T]:
+    """Register `sub` on the broker; returns its processor (for tests)."""
+    processor = BatchProcessor(sub, dead_letters)
+
+    async def consume(records: Any) -> None:
+        await processor.process(records)
+        await context.get_local("message").ack()
+
+    consume.__annotations__ = {"records": list[sub.payload], "return": None}  # type: ignore[name-defined]
+    consume.__name__ = f"consume_{sub.topic.replace('.', '_').replace('-', '_')}"
+    broker.subscriber(
+        sub.topic,
+        group_id=sub.group_id,
+        batch=True,
+        max_records=sub.max_records,
+        batch_timeout_ms=sub.batch_timeout_ms,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset=sub.auto_offset_reset,  # type: ignore[arg-type]
+        decoder=_raw_records,
+        parser=_lenient_parser,
+        title=f"{sub.topic}:consume",
+        description=sub.description,
+    )(consume)
+    return processor

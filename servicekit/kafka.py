@@ -1,0 +1,107 @@
+"""The one Kafka producer a service writes with, and the dead-letter sender built on it.
+
+Idempotent (`enable_idempotence`, `acks=all`), so a retried send never duplicates a message
+within a producer session; at-least-once across sessions is the consumers' business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+
+from contracts.topics import (
+    DLQ_ERROR_HEADER,
+    DLQ_FAILED_AT_HEADER,
+    DLQ_SOURCE_OFFSET_HEADER,
+    DLQ_SOURCE_PARTITION_HEADER,
+    DLQ_SOURCE_TOPIC_HEADER,
+    dlq,
+)
+
+Headers = Sequence[tuple[str, bytes]]
+_MAX_ERROR_LENGTH = 2000
+
+
+class KafkaProducer:
+    """A started/stopped wrapper that keeps the producer settings in one place."""
+
+    def __init__(self, bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> None:
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": linger_ms,
+            "max_batch_size": 256 * 1024,
+            "request_timeout_ms": 15_000,
+            "retry_backoff_ms": 200,
+        }
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect (the aiokafka producer must be made inside the running loop)."""
+        self._producer = AIOKafkaProducer(**self._options)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    @property
+    def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the Kafka producer is not started")
+        return self._producer
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()
+    ) -> None:
+        """Send and wait until the broker has it (acks=all)."""
+        await self._started.send_and_wait(topic, value, key=key, headers=list(headers))
+
+    async def send_many(self, topic: str, messages: Sequence[tuple[bytes | None, bytes, Headers]]) -> None:
+        """Send a batch and wait for every acknowledgement; order per key is kept."""
+        futures = [
+            await self._started.send(topic, value, key=key, headers=list(headers))
+            for key, value, headers in messages
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def ping(self) -> bool:
+        """True when the broker answers a metadata request (for /ready)."""
+        if self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=3)
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        return True
+
+
+class DeadLetters:
+    """Routes a message that cannot be processed to `<topic>.dlq`, original bytes intact."""
+
+    def __init__(self, producer: KafkaProducer) -> None:
+        self._producer = producer
+
+    async def send(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        headers = [
+            *(record.headers or ()),
+            (DLQ_ERROR_HEADER, _clip(error).encode()),
+            (DLQ_SOURCE_TOPIC_HEADER, record.topic.encode()),
+            (DLQ_SOURCE_PARTITION_HEADER, str(record.partition).encode()),
+            (DLQ_SOURCE_OFFSET_HEADER, str(record.offset).encode()),
+            (DLQ_FAILED_AT_HEADER, datetime.now(UTC).isoformat().encode()),
+        ]
+        await self._producer.send(dlq(record.topic), record.value or b"", key=record.key, headers=headers)
+
+
+def _clip(error: str) -> str:
+    return error if len(error) <= _MAX_ERROR_LENGTH else error[: _MAX_ERROR_LENGTH - 1] + "…"

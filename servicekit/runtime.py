@@ -1,0 +1,142 @@
+"""What every service process is made of, wired once: settings, database pool, Kafka
+producer and subscriptions, the HTTP app, and a clean stop on SIGTERM.
+
+A service's `bootstrap` builds a `Runtime`, registers its subscriptions, topics it writes
+and routes, and hands the app to `serve`. Nothing connects before the app starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from servicekit import db
+from servicekit.consumer import BatchProcessor, Subscription, subscribe
+from servicekit.http import create_app
+from servicekit.kafka import DeadLetters, Headers, KafkaProducer
+from servicekit.logging import configure_logging, get_logger
+from servicekit.settings import ServiceSettings
+
+T = TypeVar("T")
+Hook = Callable[[], Awaitable[None]]
+log = get_logger(__name__)
+
+
+class Topic:
+    """A topic this service writes: declared once, so the AsyncAPI document and the code
+    that sends cannot disagree."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.name = name
+        self._runtime = runtime
+
+    async def send(self, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None:
+        await self._runtime.producer.send(self.name, value, key=key, headers=headers)
+
+    async def send_many(self, messages: Sequence[tuple[bytes | None, bytes, Headers]]) -> None:
+        await self._runtime.producer.send_many(self.name, messages)
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings, migrations: Path, description: str) -> None:
+        self.settings = settings
+        self.migrations = migrations
+        self.description = description
+        client_id = settings.kafka_client_id or f"instagen-{settings.service_name}"
+        self.producer = KafkaProducer(settings.kafka_bootstrap_servers, client_id=client_id)
+        self.dead_letters = DeadLetters(self.producer)
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            client_id=client_id,
+            consumer_only=True,  # every write goes through `self.producer`
+            allow_auto_create_topics=False,
+            apply_types=False,
+            graceful_timeout=20.0,
+            description=description,
+        )
+        self.pool: Any = None
+        self.processors: dict[str, BatchProcessor[Any]] = {}
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+
+    # --- wiring -------------------------------------------------------------------
+    def subscribe(self, subscription: Subscription[T]) -> None:
+        self.processors[subscription.topic] = subscribe(self.broker, subscription, self.dead_letters)
+
+    def writes(self, topic: str, payload: Any, description: str) -> Topic:
+        self.broker.publisher(topic, schema=payload, description=description, title=f"{topic}:publish")
+        return Topic(self, topic)
+
+    def on_start(self, hook: Hook) -> None:
+        """Run after the database, the producer and the subscriptions are up."""
+        self._on_start.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        """Run first at shutdown, before the subscriptions and connections close."""
+        self._on_stop.append(hook)
+
+    def asyncapi(self) -> dict[str, Any]:
+        spec = AsyncAPI(
+            self.broker,
+            title=f"InstaGen {self.settings.service_name} service",
+            version="1.0.0",
+            description=self.description,
+            schema_version="3.0.0",
+        )
+        document: dict[str, Any] = spec.to_specification().to_jsonable()
+        return document
+
+    # --- lifecycle ------------------------------------------------------------------
+    @asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        self.pool = await db.create_pool(self.settings.service_database)
+        await db.migrate(self.pool, self.migrations)
+        await self.producer.start()
+        await self.broker.start()
+        for hook in self._on_start:
+            await hook()
+        log.info("started", port=self.settings.http_port)
+        try:
+            yield
+        finally:
+            log.info("stopping")
+            for hook in reversed(self._on_stop):
+                await hook()
+            await self.broker.stop()  # waits for the batch in hand, which commits
+            await self.producer.stop()
+            await self.pool.close()
+            log.info("stopped")
+
+    def create_app(self) -> FastAPI:
+        return create_app(
+            title=f"InstaGen {self.settings.service_name} service",
+            description=self.description,
+            lifespan=self.lifespan,
+            readiness={"database": self._db_ready, "kafka": self.producer.ping},
+            asyncapi=self.asyncapi,
+        )
+
+    async def _db_ready(self) -> bool:
+        return self.pool is not None and await db.ping(self.pool)
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run the HTTP server; SIGTERM and SIGINT stop it cleanly through the lifespan."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_file)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=25,
+    )

@@ -1,0 +1,1 @@
+"""The audit service: who did what to which key, tamper-evident."""

@@ -1,0 +1,3 @@
+from services.audit.bootstrap import main
+
+main()

@@ -1,0 +1,3 @@
+from services.keys.bootstrap import main
+
+main()

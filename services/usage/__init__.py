@@ -1,0 +1,1 @@
+"""The usage service: per-key usage, alerts on unusual activity, optional containment."""

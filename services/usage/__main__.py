@@ -1,0 +1,3 @@
+from services.usage.bootstrap import main
+
+main()
