@@ -85,6 +85,7 @@ from contracts.keys import (
 from contracts.results import INVALID_COMMAND, CommandError, CommandResult, extract_command_id
 from contracts.topics import (
     ALL_TOPICS,
+    DLQ_CONSUMER_GROUP_HEADER,
     DLQ_ERROR_HEADER,
     DLQ_FAILED_AT_HEADER,
     DLQ_SOURCE_OFFSET_HEADER,
@@ -110,6 +111,7 @@ __all__ = [
     "COMMAND_ADAPTER",
     "COMMAND_TYPES",
     "DEVELOPMENT",
+    "DLQ_CONSUMER_GROUP_HEADER",
     "DLQ_ERROR_HEADER",
     "DLQ_FAILED_AT_HEADER",
     "DLQ_SOURCE_OFFSET_HEADER",

@@ -56,7 +56,7 @@ def _to_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """The one textual form of a time on the wire: six fractional digits and a trailing Z."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "+00:00"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 UtcDatetime = Annotated[

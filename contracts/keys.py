@@ -12,11 +12,14 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import (
     AfterValidator,
     Field,
+    GetJsonSchemaHandler,
     SerializerFunctionWrapHandler,
     TypeAdapter,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from contracts.base import ContractModel, Text, UtcDatetime
 
@@ -108,15 +111,25 @@ class KeyPatch(ContractModel):
     def _check_given_fields(self) -> KeyPatch:
         if not self.model_fields_set:
             raise ValueError(f"a patch must set at least one of: {', '.join(PATCHABLE_FIELDS)}")
-        for field in ("name", "scopes"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null (send [] to remove every scope)")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null: a key always has a name")
+        if "scopes" in self.model_fields_set and self.scopes is None:
+            raise ValueError("scopes cannot be null: send [] to remove every scope")
         return self
 
     @model_serializer(mode="wrap")
     def _given_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         dumped: dict[str, Any] = handler(self)
         return {name: value for name, value in dumped.items() if name in self.model_fields_set}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The serializer above hides the fields from pydantic; the output shape is the input's.
+        if handler.mode == "serialization":
+            return cls.model_json_schema(mode="validation")  # flat: no nested models to $ref
+        return handler(core_schema)
 
 
 PATCHABLE_FIELDS: Final = ("name", "description", "scopes", "rate_limit_per_hour", "expires_at")

@@ -33,6 +33,8 @@ DLQ_SOURCE_TOPIC_HEADER: Final = "dlq.source.topic"
 DLQ_SOURCE_PARTITION_HEADER: Final = "dlq.source.partition"
 DLQ_SOURCE_OFFSET_HEADER: Final = "dlq.source.offset"
 DLQ_FAILED_AT_HEADER: Final = "dlq.failed_at"
+DLQ_CONSUMER_GROUP_HEADER: Final = "dlq.consumer_group"
+"""Which consumer group refused it: a topic read by two services may dead-letter twice."""
 
 # Events carry these so a reader can route or skip without parsing the body.
 EVENT_TYPE_HEADER: Final = "event_type"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
 import subprocess
@@ -31,13 +32,21 @@ def fetch_jars() -> bool:
     if _MARKER.exists():
         return False
     if shutil.which("mvn") is None or shutil.which("java") is None:
-        raise SystemExit("kafka: needs `java` (17+) and `mvn` on PATH: apt-get install openjdk-17-jdk maven")
+        raise SystemExit(
+            "kafka: needs `java` (17+) and `mvn` on PATH: apt-get install openjdk-17-jdk maven"
+        )
     staging = paths.KAFKA_LIBS.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     result = subprocess.run(
         [
-            "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(paths.KAFKA_POM),
-            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            "mvn",
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            "-f",
+            str(paths.KAFKA_POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",
         ],
         capture_output=True,
@@ -45,7 +54,9 @@ def fetch_jars() -> bool:
         check=False,
     )
     if result.returncode != 0:
-        raise SystemExit(f"kafka: mvn could not resolve the broker's jars:\n{result.stdout}{result.stderr}")
+        raise SystemExit(
+            f"kafka: mvn could not resolve the broker's jars:\n{result.stdout}{result.stderr}"
+        )
     shutil.rmtree(paths.KAFKA_LIBS, ignore_errors=True)
     staging.rename(paths.KAFKA_LIBS)
     _MARKER.write_text("ok\n")
@@ -87,10 +98,16 @@ def _server_properties() -> Path:
 
 def _java(main: str, *args: str) -> list[str]:
     return [
-        "java", *HEAP.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "java",
+        *HEAP.split(),
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={paths.KAFKA_LOG4J}",
-        "-cp", f"{paths.KAFKA_LIBS}/*", main, *args,
+        "-cp",
+        f"{paths.KAFKA_LIBS}/*",
+        main,
+        *args,
     ]
 
 
@@ -102,7 +119,9 @@ def format_storage() -> bool:
         return False
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     subprocess.run(
-        _java("kafka.tools.StorageTool", "format", "--cluster-id", cluster_id, "--config", str(conf)),
+        _java(
+            "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id, "--config", str(conf)
+        ),
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -151,12 +170,9 @@ async def create_topics(bootstrap: str, topics: Iterable[str] = ALL_TOPICS) -> l
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(t, num_partitions=MIN_PARTITIONS, replication_factor=1) for t in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass  # another `make up` won the race
+            new = [NewTopic(t, MIN_PARTITIONS, replication_factor=1) for t in missing]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another `make up` won the race
+                await admin.create_topics(new)
         return missing
     finally:
         await admin.close()

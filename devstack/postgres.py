@@ -73,12 +73,21 @@ def init_cluster() -> bool:
     _chown(data, user)
     with tempfile.NamedTemporaryFile("w", delete=False, suffix=".pw") as pw:
         pw.write(PASSWORD + "\n")
-    os.chmod(pw.name, 0o644)  # noqa: S103 - read by initdb as the postgres user, removed below
+    os.chmod(pw.name, 0o644)
     try:
         subprocess.run(
             [
-                str(_bindir() / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={pw.name}",
-                "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-locale",
+                str(_bindir() / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                USER,
+                f"--pwfile={pw.name}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -119,7 +128,7 @@ async def wait_ready(url: str, timeout: float = 60.0) -> None:
     while asyncio.get_running_loop().time() < deadline:
         try:
             conn = await asyncpg.connect(url, timeout=5)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             last = exc
         else:
             await conn.close()

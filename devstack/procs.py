@@ -6,6 +6,7 @@ whatever it spawned (the JVM's children, uvicorn workers).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -113,10 +114,8 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # A group whose only members are zombies is gone for our purposes; reap our own.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     return _alive(pgid) or _group_has_live_member(pgid)
 
 
@@ -134,7 +133,5 @@ def _group_has_live_member(pgid: int) -> bool:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass

@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import ConsumerRecord
@@ -29,10 +29,15 @@ from pydantic import ValidationError
 
 from servicekit.kafka import DeadLetters
 from servicekit.logging import get_logger
-from servicekit.metrics import BATCH_RETRIES, BATCH_SECONDS, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
+from servicekit.metrics import (
+    BATCH_RETRIES,
+    BATCH_SECONDS,
+    MESSAGES_CONSUMED,
+    MESSAGES_DEAD_LETTERED,
+)
 
 T = TypeVar("T")
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 log = get_logger(__name__)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -58,7 +63,7 @@ class Received(Generic[T]):
     message: T
 
 
-def decode_error(exc: Exception) -> str:
+def decode_error(exc: BaseException) -> str:
     """One line that says why a message was refused, without echoing its content."""
     if isinstance(exc, ValidationError):
         parts = [
@@ -84,7 +89,7 @@ class Subscription(Generic[T]):
     """Answers an undecodable message itself (True) instead of dead-lettering it."""
     max_records: int = 500
     batch_timeout_ms: int = 50
-    auto_offset_reset: str = "earliest"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
 
 class BatchProcessor(Generic[T]):
@@ -114,12 +119,19 @@ class BatchProcessor(Generic[T]):
         BATCH_SECONDS.labels(self.sub.topic).observe(time.perf_counter() - started)
 
     async def _refuse(self, record: Record, reason: str) -> None:
-        if self.sub.on_invalid is not None and await self._retrying(self.sub.on_invalid, record, reason):
+        if self.sub.on_invalid is not None and await self._retrying(
+            self.sub.on_invalid, record, reason
+        ):
             return
-        await self._retrying(self.dead_letters.send, record, reason)
+        await self._retrying(self.dead_letters.send, record, reason, self.sub.group_id)
         MESSAGES_DEAD_LETTERED.labels(record.topic).inc()
-        log.warning("dead_lettered", topic=record.topic, partition=record.partition,
-                    offset=record.offset, reason=reason)
+        log.warning(
+            "dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+        )
 
     async def _handle(self, batch: list[Received[T]]) -> None:
         try:
@@ -128,8 +140,12 @@ class BatchProcessor(Generic[T]):
             if len(batch) == 1:
                 await self._refuse(batch[0].record, f"processing failed: {decode_error(exc)}")
                 return
-            log.warning("batch_failed_narrowing", topic=self.sub.topic, size=len(batch),
-                        error=decode_error(exc))
+            log.warning(
+                "batch_failed_narrowing",
+                topic=self.sub.topic,
+                size=len(batch),
+                error=decode_error(exc),
+            )
             for item in batch:
                 await self._handle([item])
 
@@ -140,8 +156,12 @@ class BatchProcessor(Generic[T]):
                 return await func(*args)
             except TRANSIENT_ERRORS as exc:
                 BATCH_RETRIES.labels(self.sub.topic).inc()
-                log.warning("transient_failure_retrying", topic=self.sub.topic,
-                            error=decode_error(exc), retry_in=delay)
+                log.warning(
+                    "transient_failure_retrying",
+                    topic=self.sub.topic,
+                    error=decode_error(exc),
+                    retry_in=delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
 
@@ -151,7 +171,9 @@ async def _raw_records(message: Any) -> Any:
     return message.raw_message
 
 
-async def _lenient_parser(records: tuple[Record, ...], original: Callable[..., Awaitable[Any]]) -> Any:
+async def _lenient_parser(
+    records: tuple[Record, ...], original: Callable[..., Awaitable[Any]]
+) -> Any:
     """FastStream's parser decodes headers as UTF-8; a record whose headers are not must
     still reach the handler (and the .dlq when its body is bad), so such headers are
     replaced with their decodable form instead of failing the whole batch."""
@@ -167,13 +189,15 @@ async def _lenient_parser(records: tuple[Record, ...], original: Callable[..., A
         return await original(cleaned)
 
 
-def subscribe(broker: KafkaBroker, sub: Subscription[T], dead_letters: DeadLetters) -> BatchProcessor[T]:
+def subscribe(
+    broker: KafkaBroker, sub: Subscription[T], dead_letters: DeadLetters
+) -> BatchProcessor[T]:
     """Register `sub` on the broker; returns its processor (for tests)."""
     processor = BatchProcessor(sub, dead_letters)
 
     async def consume(records: Any) -> None:
         await processor.process(records)
-        await context.get_local("message").ack()
+        await context.get_local("message").ack()  # type: ignore[attr-defined]
 
     consume.__annotations__ = {"records": list[sub.payload], "return": None}  # type: ignore[name-defined]
     consume.__name__ = f"consume_{sub.topic.replace('.', '_').replace('-', '_')}"
@@ -184,7 +208,7 @@ def subscribe(broker: KafkaBroker, sub: Subscription[T], dead_letters: DeadLette
         max_records=sub.max_records,
         batch_timeout_ms=sub.batch_timeout_ms,
         ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset=sub.auto_offset_reset,  # type: ignore[arg-type]
+        auto_offset_reset=sub.auto_offset_reset,
         decoder=_raw_records,
         parser=_lenient_parser,
         title=f"{sub.topic}:consume",

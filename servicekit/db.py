@@ -15,7 +15,9 @@ log = get_logger(__name__)
 _MIGRATION_LOCK = 0x1A57_0001  # advisory lock id: instances starting together migrate in turn
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10, wait: float = 60.0) -> Any:
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, wait: float = 60.0
+) -> Any:
     """Connect, retrying while the server is still starting (up to `wait` seconds)."""
     deadline = asyncio.get_running_loop().time() + wait
     while True:
@@ -45,9 +47,11 @@ async def migrate(pool: Any, directory: Path) -> list[str]:
                 " name text PRIMARY KEY, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
-            for path in sorted(directory.glob("[0-9][0-9][0-9]_*.sql")):
-                sql = path.read_text()
+            done = {
+                r["name"]: r["checksum"]
+                for r in await conn.fetch("SELECT * FROM schema_migrations")
+            }
+            for path, sql in _migration_files(directory):
                 checksum = hashlib.sha256(sql.encode()).hexdigest()
                 if path.name in done:
                     if done[path.name] != checksum:
@@ -57,7 +61,8 @@ async def migrate(pool: Any, directory: Path) -> list[str]:
                     await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
-                        path.name, checksum,
+                        path.name,
+                        checksum,
                     )
                 applied_now.append(path.name)
         finally:
@@ -65,6 +70,11 @@ async def migrate(pool: Any, directory: Path) -> list[str]:
     if applied_now:
         log.info("migrations_applied", files=applied_now)
     return applied_now
+
+
+def _migration_files(directory: Path) -> list[tuple[Path, str]]:
+    """The numbered SQL files in order, read once (a few small files, at start)."""
+    return [(p, p.read_text()) for p in sorted(directory.glob("[0-9][0-9][0-9]_*.sql"))]
 
 
 async def ping(pool: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Response
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,7 +39,6 @@ def create_app(
         description=description,
         version="1.0.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
 
@@ -48,17 +47,22 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/ready", tags=["operations"], summary="Broker and database answer (503 otherwise)")
-    async def ready() -> ORJSONResponse:
+    async def ready() -> JSONResponse:
         checks = {name: await check() for name, check in readiness.items()}
         ok = all(checks.values())
-        body = {"status": "ready" if ok else "unavailable", "checks": {k: "ok" if v else "down" for k, v in checks.items()}}
-        return ORJSONResponse(body, status_code=200 if ok else 503)
+        body = {
+            "status": "ready" if ok else "unavailable",
+            "checks": {k: "ok" if v else "down" for k, v in checks.items()},
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/asyncapi", tags=["operations"], summary="AsyncAPI document of the topics read and written")
+    @app.get(
+        "/asyncapi", tags=["operations"], summary="AsyncAPI document of the topics read and written"
+    )
     async def asyncapi_document() -> Response:
         return Response(orjson.dumps(asyncapi()), media_type="application/json")
 
@@ -104,9 +108,19 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = orjson.dumps({"error": {"code": "payload_too_large", "message": f"The body exceeds {limit} bytes."}})
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = orjson.dumps(
+        {"error": {"code": "payload_too_large", "message": f"The body exceeds {limit} bytes."}}
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -121,7 +135,10 @@ class RequestObservation:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        correlation = next((v.decode("latin-1")[:200] for k, v in scope["headers"] if k == b"x-correlation-id"), None)
+        correlation = next(
+            (v.decode("latin-1")[:200] for k, v in scope["headers"] if k == b"x-correlation-id"),
+            None,
+        )
         correlation = correlation or str(uuid.uuid4())
         scope.setdefault("state", {})["correlation_id"] = correlation
         clear_context()
@@ -133,7 +150,9 @@ class RequestObservation:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((b"x-correlation-id", correlation.encode("latin-1")))
+                message.setdefault("headers", []).append(
+                    (b"x-correlation-id", correlation.encode("latin-1"))
+                )
             await send(message)
 
         try:

@@ -16,8 +16,12 @@ from servicekit.consumer import Received
 async def record_consumed(conn: Any, batch: Sequence[Received[Any]]) -> int:
     """Insert the batch's positions; returns how many were new."""
     rows = [
-        (r.record.topic, r.record.partition, r.record.offset,
-         r.record.key.decode("utf-8", "replace") if r.record.key else None)
+        (
+            r.record.topic,
+            r.record.partition,
+            r.record.offset,
+            r.record.key.decode("utf-8", "replace") if r.record.key else None,
+        )
         for r in batch
     ]
     inserted: int = await conn.fetchval(
@@ -30,6 +34,9 @@ async def record_consumed(conn: Any, batch: Sequence[Received[Any]]) -> int:
         )
         SELECT count(*) FROM new
         """,
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
     )
     return inserted

@@ -13,8 +13,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from contracts.topics import (
+    DLQ_CONSUMER_GROUP_HEADER,
     DLQ_ERROR_HEADER,
     DLQ_FAILED_AT_HEADER,
     DLQ_SOURCE_OFFSET_HEADER,
@@ -61,11 +63,13 @@ class KafkaProducer:
 
     async def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()
-    ) -> None:
-        """Send and wait until the broker has it (acks=all)."""
-        await self._started.send_and_wait(topic, value, key=key, headers=list(headers))
+    ) -> RecordMetadata:
+        """Send and wait until the broker has it (acks=all); returns where it was written."""
+        return await self._started.send_and_wait(topic, value, key=key, headers=list(headers))
 
-    async def send_many(self, topic: str, messages: Sequence[tuple[bytes | None, bytes, Headers]]) -> None:
+    async def send_many(
+        self, topic: str, messages: Sequence[tuple[bytes | None, bytes, Headers]]
+    ) -> None:
         """Send a batch and wait for every acknowledgement; order per key is kept."""
         futures = [
             await self._started.send(topic, value, key=key, headers=list(headers))
@@ -91,16 +95,21 @@ class DeadLetters:
     def __init__(self, producer: KafkaProducer) -> None:
         self._producer = producer
 
-    async def send(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+    async def send(
+        self, record: ConsumerRecord[bytes, bytes], error: str, group: str | None
+    ) -> None:
         headers = [
             *(record.headers or ()),
+            (DLQ_CONSUMER_GROUP_HEADER, (group or "").encode()),
             (DLQ_ERROR_HEADER, _clip(error).encode()),
             (DLQ_SOURCE_TOPIC_HEADER, record.topic.encode()),
             (DLQ_SOURCE_PARTITION_HEADER, str(record.partition).encode()),
             (DLQ_SOURCE_OFFSET_HEADER, str(record.offset).encode()),
             (DLQ_FAILED_AT_HEADER, datetime.now(UTC).isoformat().encode()),
         ]
-        await self._producer.send(dlq(record.topic), record.value or b"", key=record.key, headers=headers)
+        await self._producer.send(
+            dlq(record.topic), record.value or b"", key=record.key, headers=headers
+        )
 
 
 def _clip(error: str) -> str:

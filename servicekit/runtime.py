@@ -7,7 +7,9 @@ and routes, and hands the app to `serve`. Nothing connects before the app starts
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,6 +62,8 @@ class Runtime:
             apply_types=False,
             graceful_timeout=20.0,
             description=description,
+            logger=logging.getLogger("faststream"),  # JSON lines through servicekit.logging
+            log_level=logging.DEBUG,  # "Received"/"Processed" per batch: debug, not info
         )
         self.pool: Any = None
         self.processors: dict[str, BatchProcessor[Any]] = {}
@@ -68,10 +72,14 @@ class Runtime:
 
     # --- wiring -------------------------------------------------------------------
     def subscribe(self, subscription: Subscription[T]) -> None:
-        self.processors[subscription.topic] = subscribe(self.broker, subscription, self.dead_letters)
+        self.processors[subscription.topic] = subscribe(
+            self.broker, subscription, self.dead_letters
+        )
 
     def writes(self, topic: str, payload: Any, description: str) -> Topic:
-        self.broker.publisher(topic, schema=payload, description=description, title=f"{topic}:publish")
+        self.broker.publisher(
+            topic, schema=payload, description=description, title=f"{topic}:publish"
+        )
         return Topic(self, topic)
 
     def on_start(self, hook: Hook) -> None:
@@ -130,7 +138,7 @@ class Runtime:
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run the HTTP server; SIGTERM and SIGINT stop it cleanly through the lifespan."""
     configure_logging(settings.service_name, settings.log_level, settings.log_file)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -140,3 +148,17 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         http="httptools",
         timeout_graceful_shutdown=25,
     )
+    _Server(config).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after a graceful shutdown, so the process would report
+    "killed by signal"; a stop that completed cleanly exits 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()

@@ -23,4 +23,3 @@ def build(settings: KeysSettings) -> FastAPI:
 def main() -> None:
     settings = load_settings(KeysSettings)
     serve(build(settings), settings)
-

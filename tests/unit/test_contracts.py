@@ -56,6 +56,7 @@ from contracts import (
     RevokeKeyData,
     RotateKeyData,
     Severity,
+    UpdateKey,
     UsageRecord,
     dlq,
     event_headers,
@@ -670,6 +671,9 @@ def test_json_schemas_describe_every_topic_and_are_written_as_json(tmp_path: Pat
     assert "event_type" in created["required"]
     assert created["properties"]["actor"]  # field descriptions reach the schema
     assert "from" in schemas["usage.alerts"]["$defs"]["AlertWindow"]["properties"]
+    # What a producer writes (serialization schema, used for AsyncAPI) names the patch fields.
+    written_patch = json.dumps(UpdateKey.model_json_schema(mode="serialization"))
+    assert '"rate_limit_per_hour"' in written_patch
     assert main([str(tmp_path / "out")]) == 0
     for topic in PRIMARY_TOPICS:
         written = json.loads((tmp_path / "out" / f"{topic}.schema.json").read_text())

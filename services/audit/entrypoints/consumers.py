@@ -26,10 +26,28 @@ def subscriptions(runtime: Runtime) -> list[Subscription[Any]]:
             await record_consumed(conn, batch)
 
     return [
-        Subscription(KEYS_EVENTS, GROUP_ID, EVENT_ADAPTER.validate_json, record, Event,
-                     "Every change to every key."),
-        Subscription(KEYS_COMMAND_RESULTS, GROUP_ID, CommandResult.model_validate_json, record,
-                     CommandResult, "Command outcomes; rejected commands are audited too."),
-        Subscription(USAGE_ALERTS, GROUP_ID, Alert.model_validate_json, record, Alert,
-                     "Alerts raised on unusual key activity."),
+        Subscription(
+            KEYS_EVENTS,
+            GROUP_ID,
+            EVENT_ADAPTER.validate_json,
+            record,
+            Event,
+            "Every change to every key.",
+        ),
+        Subscription(
+            KEYS_COMMAND_RESULTS,
+            GROUP_ID,
+            CommandResult.model_validate_json,
+            record,
+            CommandResult,
+            "Command outcomes; rejected commands are audited too.",
+        ),
+        Subscription(
+            USAGE_ALERTS,
+            GROUP_ID,
+            Alert.model_validate_json,
+            record,
+            Alert,
+            "Alerts raised on unusual key activity.",
+        ),
     ]

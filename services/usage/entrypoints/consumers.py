@@ -18,8 +18,21 @@ def subscriptions(runtime: Runtime) -> list[Subscription[Any]]:
             await record_consumed(conn, batch)
 
     return [
-        Subscription(USAGE_RECORDS, GROUP_ID, UsageRecord.model_validate_json, record, UsageRecord,
-                     "One record per API request, from the gateways.", max_records=2000),
-        Subscription(KEYS_EVENTS, GROUP_ID, EVENT_ADAPTER.validate_json, record, Event,
-                     "Key status, environment and limits, for the usage read model."),
+        Subscription(
+            USAGE_RECORDS,
+            GROUP_ID,
+            UsageRecord.model_validate_json,
+            record,
+            UsageRecord,
+            "One record per API request, from the gateways.",
+            max_records=2000,
+        ),
+        Subscription(
+            KEYS_EVENTS,
+            GROUP_ID,
+            EVENT_ADAPTER.validate_json,
+            record,
+            Event,
+            "Key status, environment and limits, for the usage read model.",
+        ),
     ]

@@ -1,0 +1,50 @@
+# The local stack and the project's gates. `make up` then `make test` is all a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+ACCOUNT ?= demo
+
+.PHONY: install up down clean status test test-unit lint bench admin-key schemas
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python >= 3.11 is needed (found $$($(PYTHON) --version))"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+up: $(INSTALLED)
+	@$(PY) -m devstack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "nothing to stop (no $(VENV))"; fi
+
+clean:
+	@if [ -x $(PY) ]; then $(PY) -m devstack clean; else rm -rf .data .run; fi
+
+status: $(INSTALLED)
+	@$(PY) -m devstack status
+
+test: $(INSTALLED)
+	@$(PY) -m devstack up
+	@$(PY) -m pytest
+
+test-unit: $(INSTALLED)
+	@$(PY) -m pytest tests/unit
+
+lint: $(INSTALLED)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy .
+
+bench: $(INSTALLED)
+	@$(PY) -m devstack up
+	@$(PY) -m bench
+
+schemas: $(INSTALLED)
+	@$(PY) -m contracts.schema docs/schemas

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real stack, and clients for its broker, databases and services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from servicekit.kafka import KafkaProducer
+from tests.support.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session")
+async def stack() -> AsyncIterator[Stack]:
+    running = await start_stack()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+async def producer(stack: Stack) -> AsyncIterator[KafkaProducer]:
+    """The project's own producer, as the services use it."""
+    kafka_producer = KafkaProducer(stack.kafka, client_id="instagen-tests")
+    await kafka_producer.start()
+    yield kafka_producer
+    await kafka_producer.stop()
+
+
+@pytest.fixture(scope="session")
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[dict[str, asyncpg.Connection]]:
+    """One connection to each service's database, for checking effects."""
+    conns = {
+        name: await asyncpg.connect(stack.database(name)) for name in ("keys", "audit", "usage")
+    }
+    yield conns
+    for conn in conns.values():
+        await conn.close()

@@ -1,0 +1,125 @@
+"""A message that is not a valid contract goes to `<topic>.dlq` with the reason and where it
+came from; the service keeps consuming and the next valid message takes effect."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from contracts import (
+    DLQ_ERROR_HEADER,
+    DLQ_SOURCE_OFFSET_HEADER,
+    DLQ_SOURCE_PARTITION_HEADER,
+    DLQ_SOURCE_TOPIC_HEADER,
+    INVALID_COMMAND,
+    KEYS_COMMAND_RESULTS,
+    KEYS_COMMANDS,
+    KEYS_EVENTS,
+    USAGE_ALERTS,
+    USAGE_RECORDS,
+    CommandResult,
+    ContractModel,
+    dlq,
+)
+from contracts.examples import (
+    example_alert,
+    example_commands,
+    example_events,
+    example_results,
+    example_usage_record,
+)
+from contracts.topics import DLQ_CONSUMER_GROUP_HEADER
+from servicekit.kafka import KafkaProducer
+from tests.support.kafka import TopicTail, header
+from tests.support.stack import Stack
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.stack
+
+
+def _valid(topic: str) -> ContractModel:
+    account = f"dlq-{uuid.uuid4().hex[:8]}"
+    examples: dict[str, Any] = {
+        KEYS_COMMANDS: lambda: example_commands(account_id=account)[1],
+        KEYS_EVENTS: lambda: example_events(account_id=account)[0],
+        KEYS_COMMAND_RESULTS: lambda: example_results()[0],
+        USAGE_RECORDS: lambda: example_usage_record(account_id=account),
+        USAGE_ALERTS: lambda: example_alert(account_id=account),
+    }
+    message: ContractModel = examples[topic]()
+    return message
+
+
+# (topic, the service that consumes it under that consumer group)
+CONSUMERS = [
+    (KEYS_COMMANDS, "keys"),
+    (KEYS_EVENTS, "audit"),
+    (KEYS_EVENTS, "usage"),
+    (KEYS_COMMAND_RESULTS, "audit"),
+    (USAGE_RECORDS, "usage"),
+    (USAGE_ALERTS, "audit"),
+]
+
+
+@pytest.mark.parametrize(("topic", "service"), CONSUMERS, ids=[f"{t}->{s}" for t, s in CONSUMERS])
+async def test_a_malformed_message_is_dead_lettered_and_consumption_goes_on(
+    stack: Stack,
+    producer: KafkaProducer,
+    db: dict[str, asyncpg.Connection],
+    topic: str,
+    service: str,
+) -> None:
+    poison = b'{"this is": not json ' + uuid.uuid4().hex.encode()
+    async with TopicTail(stack.kafka, dlq(topic)) as dead:
+        written = await producer.send(topic, poison, key=b"poison")
+        records = await dead.collect(
+            lambda rs: any(
+                r.value == poison and header(r, DLQ_CONSUMER_GROUP_HEADER) == service for r in rs
+            )
+        )
+    letter = next(
+        r for r in records if r.value == poison and header(r, DLQ_CONSUMER_GROUP_HEADER) == service
+    )
+    assert header(letter, DLQ_SOURCE_TOPIC_HEADER) == topic
+    assert header(letter, DLQ_SOURCE_PARTITION_HEADER) == str(written.partition)
+    assert header(letter, DLQ_SOURCE_OFFSET_HEADER) == str(written.offset)
+    error = header(letter, DLQ_ERROR_HEADER) or ""
+    assert "json" in error.lower(), error
+    assert letter.key == b"poison"
+
+    valid = await producer.send(topic, _valid(topic).model_dump_json().encode(), key=b"valid")
+
+    async def took_effect() -> bool:
+        found = await db[service].fetchval(
+            "SELECT count(*) FROM consumed_messages"
+            ' WHERE topic = $1 AND partition = $2 AND "offset" = $3',
+            topic,
+            valid.partition,
+            valid.offset,
+        )
+        return bool(found)
+
+    await wait_until(took_effect, what=f"{service} to take effect of the valid message on {topic}")
+
+
+async def test_a_broken_command_with_a_readable_id_is_rejected_not_dead_lettered(
+    stack: Stack, producer: KafkaProducer
+) -> None:
+    command_id = uuid.uuid4()
+    broken = (
+        f'{{"command_id": "{command_id}", "command_type": "DisableKey", "account_id": 42}}'.encode()
+    )
+    async with TopicTail(stack.kafka, KEYS_COMMAND_RESULTS) as results:
+        await producer.send(KEYS_COMMANDS, broken, key=str(command_id).encode())
+        records = await results.collect(
+            lambda rs: any(r.key == str(command_id).encode() for r in rs)
+        )
+    result = CommandResult.model_validate_json(
+        next(r.value for r in records if r.key == str(command_id).encode())
+    )
+    assert result.status == "rejected"
+    assert result.error is not None and result.error.code == INVALID_COMMAND
+    assert result.command_id == command_id

@@ -1,0 +1,115 @@
+"""What every service process offers operators: health, readiness, metrics, API documents,
+a clean stop on SIGTERM, and a one-line refusal of a malformed setting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts import KEYS_COMMANDS, KEYS_EVENTS, USAGE_RECORDS
+from tests.support.processes import ROOT, free_port, service_env, spawn
+from tests.support.stack import Stack
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.stack
+SERVICES = ("keys", "audit", "usage")
+READS = {"keys": {KEYS_COMMANDS}, "audit": {KEYS_EVENTS}, "usage": {USAGE_RECORDS, KEYS_EVENTS}}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_each_service_answers_the_operational_endpoints(
+    stack: Stack, http: httpx.AsyncClient, service: str
+) -> None:
+    base = stack.url(service)
+    assert (await http.get(f"{base}/health")).json() == {"status": "ok"}
+    ready = await http.get(f"{base}/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+    metrics = await http.get(f"{base}/metrics")
+    assert metrics.status_code == 200
+    assert "instagen_http_requests_total" in metrics.text
+    assert (await http.get(f"{base}/docs")).status_code == 200
+    openapi = (await http.get(f"{base}/openapi.json")).json()
+    assert "/ready" in openapi["paths"]
+    asyncapi = (await http.get(f"{base}/asyncapi")).json()
+    addresses = {channel["address"] for channel in asyncapi["channels"].values()}
+    assert READS[service] <= addresses
+
+
+async def test_an_unknown_route_answers_the_error_shape(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    response = await http.get(f"{stack.url('keys')}/no/such/route")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_an_oversize_body_is_refused_with_413(stack: Stack, http: httpx.AsyncClient) -> None:
+    response = await http.post(f"{stack.url('keys')}/health", content=b"x" * (1024 * 1024))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KEYS_HTTP_PORT", "eighty"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "not a host list"),
+        ("DATABASE_URL", "mysql://somewhere/db"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_a_malformed_setting_stops_the_service_with_one_line_naming_it(
+    stack: Stack, variable: str, value: str
+) -> None:
+    env = service_env(stack, **{variable: value})
+    done = subprocess.run(
+        [sys.executable, "-m", "services.keys"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+async def test_sigterm_stops_a_service_cleanly(
+    stack: Stack, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "usage.log"
+    proc = spawn("usage", service_env(stack, USAGE_HTTP_PORT=str(port)), log)
+    try:
+
+        async def ready() -> bool:
+            try:
+                return (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(ready, timeout=60, what="the second usage instance to be ready")
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0
+    events = [
+        json.loads(line).get("event")
+        for line in log.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert "stopping" in events and "stopped" in events
