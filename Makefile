@@ -46,5 +46,8 @@ bench: $(INSTALLED)
 	@$(PY) -m devstack up
 	@$(PY) -m bench
 
+admin-key: $(INSTALLED)
+	@$(PY) -m devstack admin-key $(ACCOUNT)
+
 schemas: $(INSTALLED)
 	@$(PY) -m contracts.schema docs/schemas

@@ -6,10 +6,11 @@ import functools
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +28,12 @@ class Environment:
     kafka_bootstrap: str
     timestamp: str
     git_commit: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Environment:
+        """Tolerant of results saved before a field was added (it reads as None)."""
+        known: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
+        return cls(**known)
 
 
 def capture_environment(kafka_bootstrap: str) -> Environment:

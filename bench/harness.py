@@ -13,10 +13,11 @@ import inspect
 import json
 import os
 import pkgutil
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -89,9 +90,16 @@ class BenchResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BenchResult:
-        fields = {k: v for k, v in data.items() if k not in ("figures", "environment")}
-        figures = [Figure(**{k: v for k, v in f.items() if k != "met"}) for f in data["figures"]]
-        return cls(**fields, figures=figures, environment=Environment(**data["environment"]))
+        figure_keys = {f.name for f in fields(Figure)}
+        return cls(
+            name=data["name"],
+            figures=[Figure(**{k: f[k] for k in figure_keys if k in f}) for f in data["figures"]],
+            environment=Environment.from_json(data.get("environment", {})),
+            params=data.get("params", {}),
+            quick=data.get("quick", False),
+            duration_s=data.get("duration_s", 0.0),
+            error=data.get("error"),
+        )
 
     def figure(self, metric: str) -> Figure | None:
         return next((f for f in self.figures if f.metric == metric), None)
@@ -169,10 +177,15 @@ def discover() -> dict[str, BenchFn]:
 
 
 def load_result(name: str, results_dir: Path = RESULTS_DIR) -> BenchResult | None:
+    """The saved result of `name`, or None when there is none (or it cannot be read)."""
     path = results_dir / f"{name}.json"
-    if not path.exists():
+    try:
+        return BenchResult.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
         return None
-    return BenchResult.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"bench: ignoring {path}: {exc!r}", file=sys.stderr)
+        return None
 
 
 def run(names: Iterable[str], settings: BenchSettings) -> list[BenchResult]:

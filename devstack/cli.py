@@ -7,7 +7,9 @@ import time
 
 import typer
 
-from devstack import kafka, postgres, services, stack
+from devstack import kafka, paths, postgres, services, stack
+
+DEMO_ACCOUNT = "demo"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -27,6 +29,18 @@ def up(infra_only: bool = typer.Option(False, help="Kafka and PostgreSQL only.")
     if not infra_only:
         for service in services.SERVICES:
             typer.echo(f"{service.name + ':':9} {service.url}  (docs {service.url}/docs)")
+        secret = services.demo_admin_key(DEMO_ACCOUNT, ends.kafka, ends.database_url)
+        typer.echo(
+            f"admin key of account {DEMO_ACCOUNT} (kept in {paths.admin_key_file(DEMO_ACCOUNT)}):"
+        )
+        typer.echo(secret)
+
+
+@app.command("admin-key")
+def admin_key(account: str) -> None:
+    """Create a key with every scope for ACCOUNT; prints it alone on the last line."""
+    ends = stack.endpoints_from_env()
+    typer.echo(services.create_admin_key(account, ends.kafka, ends.database_url).rstrip())
 
 
 @app.command()

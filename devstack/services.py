@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -64,21 +65,50 @@ def local_secrets() -> dict[str, str]:
     return values
 
 
-def service_env(kafka: str, database_url: str) -> dict[str, str]:
+def service_env(kafka: str, database_url: str, service: str) -> dict[str, str]:
+    """The environment of one service: each gets only its own secrets."""
     env = dict(os.environ)
     for name, value in local_secrets().items():
-        env.setdefault(name, value)
+        if name.startswith(f"{service.upper()}_"):
+            env.setdefault(name, value)
     env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
     env["DATABASE_URL"] = database_url
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def start(service: Service, env: dict[str, str]) -> bool:
+def start(service: Service, kafka: str, database_url: str) -> bool:
     if service.process.running():
         return False
+    env = service_env(kafka, database_url, service.name)
     service.process.start([sys.executable, "-m", f"services.{service.name}"], env=env)
     return True
+
+
+def create_admin_key(account: str, kafka: str, database_url: str) -> str:
+    """Run the keys CLI's admin-key; returns its output (the secret is the last line)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.keys.cli", "admin-key", account],
+        env=service_env(kafka, database_url, "keys"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"admin-key: {done.stdout}{done.stderr}".strip())
+    return done.stdout
+
+
+def demo_admin_key(account: str, kafka: str, database_url: str) -> str:
+    """The account's bootstrap key, created by the first `make up` and kept (mode 0600)."""
+    path = paths.admin_key_file(account)
+    if path.exists():
+        return path.read_text().strip()
+    secret = create_admin_key(account, kafka, database_url).strip().splitlines()[-1]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return secret
 
 
 async def wait_ready(service: Service, timeout: float = 60.0) -> None:

@@ -48,9 +48,8 @@ async def up_infra(ends: Endpoints) -> Endpoints:
 
 
 async def up_services(ends: Endpoints) -> Endpoints:
-    env = services.service_env(ends.kafka, ends.database_url)
     for service in services.SERVICES:
-        if services.start(service, env):
+        if services.start(service, ends.kafka, ends.database_url):
             ends.started.append(service.name)
     for service in services.SERVICES:
         await services.wait_ready(service)

@@ -23,7 +23,7 @@ from typing import Any, Generic, Literal, TypeAlias, TypeVar
 import asyncpg
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
-from faststream import AckPolicy, context
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
@@ -197,7 +197,8 @@ def subscribe(
 
     async def consume(records: Any) -> None:
         await processor.process(records)
-        await context.get_local("message").ack()  # type: ignore[attr-defined]
+        if sub.group_id is not None:  # a group-less reader (e.g. a cache listener) keeps no offsets
+            await broker.context.get_local("message").ack()
 
     consume.__annotations__ = {"records": list[sub.payload], "return": None}  # type: ignore[name-defined]
     consume.__name__ = f"consume_{sub.topic.replace('.', '_').replace('-', '_')}"

@@ -61,7 +61,14 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()[:20]
         ]
-        return error_response(422, "invalid_request", "The request is not valid.", details=details)
+        # One field at fault gets its own code (name_invalid, ...), as clients branch on it.
+        fields = {d["field"].split(".")[0] for d in details}
+        code = (
+            f"{fields.pop()}_invalid"
+            if len(fields) == 1 and "" not in fields
+            else "invalid_request"
+        )
+        return error_response(422, code, "The request is not valid.", details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

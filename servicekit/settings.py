@@ -30,8 +30,8 @@ def database_url_for(service: str, server_url: str) -> str:
 class ServiceSettings(BaseSettings):
     """Settings every service has; a subclass names the service and its HTTP port variable."""
 
-    service_name: ClassVar[str] = "service"
-    default_http_port: ClassVar[int] = 8000
+    service_name: ClassVar[str]
+    default_http_port: ClassVar[int]
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
@@ -41,7 +41,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(DEFAULT_SERVER_URL, description="server URL; see database_url_for")
     service_database_url: str | None = None
     http_host: str = "127.0.0.1"
-    http_port: int = Field(0, ge=0, le=65535)
+    http_port: int = Field(0, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_file: str | None = None
     kafka_client_id: str | None = None
@@ -50,15 +50,13 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _service_variables(cls, values: dict[str, Any]) -> dict[str, Any]:
         """Read `<SERVICE>_HTTP_PORT` and `<SERVICE>_DATABASE_URL` from the environment."""
+        # Only the per-service names count: a generic HTTP_PORT shared by three services on
+        # one host would put them all on one port.
         prefix = cls.service_name.upper()
-        port = os.environ.get(f"{prefix}_HTTP_PORT")
-        if port is not None:
-            values["http_port"] = port
-        elif not values.get("http_port"):
-            values["http_port"] = cls.default_http_port
-        url = os.environ.get(f"{prefix}_DATABASE_URL")
-        if url is not None:
-            values["service_database_url"] = url
+        values["http_port"] = os.environ.get(f"{prefix}_HTTP_PORT", cls.default_http_port)
+        values["service_database_url"] = os.environ.get(f"{prefix}_DATABASE_URL")
+        if isinstance(values.get("log_level"), str):
+            values["log_level"] = values["log_level"].upper()
         return values
 
     @property

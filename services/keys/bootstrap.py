@@ -4,20 +4,101 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 
+from contracts import KEYS_EVENTS, USAGE_RECORDS, Event, UsageRecord
+from servicekit.periodic import Periodic
 from servicekit.runtime import Runtime, serve
 from servicekit.settings import load_settings
-from services.keys.entrypoints.commands import command_subscription
+from services.keys.adapters import queries
+from services.keys.adapters.crypto import SecretHasher, SecretVault, decode_key_material
+from services.keys.adapters.publisher import EventPublisher
+from services.keys.app.activity import LastUsedTracker, RefusalReporter
+from services.keys.app.context import KeysContext
+from services.keys.app.expiry import expire_due_keys
+from services.keys.app.unit_of_work import KeysUnitOfWork
+from services.keys.app.use_cases import SecretTools
+from services.keys.app.verification import Verifier
+from services.keys.domain.recorded import RecordedEvent
+from services.keys.entrypoints.commands import cache_subscription, command_subscription
+from services.keys.entrypoints.http import build_router
 from services.keys.settings import KeysSettings
 
 DESCRIPTION = "The source of truth for InstaGen access keys: commands in, events out, verification."
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def secret_tools(settings: KeysSettings) -> SecretTools:
+    pepper = decode_key_material(
+        settings.keys_hash_pepper.get_secret_value(), "KEYS_HASH_PEPPER", None
+    )
+    master = decode_key_material(settings.keys_master_key.get_secret_value(), "KEYS_MASTER_KEY", 32)
+    return SecretTools(SecretHasher(pepper), SecretVault(master), settings.keys_reveal_enabled)
 
 
 def build(settings: KeysSettings) -> FastAPI:
-    runtime = Runtime(settings, Path(__file__).parent / "migrations", DESCRIPTION)
-    runtime.subscribe(command_subscription(runtime))
-    return runtime.create_app()
+    runtime = Runtime(settings, MIGRATIONS, DESCRIPTION)
+    tools = secret_tools(settings)
+
+    def pool() -> asyncpg.Pool:
+        return runtime.pool
+
+    uow = KeysUnitOfWork(pool)
+    verifier = Verifier(
+        tools.hasher,
+        lambda digest: queries.find_secret(pool(), digest),
+        ttl=settings.keys_cache_ttl_seconds,
+        negative_ttl=settings.keys_negative_cache_seconds,
+        max_entries=settings.keys_cache_max_entries,
+    )
+    reporter = RefusalReporter(
+        runtime.writes(
+            USAGE_RECORDS, UsageRecord, "Refused verifications of known keys (status 401)."
+        )
+    )
+    tracker = LastUsedTracker(lambda seen: queries.record_last_used(pool(), seen))
+    ctx = KeysContext(uow, tools, verifier, reporter, tracker, pool)
+    publisher = EventPublisher(
+        lambda: asyncpg.connect(settings.service_database),
+        runtime.writes(KEYS_EVENTS, Event, "Every change to every key, in stream order per key."),
+    )
+
+    async def after_commit(recorded: list[RecordedEvent]) -> None:
+        # This process refuses a changed key from the moment the change is acknowledged.
+        for event in recorded:
+            verifier.invalidate(event.key_id)
+        publisher.nudge()
+
+    uow.after_commit(after_commit)
+    runtime.subscribe(command_subscription(runtime, ctx))
+    runtime.subscribe(cache_subscription(ctx))
+
+    workers = [
+        Periodic("refusal-reporter", 0.2, reporter.flush),
+        Periodic("last-used-tracker", 5.0, tracker.flush),
+        Periodic(
+            "expiry-scheduler", settings.keys_expiry_interval_seconds, expire_due_keys(uow, pool)
+        ),
+    ]
+
+    async def start_workers() -> None:
+        publisher.start()
+        for worker in workers:
+            worker.start()
+
+    async def stop_workers() -> None:
+        for worker in workers:
+            await worker.stop(final_run=worker.name != "expiry-scheduler")
+        await publisher.stop()
+
+    runtime.on_start(start_workers)
+    runtime.on_stop(stop_workers)
+    app = runtime.create_app()
+    app.include_router(build_router(ctx))
+    app.state.keys = ctx
+    app.state.publisher = publisher
+    return app
 
 
 def main() -> None:

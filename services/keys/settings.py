@@ -4,9 +4,34 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field, SecretStr
+
 from servicekit.settings import ServiceSettings
 
 
 class KeysSettings(ServiceSettings):
     service_name: ClassVar[str] = "keys"
     default_http_port: ClassVar[int] = 8000
+
+    keys_hash_pepper: SecretStr = Field(
+        description="Key of the HMAC-SHA-256 lookup hash (>= 32 bytes; base64, hex or text)."
+    )
+    keys_master_key: SecretStr = Field(
+        description="AES-256-GCM key that seals secrets for reveal (32 bytes, base64 or hex)."
+    )
+    keys_reveal_enabled: bool = Field(
+        True, description="False for show-once deployments: a secret is shown only at creation."
+    )
+    keys_cache_ttl_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long a verification answer may be served from cache."
+    )
+    keys_negative_cache_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How long an unknown secret is answered without the database.",
+    )
+    keys_cache_max_entries: int = Field(200_000, ge=1000)
+    keys_expiry_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often the scheduler looks for keys whose time is up."
+    )

@@ -21,8 +21,12 @@ def test_up_again_while_up_changes_nothing(stack: Stack) -> None:
     before = {p.name: p.pid() for p in managed}
     assert all(before.values()), before
     done = subprocess.run(
-        [sys.executable, "-m", "devstack", "up"], cwd=ROOT, capture_output=True, text=True,
-        timeout=120, check=True,
+        [sys.executable, "-m", "devstack", "up"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert "started: nothing" in done.stdout
     assert {p.name: p.pid() for p in managed} == before

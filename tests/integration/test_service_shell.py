@@ -69,7 +69,7 @@ async def test_an_oversize_body_is_refused_with_413(stack: Stack, http: httpx.As
 def test_a_malformed_setting_stops_the_service_with_one_line_naming_it(
     stack: Stack, variable: str, value: str
 ) -> None:
-    env = service_env(stack, **{variable: value})
+    env = service_env(stack, "keys", **{variable: value})
     done = subprocess.run(
         [sys.executable, "-m", "services.keys"],
         env=env,
@@ -91,7 +91,7 @@ async def test_sigterm_stops_a_service_cleanly(
 ) -> None:
     port = free_port()
     log = tmp_path / "usage.log"
-    proc = spawn("usage", service_env(stack, USAGE_HTTP_PORT=str(port)), log)
+    proc = spawn("usage", service_env(stack, "usage", USAGE_HTTP_PORT=str(port)), log)
     try:
 
         async def ready() -> bool:

@@ -20,8 +20,8 @@ def free_port() -> int:
         return port
 
 
-def service_env(stack: Stack, **overrides: str) -> dict[str, str]:
-    env = services.service_env(stack.kafka, stack.database_url)
+def service_env(stack: Stack, service: str, **overrides: str) -> dict[str, str]:
+    env = services.service_env(stack.kafka, stack.database_url, service)
     env.update(overrides)
     return env
 

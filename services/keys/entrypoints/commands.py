@@ -1,40 +1,67 @@
-"""Kafka entrypoint: `keys.commands` in, results on `keys.command-results`."""
+"""Kafka entrypoints: commands from `keys.commands`, and every process's view of
+`keys.events` (to drop cached verifications of a key that changed elsewhere)."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 from contracts import (
+    EVENT_ADAPTER,
     INVALID_COMMAND,
     KEYS_COMMAND_RESULTS,
     KEYS_COMMANDS,
+    KEYS_EVENTS,
     Command,
     CommandResult,
+    Event,
     extract_command_id,
     parse_command,
 )
 from servicekit.consumer import Received, Record, Subscription
-from servicekit.inbox import record_consumed
+from servicekit.logging import bind_context
 from servicekit.runtime import Runtime
+from services.keys.app import commands
+from services.keys.app.context import KeysContext
+from services.keys.domain.recorded import Meta
 
 GROUP_ID = "keys"
 
 
-def command_subscription(runtime: Runtime) -> Subscription[Command]:
+def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Command]:
     results = runtime.writes(
         KEYS_COMMAND_RESULTS, CommandResult, "The outcome of each command, keyed by command_id."
     )
+
+    async def publish(result: CommandResult) -> None:
+        await results.send(result.model_dump_json().encode(), key=str(result.command_id).encode())
 
     async def reject_unreadable(record: Record, reason: str) -> bool:
         """A broken command with a readable command_id is answered, not dead-lettered."""
         command_id = extract_command_id(record.value or b"")
         if command_id is None:
             return False
-        result = CommandResult.rejected(command_id, INVALID_COMMAND, reason)
-        await results.send(result.model_dump_json().encode(), key=str(command_id).encode())
+        await publish(CommandResult.rejected(command_id, INVALID_COMMAND, reason))
         return True
 
+    async def apply_in_order(sequence: list[Command]) -> None:
+        for command in sequence:
+            bind_context(correlation_id=command.correlation_id or str(command.command_id))
+            meta = Meta(
+                actor=command.actor,
+                occurred_at=datetime.now(UTC),
+                correlation_id=command.correlation_id or str(command.command_id),
+                causation_id=str(command.command_id),
+            )
+            await publish(await commands.execute(ctx.uow, ctx.tools, command, meta))
+
     async def handle(batch: list[Received[Command]]) -> None:
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            await record_consumed(conn, batch)
+        # Commands on one key keep their order; different keys are applied concurrently.
+        by_key: dict[object, list[Command]] = {}
+        for item in batch:
+            command = item.message
+            by_key.setdefault(command.key_id or command.command_id, []).append(command)
+        await asyncio.gather(*(apply_in_order(sequence) for sequence in by_key.values()))
 
     return Subscription(
         topic=KEYS_COMMANDS,
@@ -44,4 +71,26 @@ def command_subscription(runtime: Runtime) -> Subscription[Command]:
         payload=Command,
         description="Commands from internal services (CreateKey, DisableKey, ...).",
         on_invalid=reject_unreadable,
+    )
+
+
+def cache_subscription(ctx: KeysContext) -> Subscription[Event]:
+    """Each process reads every event (no consumer group) from the moment it starts."""
+
+    async def invalidate(batch: list[Received[Event]]) -> None:
+        for item in batch:
+            ctx.verifier.invalidate(item.message.key_id)
+
+    async def ignore_invalid(record: Record, reason: str) -> bool:
+        return True  # the audit and usage groups dead-letter these; no need for a copy per process
+
+    return Subscription(
+        topic=KEYS_EVENTS,
+        group_id=None,
+        decode=EVENT_ADAPTER.validate_json,
+        handle=invalidate,
+        payload=Event,
+        description="Key changes made by other processes: their cached answers are dropped.",
+        on_invalid=ignore_invalid,
+        auto_offset_reset="latest",
     )

@@ -1,0 +1,1 @@
+"""What the key service plugs into the outside world: PostgreSQL, Kafka, cryptography."""

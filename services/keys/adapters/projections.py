@@ -1,0 +1,85 @@
+"""Read models: the current state of each key, and the lookup by secret hash.
+
+`project` runs in the append's transaction; `rebuild` drops both read models and runs
+the same `project` over every event, so the two paths cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services.keys.adapters import event_store
+from services.keys.domain.key import AccessKey, evolve
+from services.keys.domain.recorded import RecordedEvent
+
+_UPSERT_STATE = """
+INSERT INTO key_state (key_id, account_id, name, description, environment, scopes,
+    rate_limit_per_hour, expires_at, prefix, status, disabled_reason, grace_period_ends_at,
+    created_at, updated_at, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (key_id) DO UPDATE SET
+    name = EXCLUDED.name, description = EXCLUDED.description, scopes = EXCLUDED.scopes,
+    rate_limit_per_hour = EXCLUDED.rate_limit_per_hour, expires_at = EXCLUDED.expires_at,
+    prefix = EXCLUDED.prefix, status = EXCLUDED.status,
+    disabled_reason = EXCLUDED.disabled_reason,
+    grace_period_ends_at = EXCLUDED.grace_period_ends_at,
+    updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
+"""
+
+
+async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
+    """Bring the read models to `state`, the key's state after `event`."""
+    await conn.execute(
+        _UPSERT_STATE,
+        state.key_id,
+        state.account_id,
+        state.name,
+        state.description,
+        state.environment,
+        list(state.scopes),
+        state.rate_limit_per_hour,
+        state.expires_at,
+        state.prefix,
+        state.status,
+        state.disabled_reason,
+        state.grace_period_ends_at,
+        state.created_at,
+        state.updated_at,
+        state.version,
+    )
+    if event.event_type == "KeyRotated":
+        # The old secret stays valid until the grace period ends (at once without one).
+        await conn.execute(
+            "UPDATE key_lookup SET valid_until = $2 WHERE key_id = $1 AND valid_until IS NULL",
+            state.key_id,
+            state.grace_period_ends_at or event.occurred_at,
+        )
+    if event.secret_hash is not None:
+        await conn.execute(
+            "INSERT INTO key_lookup (secret_hash, key_id) VALUES ($1, $2)",
+            event.secret_hash,
+            state.key_id,
+        )
+
+
+async def rebuild(pool: Any, progress: Callable[[int, int], None] | None = None) -> int:
+    """Drop the read models and replay every event into them; returns the events replayed."""
+    async with pool.acquire() as conn, conn.transaction():
+        total = await conn.fetchval("SELECT count(*) FROM events")
+        await conn.execute("TRUNCATE key_state, key_lookup")
+        states: dict[Any, AccessKey] = {}
+        last_id, done = 0, 0
+        while True:
+            page = await event_store.all_events(conn, last_id, 2000)
+            if not page:
+                break
+            for row_id, event in page:
+                state = evolve(states.get(event.key_id), event)
+                states[event.key_id] = state
+                await project(conn, state, event)
+                last_id = row_id
+            done += len(page)
+            if progress is not None:
+                progress(done, total)
+    return done

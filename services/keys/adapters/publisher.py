@@ -1,0 +1,111 @@
+"""Puts every committed event on `keys.events`, at least once, in stream order per key.
+
+One keys process at a time is the publisher: it holds a PostgreSQL advisory lock on a
+connection of its own; when that process dies its connection closes, the lock is
+released, and another process takes over within `retry_seconds`. The publisher first
+sequences (gives committed events their global position), then sends events past its
+stored checkpoint, waits for the broker's acknowledgement, and only then moves the
+checkpoint. A crash between send and checkpoint re-sends: consumers deduplicate on
+`event_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from contracts import event_headers
+from servicekit.logging import get_logger
+from servicekit.runtime import Topic
+from services.keys.adapters import event_store
+
+log = get_logger(__name__)
+LOCK_ID = 0x1A57_0002
+CHECKPOINT = "keys.events"
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        topic: Topic,
+        batch_size: int = 1000,
+        idle_poll_seconds: float = 1.0,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self._connect = connect
+        self._topic = topic
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll_seconds
+        self._retry = retry_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.is_leader = False
+        self.published = 0
+
+    def nudge(self) -> None:
+        """Something was appended here: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-publisher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or broker went away: try again soon
+                log.warning("publisher_interrupted", error=f"{type(exc).__name__}: {exc}")
+            self.is_leader = False
+            await asyncio.sleep(self._retry)
+
+    async def _lead(self) -> None:
+        conn = await self._connect()
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
+                return  # another process publishes; we retry after `retry_seconds`
+            self.is_leader = True
+            log.info("publisher_leading")
+            await conn.add_listener(event_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            while True:
+                if await self._publish_once(conn) == 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+                if conn.is_closed():
+                    raise ConnectionError("lost the publisher's connection (and its lock)")
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _publish_once(self, conn: Any) -> int:
+        async with conn.transaction():
+            await event_store.sequence(conn)
+        checkpoint = await event_store.checkpoint(conn, CHECKPOINT)
+        events = await event_store.sequenced_after(conn, checkpoint, self._batch_size)
+        if not events:
+            return 0
+        messages = []
+        for event in events:
+            envelope = event.envelope()
+            messages.append(
+                (
+                    str(event.key_id).encode(),
+                    envelope.model_dump_json().encode(),
+                    event_headers(envelope),
+                )
+            )
+        await self._topic.send_many(messages)
+        await event_store.save_checkpoint(conn, CHECKPOINT, events[-1].position or checkpoint)
+        self.published += len(events)
+        return len(events)

@@ -1,0 +1,115 @@
+"""Read-side queries over the read models (no events folded here: that is the point)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from services.keys.app.verification import KnownSecret
+from services.keys.domain.key import AccessKey
+
+_KEY_COLUMNS = (
+    "k.key_id, k.account_id, k.name, k.description, k.environment, k.scopes,"
+    " k.rate_limit_per_hour, k.expires_at, k.prefix, k.status, k.disabled_reason,"
+    " k.grace_period_ends_at, k.created_at, k.updated_at, k.version, u.last_used_at"
+)
+
+
+def _key(row: Any) -> AccessKey:
+    return AccessKey(
+        key_id=row["key_id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        description=row["description"],
+        environment=row["environment"],
+        scopes=tuple(row["scopes"]),
+        rate_limit_per_hour=row["rate_limit_per_hour"],
+        expires_at=row["expires_at"],
+        prefix=row["prefix"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+        secret_hash=None,
+        grace_period_ends_at=row["grace_period_ends_at"],
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+async def get_key(
+    pool: Any, account_id: str, key_id: uuid.UUID
+) -> tuple[AccessKey, datetime | None] | None:
+    row = await pool.fetchrow(
+        f"SELECT {_KEY_COLUMNS} FROM key_state k LEFT JOIN key_last_used u USING (key_id)"
+        " WHERE k.key_id = $1 AND k.account_id = $2",
+        key_id,
+        account_id,
+    )
+    return None if row is None else (_key(row), row["last_used_at"])
+
+
+async def list_keys(
+    pool: Any,
+    account_id: str,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    status: str | None,
+) -> list[tuple[AccessKey, datetime | None]]:
+    """Newest first; `after` is the (created_at, key_id) of the last item already seen."""
+    rows = await pool.fetch(
+        f"SELECT {_KEY_COLUMNS} FROM key_state k LEFT JOIN key_last_used u USING (key_id)"
+        " WHERE k.account_id = $1 AND ($2::text IS NULL OR k.status = $2)"
+        " AND ($3::timestamptz IS NULL OR (k.created_at, k.key_id) < ($3, $4::uuid))"
+        " ORDER BY k.created_at DESC, k.key_id DESC LIMIT $5",
+        account_id,
+        status,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [(_key(r), r["last_used_at"]) for r in rows]
+
+
+async def find_secret(pool: Any, secret_hash: bytes) -> KnownSecret | None:
+    row = await pool.fetchrow(
+        "SELECT l.key_id, l.valid_until, k.account_id, k.environment, k.scopes,"
+        " k.rate_limit_per_hour, k.status, k.expires_at"
+        " FROM key_lookup l JOIN key_state k USING (key_id) WHERE l.secret_hash = $1",
+        secret_hash,
+    )
+    if row is None:
+        return None
+    return KnownSecret(
+        key_id=row["key_id"],
+        account_id=row["account_id"],
+        environment=row["environment"],
+        scopes=tuple(row["scopes"]),
+        rate_limit_per_hour=row["rate_limit_per_hour"],
+        status=row["status"],
+        expires_at=row["expires_at"],
+        valid_until=row["valid_until"],
+    )
+
+
+async def due_to_expire(pool: Any, now: datetime, limit: int = 200) -> list[uuid.UUID]:
+    rows = await pool.fetch(
+        "SELECT key_id FROM key_state WHERE status IN ('active', 'disabled')"
+        " AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        now,
+        limit,
+    )
+    return [r["key_id"] for r in rows]
+
+
+async def record_last_used(pool: Any, seen: dict[uuid.UUID, datetime]) -> None:
+    if not seen:
+        return
+    await pool.execute(
+        "INSERT INTO key_last_used (key_id, last_used_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::timestamptz[])"
+        " ON CONFLICT (key_id) DO UPDATE"
+        " SET last_used_at = greatest(key_last_used.last_used_at, EXCLUDED.last_used_at)",
+        list(seen),
+        list(seen.values()),
+    )

@@ -1,0 +1,90 @@
+"""What verification leaves behind: refusals of known keys on `usage.records` (so a leaked
+key that was disabled can be seen being tried), and when each key was last used."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from contracts import UsageRecord
+from servicekit.logging import get_logger
+from servicekit.runtime import Topic
+from services.keys.app.verification import KnownSecret
+
+log = get_logger(__name__)
+UNKNOWN_SOURCE_IP = "0.0.0.0"  # noqa: S104 - a placeholder address in a record, not a bind
+
+
+class RefusalReporter:
+    """Buffers refusals and sends them in batches; a full buffer drops the oldest."""
+
+    def __init__(self, topic: Topic, max_buffer: int = 50_000) -> None:
+        self._topic = topic
+        self._buffer: deque[UsageRecord] = deque(maxlen=max_buffer)
+        self.dropped = 0
+
+    def report(
+        self,
+        known: KnownSecret,
+        source_ip: str | None,
+        user_agent: str | None,
+        endpoint: str | None,
+    ) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            self.dropped += 1
+        record = UsageRecord(
+            record_id=uuid.uuid4(),
+            key_id=known.key_id,
+            account_id=known.account_id,
+            occurred_at=datetime.now(UTC),
+            source_ip=_address_or_unknown(source_ip),
+            user_agent=(user_agent or None) and user_agent[:500],
+            endpoint=(endpoint or "/v1/verify")[:200],
+            model=None,
+            status_code=401,
+            tokens_in=0,
+            tokens_out=0,
+            latency_ms=0.0,
+        )
+        self._buffer.append(record)
+
+    async def flush(self) -> None:
+        while self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), 1000))]
+            try:
+                await self._topic.send_many(
+                    [(str(r.key_id).encode(), r.model_dump_json().encode(), ()) for r in batch]
+                )
+            except Exception:
+                self._buffer.extendleft(reversed(batch))  # keep them for the next flush
+                raise
+
+
+def _address_or_unknown(text: str | None) -> str:
+    try:
+        return str(ipaddress.ip_address(text or ""))
+    except ValueError:
+        return UNKNOWN_SOURCE_IP
+
+
+class LastUsedTracker:
+    """Remembers the latest successful verification per key; flushed in one statement."""
+
+    def __init__(self, save: Callable[[dict[uuid.UUID, datetime]], Awaitable[None]]) -> None:
+        self._save = save
+        self._seen: dict[uuid.UUID, datetime] = {}
+
+    def touch(self, key_id: uuid.UUID) -> None:
+        self._seen[key_id] = datetime.now(UTC)
+
+    async def flush(self) -> None:
+        seen, self._seen = self._seen, {}
+        try:
+            await self._save(seen)
+        except Exception:
+            for key_id, at in seen.items():
+                self._seen[key_id] = max(at, self._seen.get(key_id, at))
+            raise

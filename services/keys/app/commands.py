@@ -1,0 +1,103 @@
+"""Commands from `keys.commands`: each applied once, whatever the redeliveries.
+
+The result is stored with the command in the transaction that appends its events, so a
+redelivered command (same `command_id`) gets the stored result and produces no events.
+A rejected command is stored too: repeating it yields the same rejection.
+"""
+
+from __future__ import annotations
+
+from contracts import (
+    Command,
+    CommandError,
+    CommandResult,
+    CreateKey,
+    DisableKey,
+    EnableKey,
+    RevokeKey,
+    RotateKey,
+    UpdateKey,
+)
+from services.keys.app import use_cases
+from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
+from services.keys.domain.errors import DomainError, VersionConflict
+from services.keys.domain.recorded import Meta
+
+
+async def _dispatch(
+    tx: KeysTransaction, tools: use_cases.SecretTools, command: Command, meta: Meta
+) -> use_cases.Outcome:
+    account = command.account_id
+    if isinstance(command, CreateKey):
+        return await use_cases.create(tx, tools, account, command.data, meta, key_id=command.key_id)
+    key_id = command.key_id
+    if key_id is None:
+        raise AssertionError("the contract requires key_id for every type but CreateKey")
+    if isinstance(command, UpdateKey):
+        return await use_cases.update(tx, account, key_id, command.data, meta)
+    if isinstance(command, DisableKey):
+        return await use_cases.disable(tx, account, key_id, command.data.reason, meta)
+    if isinstance(command, EnableKey):
+        return await use_cases.enable(tx, account, key_id, command.data.reason, meta)
+    if isinstance(command, RotateKey):
+        return await use_cases.rotate(
+            tx, tools, account, key_id, command.data.grace_period_seconds, meta
+        )
+    if isinstance(command, RevokeKey):
+        return await use_cases.revoke(tx, account, key_id, command.data.reason, meta)
+    raise AssertionError(f"unhandled command type {command.command_type}")
+
+
+def _accepted(command: Command, outcome: use_cases.Outcome) -> CommandResult:
+    prefix = outcome.key.prefix if isinstance(command, (CreateKey, RotateKey)) else None
+    return CommandResult(
+        command_id=command.command_id,
+        status="accepted",
+        key_id=outcome.key.key_id,
+        event_ids=[e.event_id for e in outcome.events],
+        prefix=prefix,
+    )
+
+
+def _rejected(command: Command, error: DomainError) -> CommandResult:
+    return CommandResult(
+        command_id=command.command_id,
+        status="rejected",
+        key_id=command.key_id,
+        error=CommandError(code=error.code, message=error.message[:2000]),
+    )
+
+
+async def execute(
+    uow: KeysUnitOfWork, tools: use_cases.SecretTools, command: Command, meta: Meta
+) -> CommandResult:
+    """Apply `command` once; returns its (possibly stored) result."""
+
+    async def attempt(tx: KeysTransaction) -> CommandResult:
+        stored = await tx.command_result(command.command_id)
+        if stored is not None:
+            return stored
+        outcome = await _dispatch(tx, tools, command, meta)
+        result = _accepted(command, outcome)
+        await tx.save_command_result(
+            command.command_id, command.account_id, command.command_type, result
+        )
+        return result
+
+    try:
+        return await use_cases.in_transaction(uow, attempt)
+    except VersionConflict:
+        raise  # still conflicting after every retry: let the consumer retry the batch
+    except DomainError as error:
+        result = _rejected(command, error)
+
+    async def store_rejection(tx: KeysTransaction) -> CommandResult:
+        stored = await tx.command_result(command.command_id)
+        if stored is not None:
+            return stored
+        await tx.save_command_result(
+            command.command_id, command.account_id, command.command_type, result
+        )
+        return result
+
+    return await use_cases.in_transaction(uow, store_rejection)

@@ -1,0 +1,112 @@
+"""The unit of work: one PostgreSQL transaction that owns an append, its read-model
+updates, the sealed secret and the command's idempotency record, and runs the
+after-commit callbacks (cache invalidation, publisher wake-up) only once it committed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from contracts import CommandResult
+from services.keys.adapters import event_store, projections
+from services.keys.domain.errors import VersionConflict
+from services.keys.domain.key import AccessKey, evolve, replay
+from services.keys.domain.recorded import Change, Meta, RecordedEvent
+
+AfterCommit = Callable[[list[RecordedEvent]], Awaitable[None]]
+
+
+class KeysTransaction:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.recorded: list[RecordedEvent] = []
+
+    async def load(self, key_id: uuid.UUID) -> AccessKey | None:
+        """The key's current state, folded from its events (the source of truth)."""
+        return replay(await event_store.stream(self.conn, key_id))
+
+    async def append(
+        self,
+        key: AccessKey | None,
+        key_id: uuid.UUID,
+        account_id: str,
+        changes: Sequence[Change],
+        meta: Meta,
+    ) -> AccessKey:
+        """Append after the version `key` was loaded at; update the read models."""
+        recorded = await event_store.append(
+            self.conn, key_id, account_id, key.version if key else 0, changes, meta
+        )
+        state = key
+        for event in recorded:
+            state = evolve(state, event)
+            await projections.project(self.conn, state, event)
+        self.recorded.extend(recorded)
+        if state is None:
+            raise ValueError("append needs at least one change")
+        return state
+
+    # --- the sealed secret (outside the event store, destroyed on revoke) ---------------
+    async def seal(self, key_id: uuid.UUID, sealed: bytes) -> None:
+        await self.conn.execute(
+            "INSERT INTO key_vault (key_id, sealed) VALUES ($1, $2)"
+            " ON CONFLICT (key_id) DO UPDATE SET sealed = EXCLUDED.sealed, sealed_at = now()",
+            key_id,
+            sealed,
+        )
+
+    async def sealed(self, key_id: uuid.UUID) -> bytes | None:
+        value: bytes | None = await self.conn.fetchval(
+            "SELECT sealed FROM key_vault WHERE key_id = $1", key_id
+        )
+        return value
+
+    async def destroy_secret(self, key_id: uuid.UUID) -> None:
+        await self.conn.execute("DELETE FROM key_vault WHERE key_id = $1", key_id)
+
+    # --- idempotency of commands --------------------------------------------------------
+    async def command_result(self, command_id: uuid.UUID) -> CommandResult | None:
+        raw = await self.conn.fetchval(
+            "SELECT result FROM processed_commands WHERE command_id = $1", command_id
+        )
+        return None if raw is None else CommandResult.model_validate_json(raw)
+
+    async def save_command_result(
+        self, command_id: uuid.UUID, account_id: str, command_type: str, result: CommandResult
+    ) -> None:
+        try:
+            await self.conn.execute(
+                "INSERT INTO processed_commands (command_id, account_id, command_type, result)"
+                " VALUES ($1, $2, $3, $4::jsonb)",
+                command_id,
+                account_id,
+                command_type,
+                result.model_dump_json(),
+            )
+        except asyncpg.UniqueViolationError:
+            # Another process applied the same command concurrently; the retry reads its result.
+            raise VersionConflict(f"command {command_id} was processed concurrently") from None
+
+
+class KeysUnitOfWork:
+    def __init__(self, pool: Callable[[], Any]) -> None:
+        self._pool = pool
+        self._after_commit: list[AfterCommit] = []
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        """Run after every commit that appended events (e.g. drop cached verifications)."""
+        self._after_commit.append(callback)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[KeysTransaction]:
+        async with self._pool().acquire() as conn:
+            tx = KeysTransaction(conn)
+            async with conn.transaction():
+                yield tx
+        if tx.recorded:
+            for callback in self._after_commit:
+                await callback(tx.recorded)

@@ -1,0 +1,189 @@
+"""What each request does to a key, inside a transaction the caller owns.
+
+Each use case loads the key from its events, asks the aggregate whether the change is
+allowed, and appends what it decided. A concurrent change to the same key makes the
+append fail with VersionConflict; `in_transaction` then runs the whole decision again
+on the fresh state (unless the caller pinned a version with If-Match).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from contracts import KeyAttributes, KeyPatch
+from services.keys.adapters.crypto import SecretHasher, SecretVault
+from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
+from services.keys.domain import errors
+from services.keys.domain.key import AccessKey, create_key
+from services.keys.domain.recorded import Change, Meta, RecordedEvent
+from services.keys.domain.secret import NewSecret, generate_secret
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class SecretTools:
+    hasher: SecretHasher
+    vault: SecretVault
+    reveal_enabled: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: AccessKey
+    events: list[RecordedEvent]
+    secret: NewSecret | None = None
+    """Only for create, rotate and reveal: handed to the caller, never stored in clear."""
+
+
+async def in_transaction(
+    uow: KeysUnitOfWork,
+    work: Callable[[KeysTransaction], Awaitable[T]],
+    retry_conflicts: bool = True,
+) -> T:
+    attempts = MAX_ATTEMPTS if retry_conflicts else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            async with uow.transaction() as tx:
+                return await work(tx)
+        except errors.VersionConflict:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def owned_key(tx: KeysTransaction, account_id: str, key_id: uuid.UUID) -> AccessKey:
+    """The key, if it belongs to `account_id`; another account's key does not exist."""
+    key = await tx.load(key_id)
+    if key is None or key.account_id != account_id:
+        raise errors.KeyNotFound(f"no key {key_id} in this account")
+    return key
+
+
+def _pinned(key: AccessKey, expected_version: int | None) -> None:
+    if expected_version is not None and key.version != expected_version:
+        raise errors.VersionConflict(
+            f"key {key.key_id} is at version {key.version}, not {expected_version}"
+        )
+
+
+async def _apply(tx: KeysTransaction, key: AccessKey, change: Change, meta: Meta) -> Outcome:
+    state = await tx.append(key, key.key_id, key.account_id, [change], meta)
+    return Outcome(state, tx.recorded[-1:])
+
+
+async def create(
+    tx: KeysTransaction,
+    tools: SecretTools,
+    account_id: str,
+    attributes: KeyAttributes,
+    meta: Meta,
+    key_id: uuid.UUID | None = None,
+) -> Outcome:
+    key_id = key_id or uuid.uuid4()
+    if await tx.load(key_id) is not None:
+        raise errors.KeyAlreadyExists(f"key {key_id} exists already")
+    secret = generate_secret(attributes.environment)
+    change = create_key(
+        attributes, secret.prefix, tools.hasher.digest(secret.plaintext), meta.occurred_at
+    )
+    state = await tx.append(None, key_id, account_id, [change], meta)
+    await tx.seal(key_id, tools.vault.seal(key_id, secret.plaintext))
+    return Outcome(state, list(tx.recorded), secret)
+
+
+async def update(
+    tx: KeysTransaction,
+    account_id: str,
+    key_id: uuid.UUID,
+    patch: KeyPatch,
+    meta: Meta,
+    expected_version: int | None = None,
+) -> Outcome:
+    key = await owned_key(tx, account_id, key_id)
+    _pinned(key, expected_version)
+    return await _apply(tx, key, key.update(patch, meta.occurred_at), meta)
+
+
+async def disable(
+    tx: KeysTransaction,
+    account_id: str,
+    key_id: uuid.UUID,
+    reason: str,
+    meta: Meta,
+    expected_version: int | None = None,
+) -> Outcome:
+    key = await owned_key(tx, account_id, key_id)
+    _pinned(key, expected_version)
+    return await _apply(tx, key, key.disable(reason, meta.occurred_at), meta)
+
+
+async def enable(
+    tx: KeysTransaction,
+    account_id: str,
+    key_id: uuid.UUID,
+    reason: str | None,
+    meta: Meta,
+    expected_version: int | None = None,
+) -> Outcome:
+    key = await owned_key(tx, account_id, key_id)
+    _pinned(key, expected_version)
+    return await _apply(tx, key, key.enable(reason, meta.occurred_at), meta)
+
+
+async def rotate(
+    tx: KeysTransaction,
+    tools: SecretTools,
+    account_id: str,
+    key_id: uuid.UUID,
+    grace_period_seconds: int,
+    meta: Meta,
+) -> Outcome:
+    key = await owned_key(tx, account_id, key_id)
+    secret = generate_secret(key.environment)
+    grace_end = (
+        meta.occurred_at + timedelta(seconds=grace_period_seconds) if grace_period_seconds else None
+    )
+    change = key.rotate(
+        secret.prefix, tools.hasher.digest(secret.plaintext), grace_end, meta.occurred_at
+    )
+    outcome = await _apply(tx, key, change, meta)
+    await tx.seal(key_id, tools.vault.seal(key_id, secret.plaintext))
+    return Outcome(outcome.key, outcome.events, secret)
+
+
+async def reveal(
+    tx: KeysTransaction, tools: SecretTools, account_id: str, key_id: uuid.UUID, meta: Meta
+) -> Outcome:
+    if not tools.reveal_enabled:
+        raise errors.RevealDisabled("this deployment shows a secret only once, at creation")
+    key = await owned_key(tx, account_id, key_id)
+    change = key.reveal()
+    sealed = await tx.sealed(key_id)
+    if sealed is None:
+        raise errors.SecretUnavailable(f"the secret of key {key_id} is not kept")
+    secret = NewSecret(plaintext=tools.vault.open(key_id, sealed), prefix=key.prefix)
+    outcome = await _apply(tx, key, change, meta)
+    return Outcome(outcome.key, outcome.events, secret)
+
+
+async def revoke(
+    tx: KeysTransaction, account_id: str, key_id: uuid.UUID, reason: str | None, meta: Meta
+) -> Outcome:
+    key = await owned_key(tx, account_id, key_id)
+    outcome = await _apply(tx, key, key.revoke(reason), meta)
+    await tx.destroy_secret(key_id)  # revoking destroys the only copy that could be revealed
+    return outcome
+
+
+async def expire(tx: KeysTransaction, key_id: uuid.UUID, meta: Meta) -> Outcome | None:
+    key = await tx.load(key_id)
+    change = key.expire(meta.occurred_at) if key else None
+    if key is None or change is None:
+        return None
+    return await _apply(tx, key, change, meta)

@@ -1,0 +1,128 @@
+"""Verification of a presented secret, answered from an in-process cache.
+
+Format and checksum are checked first (no hashing, no I/O for garbage). A known secret
+is cached for `ttl` seconds; an unknown one is remembered for `negative_ttl`, so it reaches
+the database at most once per period. The answer's status is computed at request time
+(an expired key or a rotated-out secret past its grace period is refused at once, cache
+or not). Any change to a key drops its cached entries: at once in the process that made
+it, and from `keys.events` in every other process.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from services.keys.adapters.crypto import SecretHasher
+from services.keys.domain.secret import MAX_SECRET_LENGTH, is_well_formed
+
+Code = Literal["valid", "malformed", "not_found", "disabled", "revoked", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSecret:
+    """What the lookup read model says about one secret hash."""
+
+    key_id: uuid.UUID
+    account_id: str
+    environment: str
+    scopes: tuple[str, ...]
+    rate_limit_per_hour: int | None
+    status: str
+    expires_at: datetime | None
+    valid_until: datetime | None
+    """Set for a rotated-out secret: the end of its grace period."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    code: Code
+    known: KnownSecret | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.code == "valid"
+
+
+def judge(known: KnownSecret, now: datetime) -> Code:
+    if known.status == "revoked":
+        return "revoked"
+    if known.status == "expired" or (known.expires_at is not None and known.expires_at <= now):
+        return "expired"
+    if known.valid_until is not None and known.valid_until <= now:
+        return "revoked"  # a rotated-out secret after its grace period
+    if known.status == "disabled":
+        return "disabled"
+    return "valid"
+
+
+Lookup = Callable[[bytes], Awaitable[KnownSecret | None]]
+
+
+class Verifier:
+    def __init__(
+        self,
+        hasher: SecretHasher,
+        lookup: Lookup,
+        ttl: float,
+        negative_ttl: float,
+        max_entries: int,
+        enabled: bool = True,
+    ) -> None:
+        self._hasher = hasher
+        self._lookup = lookup
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._max = max_entries
+        self.enabled = enabled
+        self._known: OrderedDict[bytes, tuple[float, KnownSecret]] = OrderedDict()
+        self._unknown: OrderedDict[bytes, float] = OrderedDict()
+        self._by_key: dict[uuid.UUID, set[bytes]] = {}
+        self.lookups = 0
+
+    async def verify(self, secret: str) -> Verdict:
+        if len(secret) > MAX_SECRET_LENGTH or not is_well_formed(secret):
+            return Verdict("malformed")
+        digest = self._hasher.digest(secret)
+        known = await self._resolve(digest)
+        if known is None:
+            return Verdict("not_found")
+        return Verdict(judge(known, datetime.now(UTC)), known)
+
+    async def _resolve(self, digest: bytes) -> KnownSecret | None:
+        now = time.monotonic()
+        if self.enabled:
+            hit = self._known.get(digest)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+            missing_until = self._unknown.get(digest)
+            if missing_until is not None and missing_until > now:
+                return None
+        self.lookups += 1
+        known = await self._lookup(digest)
+        if self.enabled:
+            self._remember(digest, known, now)
+        return known
+
+    def _remember(self, digest: bytes, known: KnownSecret | None, now: float) -> None:
+        if known is None:
+            self._unknown[digest] = now + self._negative_ttl
+            if len(self._unknown) > self._max:
+                self._unknown.popitem(last=False)
+            return
+        self._known[digest] = (now + self._ttl, known)
+        self._known.move_to_end(digest)
+        self._by_key.setdefault(known.key_id, set()).add(digest)
+        if len(self._known) > self._max:
+            old_digest, (_, old) = self._known.popitem(last=False)
+            self._by_key.get(old.key_id, set()).discard(old_digest)
+
+    def invalidate(self, key_id: uuid.UUID) -> None:
+        """Forget every cached answer about `key_id` (it changed)."""
+        for digest in self._by_key.pop(key_id, ()):
+            self._known.pop(digest, None)

@@ -1,0 +1,65 @@
+"""Each rule a request can break, as a type with a stable code.
+
+The code is what programs branch on (HTTP error bodies, command results); the HTTP status
+is decided once, in the HTTP entrypoint, from the code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class DomainError(Exception):
+    code: ClassVar[str] = "domain_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class KeyNotFound(DomainError):
+    code = "not_found"
+
+
+class KeyAlreadyExists(DomainError):
+    code = "key_exists"
+
+
+class KeyRevoked(DomainError):
+    code = "key_revoked"
+
+
+class KeyExpired(DomainError):
+    code = "key_expired"
+
+
+class KeyAlreadyDisabled(DomainError):
+    code = "key_already_disabled"
+
+
+class KeyAlreadyActive(DomainError):
+    code = "key_already_active"
+
+
+class NothingToChange(DomainError):
+    code = "nothing_to_change"
+
+
+class ExpiryInPast(DomainError):
+    code = "expires_at_in_past"
+
+
+class VersionConflict(DomainError):
+    code = "version_conflict"
+
+
+class RevealDisabled(DomainError):
+    code = "reveal_disabled"
+
+
+class SecretUnavailable(DomainError):
+    code = "secret_unavailable"
+
+
+class InsufficientScope(DomainError):
+    code = "insufficient_scope"

@@ -1,0 +1,154 @@
+"""Request and response bodies of the HTTP API (the OpenAPI document is built from them)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts import Actor, KeyStatus, Reason
+from contracts.base import UtcDatetime
+from contracts.commands import MAX_GRACE_PERIOD_SECONDS
+from services.keys.domain.key import AccessKey
+from services.keys.domain.recorded import RecordedEvent
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyView(BaseModel):
+    id: uuid.UUID
+    account_id: str
+    name: str
+    description: str | None
+    environment: str
+    scopes: list[str]
+    rate_limit_per_hour: int | None
+    expires_at: UtcDatetime | None
+    prefix: str = Field(description="Display start of the secret, e.g. ig_live_Ab3d.")
+    status: KeyStatus
+    disabled_reason: str | None
+    grace_period_ends_at: UtcDatetime | None = Field(
+        description="Until when the secret before the last rotation is still accepted."
+    )
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    last_used_at: UtcDatetime | None
+    version: int = Field(description="Stream version; send it back in If-Match to update safely.")
+
+    @classmethod
+    def of(cls, key: AccessKey, last_used_at: datetime | None = None) -> KeyView:
+        return cls(
+            id=key.key_id,
+            account_id=key.account_id,
+            name=key.name,
+            description=key.description,
+            environment=key.environment,
+            scopes=list(key.scopes),
+            rate_limit_per_hour=key.rate_limit_per_hour,
+            expires_at=key.expires_at,
+            prefix=key.prefix,
+            status=key.status_at(datetime.now(UTC)),
+            disabled_reason=key.disabled_reason,
+            grace_period_ends_at=key.grace_period_ends_at,
+            created_at=key.created_at,
+            updated_at=key.updated_at,
+            last_used_at=last_used_at,
+            version=key.version,
+        )
+
+
+class KeyWithSecret(KeyView):
+    key: str = Field(description="The secret. Shown here and by reveal only; copy it now.")
+
+
+class RevealedSecret(BaseModel):
+    id: uuid.UUID
+    key: str
+    prefix: str
+
+
+class KeyList(BaseModel):
+    items: list[KeyView]
+    next_cursor: str | None
+
+
+class DisableBody(Body):
+    reason: Reason = "Disabled through the API"
+
+
+class ReasonBody(Body):
+    reason: Reason | None = None
+
+
+class RotateBody(Body):
+    grace_period_seconds: int = Field(
+        0,
+        ge=0,
+        le=MAX_GRACE_PERIOD_SECONDS,
+        description="How long the previous secret keeps working (0: refused at once).",
+    )
+
+
+class EventView(BaseModel):
+    event_id: uuid.UUID
+    event_type: str
+    key_id: uuid.UUID
+    account_id: str
+    stream_version: int
+    position: int | None = Field(description="Global order; null for a few ms after commit.")
+    occurred_at: UtcDatetime
+    actor: Actor
+    correlation_id: str | None
+    causation_id: str | None
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> EventView:
+        return cls(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            key_id=event.key_id,
+            account_id=event.account_id,
+            stream_version=event.stream_version,
+            position=event.position,
+            occurred_at=event.occurred_at,
+            actor=event.actor,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+            data=event.data,
+        )
+
+
+class EventList(BaseModel):
+    items: list[EventView]
+    next_cursor: str | None
+
+
+class WhoAmI(BaseModel):
+    key_id: uuid.UUID
+    account_id: str
+    environment: str
+    scopes: list[str]
+
+
+class VerifyRequest(Body):
+    key: str = Field(max_length=512, description="The secret the client presented.")
+    source_ip: str | None = Field(
+        None, max_length=64, description="The client's address, if known."
+    )
+    user_agent: str | None = Field(None, max_length=500)
+    endpoint: str | None = Field(None, max_length=200, description="What the client called.")
+
+
+class VerifyResponse(BaseModel):
+    valid: bool
+    code: Literal["valid", "malformed", "not_found", "disabled", "revoked", "expired"]
+    key_id: uuid.UUID | None = None
+    account_id: str | None = None
+    environment: str | None = None
+    scopes: list[str] | None = None
+    rate_limit_per_hour: int | None = None
