@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from servicekit.kafka import KafkaProducer
+from tests.support.accounts import Account, new_account
 from tests.support.stack import Stack, start_stack
 
 
@@ -43,3 +44,16 @@ async def db(stack: Stack) -> AsyncIterator[dict[str, asyncpg.Connection]]:
     yield conns
     for conn in conns.values():
         await conn.close()
+
+
+@pytest.fixture
+async def account(stack: Stack) -> Account:
+    """A fresh account with an admin key (every scope)."""
+    return await new_account(stack)
+
+
+@pytest.fixture
+async def api(account: Account) -> AsyncIterator[httpx.AsyncClient]:
+    """The keys service's HTTP API, authenticated as the fresh account's admin key."""
+    async with account.client() as client:
+        yield client

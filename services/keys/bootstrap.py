@@ -51,6 +51,7 @@ def build(settings: KeysSettings) -> FastAPI:
         ttl=settings.keys_cache_ttl_seconds,
         negative_ttl=settings.keys_negative_cache_seconds,
         max_entries=settings.keys_cache_max_entries,
+        enabled=settings.keys_verify_cache_enabled,
     )
     reporter = RefusalReporter(
         runtime.writes(

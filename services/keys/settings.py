@@ -31,6 +31,9 @@ class KeysSettings(ServiceSettings):
         le=3600,
         description="How long an unknown secret is answered without the database.",
     )
+    keys_verify_cache_enabled: bool = Field(
+        True, description="False: every verification asks the database (for comparison only)."
+    )
     keys_cache_max_entries: int = Field(200_000, ge=1000)
     keys_expiry_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the scheduler looks for keys whose time is up."
