@@ -86,10 +86,15 @@ class Subscription(Generic[T]):
     """The contract type, for the AsyncAPI document."""
     description: str
     on_invalid: Callable[[Record, str], Awaitable[bool]] | None = None
+    retryable: tuple[type[BaseException], ...] = ()
+    """Failures of this topic's handling that pass with time (e.g. a write conflict):
+    retried like a broken connection instead of dead-lettering the message."""
     """Answers an undecodable message itself (True) instead of dead-lettering it."""
     max_records: int = 500
     batch_timeout_ms: int = 50
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    title: str | None = None
+    """Name in the AsyncAPI document; needed when one service reads a topic twice."""
 
 
 class BatchProcessor(Generic[T]):
@@ -112,15 +117,19 @@ class BatchProcessor(Generic[T]):
             try:
                 good.append(Received(record, self.sub.decode(record.value or b"")))
             except (ValueError, TypeError, UnicodeDecodeError) as exc:
-                await self._refuse(record, decode_error(exc))
+                await self._refuse(record, decode_error(exc), undecodable=True)
         if good:
             await self._handle(good)
         MESSAGES_CONSUMED.labels(self.sub.topic).inc(len(records))
         BATCH_SECONDS.labels(self.sub.topic).observe(time.perf_counter() - started)
 
-    async def _refuse(self, record: Record, reason: str) -> None:
-        if self.sub.on_invalid is not None and await self._retrying(
-            self.sub.on_invalid, record, reason
+    async def _refuse(self, record: Record, reason: str, undecodable: bool = False) -> None:
+        # on_invalid answers messages that are not valid contracts; a valid message whose
+        # processing failed goes to the dead letters with the reason.
+        if (
+            undecodable
+            and self.sub.on_invalid is not None
+            and await self._retrying(self.sub.on_invalid, record, reason)
         ):
             return
         await self._retrying(self.dead_letters.send, record, reason, self.sub.group_id)
@@ -154,7 +163,7 @@ class BatchProcessor(Generic[T]):
         while True:
             try:
                 return await func(*args)
-            except TRANSIENT_ERRORS as exc:
+            except (*TRANSIENT_ERRORS, *self.sub.retryable) as exc:
                 BATCH_RETRIES.labels(self.sub.topic).inc()
                 log.warning(
                     "transient_failure_retrying",
@@ -212,7 +221,7 @@ def subscribe(
         auto_offset_reset=sub.auto_offset_reset,
         decoder=_raw_records,
         parser=_lenient_parser,
-        title=f"{sub.topic}:consume",
+        title=sub.title or f"{sub.topic}:consume",
         description=sub.description,
     )(consume)
     return processor

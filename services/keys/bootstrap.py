@@ -13,7 +13,7 @@ from servicekit.runtime import Runtime, serve
 from servicekit.settings import load_settings
 from services.keys.adapters import queries
 from services.keys.adapters.crypto import SecretHasher, SecretVault, decode_key_material
-from services.keys.adapters.publisher import EventPublisher
+from services.keys.adapters.publisher import EventPublisher, Nudger
 from services.keys.app.activity import LastUsedTracker, RefusalReporter
 from services.keys.app.context import KeysContext
 from services.keys.app.expiry import expire_due_keys
@@ -65,11 +65,13 @@ def build(settings: KeysSettings) -> FastAPI:
         runtime.writes(KEYS_EVENTS, Event, "Every change to every key, in stream order per key."),
     )
 
+    nudger = Nudger(publisher, pool)
+
     async def after_commit(recorded: list[RecordedEvent]) -> None:
         # This process refuses a changed key from the moment the change is acknowledged.
         for event in recorded:
             verifier.invalidate(event.key_id)
-        publisher.nudge()
+        nudger.nudge()
 
     uow.after_commit(after_commit)
     runtime.subscribe(command_subscription(runtime, ctx))

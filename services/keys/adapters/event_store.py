@@ -96,8 +96,9 @@ async def append(
                 f"key {key_id} changed since version {expected_version}; reload and retry"
             ) from None
         raise
-    # Wakes the publisher as soon as this transaction commits (NOTIFY is transactional).
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    # No NOTIFY in here: PostgreSQL serializes the commits of transactions that notify,
+    # which would make concurrent appends commit one by one. The publisher is woken after
+    # the commit instead (see publisher.Nudger).
     return recorded
 
 

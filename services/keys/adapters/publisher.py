@@ -26,13 +26,45 @@ LOCK_ID = 0x1A57_0002
 CHECKPOINT = "keys.events"
 
 
+class Nudger:
+    """Wakes the publisher in whichever process leads, after an append here committed.
+
+    In the leading process that is an in-memory wake-up; for the others, one NOTIFY in a
+    transaction of its own (no write, so no WAL flush), coalesced: however many appends
+    commit meanwhile, at most one NOTIFY is in flight.
+    """
+
+    def __init__(self, publisher: EventPublisher, pool: Callable[[], Any]) -> None:
+        self._publisher = publisher
+        self._pool = pool
+        self._pending = False
+        self._sending: asyncio.Task[None] | None = None
+
+    def nudge(self) -> None:
+        if self._publisher.is_leader:
+            self._publisher.nudge()
+            return
+        self._pending = True
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._pending:
+            self._pending = False
+            try:
+                await self._pool().execute("SELECT pg_notify($1, '')", event_store.NOTIFY_CHANNEL)
+            except Exception as exc:  # the leader polls anyway; a lost wake-up only delays
+                log.warning("publisher_nudge_failed", error=type(exc).__name__)
+                return
+
+
 class EventPublisher:
     def __init__(
         self,
         connect: Callable[[], Awaitable[Any]],
         topic: Topic,
         batch_size: int = 1000,
-        idle_poll_seconds: float = 1.0,
+        idle_poll_seconds: float = 0.5,
         retry_seconds: float = 1.0,
     ) -> None:
         self._connect = connect
@@ -46,7 +78,7 @@ class EventPublisher:
         self.published = 0
 
     def nudge(self) -> None:
-        """Something was appended here: publish now rather than at the next poll."""
+        """Something was appended in this process: publish now rather than at the next poll."""
         self._wake.set()
 
     def start(self) -> None:

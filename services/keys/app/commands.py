@@ -7,6 +7,8 @@ A rejected command is stored too: repeating it yields the same rejection.
 
 from __future__ import annotations
 
+from typing import Any
+
 from contracts import (
     Command,
     CommandError,
@@ -56,6 +58,7 @@ def _accepted(command: Command, outcome: use_cases.Outcome) -> CommandResult:
         key_id=outcome.key.key_id,
         event_ids=[e.event_id for e in outcome.events],
         prefix=prefix,
+        **_who_tried_what(command),
     )
 
 
@@ -65,7 +68,18 @@ def _rejected(command: Command, error: DomainError) -> CommandResult:
         status="rejected",
         key_id=command.key_id,
         error=CommandError(code=error.code, message=error.message[:2000]),
+        **_who_tried_what(command),
     )
+
+
+def _who_tried_what(command: Command) -> dict[str, Any]:
+    """The command's context on its result: the audit trail of a rejection needs it."""
+    return {
+        "account_id": command.account_id,
+        "command_type": command.command_type,
+        "actor": command.actor,
+        "correlation_id": command.correlation_id,
+    }
 
 
 async def execute(

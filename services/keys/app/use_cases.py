@@ -8,6 +8,8 @@ on the fresh state (unless the caller pinned a version with If-Match).
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ async def in_transaction(
         except errors.VersionConflict:
             if attempt == attempts:
                 raise
+            # Jittered backoff, so writers racing on one key stop colliding in lockstep.
+            await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - not crypto
     raise AssertionError("unreachable")
 
 

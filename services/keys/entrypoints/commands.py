@@ -23,6 +23,7 @@ from servicekit.logging import bind_context
 from servicekit.runtime import Runtime
 from services.keys.app import commands
 from services.keys.app.context import KeysContext
+from services.keys.domain.errors import VersionConflict
 from services.keys.domain.recorded import Meta
 
 GROUP_ID = "keys"
@@ -44,7 +45,8 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         await publish(CommandResult.rejected(command_id, INVALID_COMMAND, reason))
         return True
 
-    async def apply_in_order(sequence: list[Command]) -> None:
+    async def apply_in_order(sequence: list[Command]) -> list[CommandResult]:
+        outcomes = []
         for command in sequence:
             bind_context(correlation_id=command.correlation_id or str(command.command_id))
             meta = Meta(
@@ -53,7 +55,8 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
                 correlation_id=command.correlation_id or str(command.command_id),
                 causation_id=str(command.command_id),
             )
-            await publish(await commands.execute(ctx.uow, ctx.tools, command, meta))
+            outcomes.append(await commands.execute(ctx.uow, ctx.tools, command, meta))
+        return outcomes
 
     async def handle(batch: list[Received[Command]]) -> None:
         # Commands on one key keep their order; different keys are applied concurrently.
@@ -61,7 +64,16 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         for item in batch:
             command = item.message
             by_key.setdefault(command.key_id or command.command_id, []).append(command)
-        await asyncio.gather(*(apply_in_order(sequence) for sequence in by_key.values()))
+        done = await asyncio.gather(*(apply_in_order(sequence) for sequence in by_key.values()))
+        # Results go out once every command of the batch is stored: one round trip, not one
+        # per command. A crash before this re-runs the batch, which finds the stored results.
+        await results.send_many(
+            [
+                (str(r.command_id).encode(), r.model_dump_json().encode(), ())
+                for rs in done
+                for r in rs
+            ]
+        )
 
     return Subscription(
         topic=KEYS_COMMANDS,
@@ -71,6 +83,9 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         payload=Command,
         description="Commands from internal services (CreateKey, DisableKey, ...).",
         on_invalid=reject_unreadable,
+        # A command that kept losing races on a busy key is tried again, never dead-lettered:
+        # it has not taken effect and its command_id has no stored result yet.
+        retryable=(VersionConflict,),
     )
 
 
