@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
-from contracts.base import ContractModel, Text
+from contracts.base import AccountId, Actor, ContractModel, CorrelationId, Text
 from contracts.keys import KeyPrefix
 
 INVALID_COMMAND: Final = "invalid_command"
@@ -45,6 +45,22 @@ class CommandResult(ContractModel):
     error: CommandError | None = Field(default=None, description="Present exactly on rejection.")
     prefix: KeyPrefix | None = Field(
         default=None, description="The key's new display prefix (CreateKey, RotateKey); no secret."
+    )
+    # Who tried what: copied from the command, so that a rejection can be audited without
+    # the command itself (null when the message was not a readable command).
+    account_id: AccountId | None = Field(
+        default=None, description="The account the command was for, when it could be read."
+    )
+    command_type: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z][A-Za-z0-9]{0,63}$",
+        description="The command's type (e.g. DisableKey), when it could be read.",
+    )
+    actor: Actor | None = Field(
+        default=None, description="On whose behalf the command was sent, when it could be read."
+    )
+    correlation_id: CorrelationId | None = Field(
+        default=None, description="The command's correlation id, if it had one."
     )
 
     @model_validator(mode="after")
