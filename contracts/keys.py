@@ -67,6 +67,9 @@ SCOPE_KEYS_MANAGE: Final = "keys:manage"
 SCOPE_KEYS_VERIFY: Final = "keys:verify"
 SCOPE_AUDIT_READ: Final = "audit:read"
 SCOPE_USAGE_READ: Final = "usage:read"
+SCOPE_KEYS_VERIFY_ANY_ACCOUNT: Final = "keys:verify:any-account"
+"""For the platform's own API gateways: verify the keys of every account. Not part of an
+account's admin key: without it, a key verifies only its own account's keys."""
 ALL_PLATFORM_SCOPES: Final = (
     SCOPE_KEYS_MANAGE,
     SCOPE_KEYS_VERIFY,

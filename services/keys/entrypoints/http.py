@@ -11,7 +11,13 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from contracts import SCOPE_KEYS_MANAGE, SCOPE_KEYS_VERIFY, KeyAttributes, KeyPatch
+from contracts import (
+    SCOPE_KEYS_MANAGE,
+    SCOPE_KEYS_VERIFY,
+    SCOPE_KEYS_VERIFY_ANY_ACCOUNT,
+    KeyAttributes,
+    KeyPatch,
+)
 from contracts.base import UtcDatetime
 from servicekit.errors import ApiError
 from services.keys.adapters import event_store, queries
@@ -55,6 +61,7 @@ STATUS_OF_CODE = {
     errors.SecretUnavailable.code: 410,
     errors.InsufficientScope.code: 403,
 }
+MAX_VERSION = 2**31 - 1
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Cursor = Annotated[
     str | None, Query(max_length=200, description="next_cursor of the previous page.")
@@ -173,7 +180,7 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
             then = replay(e for e in events if e.occurred_at <= as_of)
             if then is None or then.account_id != principal.account_id:
                 raise ApiError(404, "not_found", f"no key {key_id} in this account at {as_of}")
-            return KeyView.of(then)
+            return KeyView.of(then, at=as_of)
         found = await queries.get_key(ctx.pool(), principal.account_id, key_id)
         if found is None:
             raise ApiError(404, "not_found", f"no key {key_id} in this account")
@@ -297,7 +304,7 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         before = None
         if cursor:
             (version,) = _decode_cursor(cursor, 1)
-            if not version.isdigit():
+            if not (version.isascii() and version.isdigit() and 1 <= int(version) <= MAX_VERSION):
                 raise ApiError(400, "bad_cursor", "The cursor is not one this API issued.")
             before = int(version)
         async with ctx.pool().acquire() as conn:
@@ -330,9 +337,17 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         summary="Is this key valid? For API gateways, on every request (scope keys:verify)",
     )
     async def verify(body: VerifyRequest, request: Request) -> Any:
-        await authenticate(ctx, request, SCOPE_KEYS_VERIFY)
+        caller = await authenticate(ctx, request, SCOPE_KEYS_VERIFY)
         verdict = await ctx.verifier.verify(body.key)
         known = verdict.known
+        if (
+            known is not None
+            and known.account_id != caller.account_id
+            and (SCOPE_KEYS_VERIFY_ANY_ACCOUNT not in caller.scopes)
+        ):
+            # A key only ever sees its own account's data; the platform's gateways hold
+            # keys:verify:any-account to verify every account's keys.
+            return JSONResponse({"valid": False, "code": "not_found"})
         if known is None:
             return JSONResponse({"valid": False, "code": verdict.code})
         if verdict.valid:

@@ -40,7 +40,10 @@ class KeyView(BaseModel):
     version: int = Field(description="Stream version; send it back in If-Match to update safely.")
 
     @classmethod
-    def of(cls, key: AccessKey, last_used_at: datetime | None = None) -> KeyView:
+    def of(
+        cls, key: AccessKey, last_used_at: datetime | None = None, at: datetime | None = None
+    ) -> KeyView:
+        """The key as seen at `at` (now by default): its status is the status then."""
         return cls(
             id=key.key_id,
             account_id=key.account_id,
@@ -51,7 +54,7 @@ class KeyView(BaseModel):
             rate_limit_per_hour=key.rate_limit_per_hour,
             expires_at=key.expires_at,
             prefix=key.prefix,
-            status=key.status_at(datetime.now(UTC)),
+            status=key.status_at(at or datetime.now(UTC)),
             disabled_reason=key.disabled_reason,
             grace_period_ends_at=key.grace_period_ends_at,
             created_at=key.created_at,
