@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,15 @@ _STATUS_CODES = {
 }
 
 
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+def _field_path(loc: Any) -> list[Any]:
+    """The field's path without where it came from: `limit`, not `query.limit`."""
+    path = list(loc)
+    return path[1:] if path and path[0] in _LOCATIONS else path
+
+
 class ApiError(Exception):
     """An error a route raises on purpose: status, stable code, message for a person."""
 
@@ -44,6 +54,21 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": body}, status_code=status)
 
 
+def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
+    """The 422 body for pydantic errors; one field at fault gets its own code
+    (`name_invalid`, ...), as clients branch on it. Inputs are never echoed."""
+    details = [
+        {
+            "field": ".".join(str(p) for p in _field_path(e.get("loc", ()))),
+            "problem": e.get("msg"),
+        }
+        for e in list(errors)[:20]
+    ]
+    fields = {d["field"].split(".")[0] for d in details}
+    code = f"{fields.pop()}_invalid" if len(fields) == 1 and "" not in fields else "invalid_request"
+    return {"error": {"code": code, "message": "The request is not valid.", "details": details}}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -54,21 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                "problem": e.get("msg"),
-            }
-            for e in exc.errors()[:20]
-        ]
-        # One field at fault gets its own code (name_invalid, ...), as clients branch on it.
-        fields = {d["field"].split(".")[0] for d in details}
-        code = (
-            f"{fields.pop()}_invalid"
-            if len(fields) == 1 and "" not in fields
-            else "invalid_request"
-        )
-        return error_response(422, code, "The request is not valid.", details=details)
+        return JSONResponse(validation_error_body(exc.errors()), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

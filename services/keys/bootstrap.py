@@ -23,6 +23,7 @@ from services.keys.app.verification import Verifier
 from services.keys.domain.recorded import RecordedEvent
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
 from services.keys.entrypoints.http import build_router
+from services.keys.entrypoints.verify import VerifyFastPath
 from services.keys.settings import KeysSettings
 
 DESCRIPTION = "The source of truth for InstaGen access keys: commands in, events out, verification."
@@ -99,6 +100,7 @@ def build(settings: KeysSettings) -> FastAPI:
     runtime.on_stop(stop_workers)
     app = runtime.create_app()
     app.include_router(build_router(ctx))
+    app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request
     app.state.keys = ctx
     app.state.publisher = publisher
     return app

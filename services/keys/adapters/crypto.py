@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import string
@@ -51,7 +50,7 @@ class SecretHasher:
         """32 bytes. Lone surrogates (possible in JSON input) hash instead of raising,
         because an encoding error would carry the presented text along with it."""
         data = secret.encode("utf-8", "surrogatepass")
-        return hmac.new(self._pepper, data, hashlib.sha256).digest()
+        return hmac.digest(self._pepper, data, "sha256")
 
     def __repr__(self) -> str:
         return "SecretHasher(pepper=<redacted>)"

@@ -88,11 +88,11 @@ def checksum(body: str) -> str:
     62**6 > 2**32, so every CRC32 fits in 6 characters.
     """
     value = zlib.crc32(body.encode("ascii"))
-    digits: list[str] = []
-    while value:
+    digits = ["0"] * CHECKSUM_LENGTH
+    for place in range(CHECKSUM_LENGTH - 1, -1, -1):
         value, remainder = divmod(value, 62)
-        digits.append(BASE62_ALPHABET[remainder])
-    return "".join(reversed(digits)).rjust(CHECKSUM_LENGTH, "0")
+        digits[place] = BASE62_ALPHABET[remainder]
+    return "".join(digits)
 
 
 def generate_secret(environment: str) -> NewSecret:

@@ -21,12 +21,40 @@ class Principal:
     account_id: str
     environment: str
     scopes: tuple[str, ...]
-    actor: Actor
+    client_ip: str | None
+    user_agent: str | None
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts, for the events a request appends (built only when one does)."""
+        return Actor(
+            type="user",
+            id=str(self.key_id),
+            ip=_address(self.client_ip),
+            user_agent=self.user_agent[:500] if self.user_agent else None,
+        )
 
 
 async def authenticate(ctx: KeysContext, request: Request, scope: str | None) -> Principal:
-    header = request.headers.get("authorization", "")
-    kind, _, token = header.partition(" ")
+    return await authenticate_header(
+        ctx,
+        request.headers.get("authorization"),
+        request.client.host if request.client else None,
+        request.headers.get("user-agent"),
+        request.url.path,
+        scope,
+    )
+
+
+async def authenticate_header(
+    ctx: KeysContext,
+    header: str | None,
+    client_ip: str | None,
+    user_agent: str | None,
+    path: str,
+    scope: str | None,
+) -> Principal:
+    kind, _, token = (header or "").partition(" ")
     if kind.lower() != "bearer" or not token.strip():
         raise ApiError(
             401,
@@ -35,11 +63,9 @@ async def authenticate(ctx: KeysContext, request: Request, scope: str | None) ->
             _CHALLENGE,
         )
     verdict = await ctx.verifier.verify(token.strip())
-    client_ip = request.client.host if request.client else None
-    user_agent = request.headers.get("user-agent")
     if not verdict.valid or verdict.known is None:
         if verdict.known is not None:
-            ctx.reporter.report(verdict.known, client_ip, user_agent, request.url.path)
+            ctx.reporter.report(verdict.known, client_ip, user_agent, path)
         raise ApiError(
             401, "unauthenticated", f"The access key is not accepted ({verdict.code}).", _CHALLENGE
         )
@@ -47,13 +73,9 @@ async def authenticate(ctx: KeysContext, request: Request, scope: str | None) ->
     if scope is not None and scope not in known.scopes:
         raise ApiError(403, "insufficient_scope", f"This key lacks the scope {scope}.")
     ctx.tracker.touch(known.key_id)
-    actor = Actor(
-        type="user",
-        id=str(known.key_id),
-        ip=_address(client_ip),
-        user_agent=user_agent[:500] if user_agent else None,
+    return Principal(
+        known.key_id, known.account_id, known.environment, known.scopes, client_ip, user_agent
     )
-    return Principal(known.key_id, known.account_id, known.environment, known.scopes, actor)
 
 
 def _address(host: str | None) -> str | None:

@@ -1,0 +1,145 @@
+"""POST /v1/verify: asked by API gateways on every request, so it has a fast path.
+
+`verify_answer` is the endpoint's logic, from raw header and body to status and body.
+The FastAPI route (which documents it in OpenAPI) and `VerifyFastPath` both call it; the
+fast path answers in front of the framework (routing, dependency injection, response
+models and the general middlewares cost several times the verification itself).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts import SCOPE_KEYS_VERIFY, SCOPE_KEYS_VERIFY_ANY_ACCOUNT
+from servicekit.errors import ApiError, validation_error_body
+from servicekit.http import MAX_BODY_BYTES
+from servicekit.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from services.keys.app.context import KeysContext
+from services.keys.entrypoints.auth import authenticate_header
+from services.keys.entrypoints.schemas import VerifyRequest
+
+PATH = "/v1/verify"
+_NOT_FOUND = {"valid": False, "code": "not_found"}
+
+
+async def verify_answer(
+    ctx: KeysContext,
+    authorization: str | None,
+    raw_body: bytes,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, JSON body, extra headers) of one verification request."""
+    try:
+        caller = await authenticate_header(
+            ctx, authorization, client_ip, user_agent, PATH, SCOPE_KEYS_VERIFY
+        )
+    except ApiError as error:
+        body = {"error": {"code": error.code, "message": error.message}}
+        return error.status, body, error.headers or {}
+    try:
+        request = VerifyRequest.model_validate_json(raw_body)
+    except ValidationError as exc:
+        return 422, validation_error_body(exc.errors(include_input=False)), {}
+    verdict = await ctx.verifier.verify(request.key)
+    known = verdict.known
+    if known is None:
+        return 200, {"valid": False, "code": verdict.code}, {}
+    if known.account_id != caller.account_id and SCOPE_KEYS_VERIFY_ANY_ACCOUNT not in caller.scopes:
+        # A key only ever sees its own account's data; the platform's gateways hold
+        # keys:verify:any-account to verify every account's keys.
+        return 200, _NOT_FOUND, {}
+    if verdict.valid:
+        ctx.tracker.touch(known.key_id)
+    elif verdict.code in ("disabled", "revoked", "expired"):
+        ctx.reporter.report(
+            known, request.source_ip or client_ip, request.user_agent, request.endpoint
+        )
+    return (
+        200,
+        {
+            "valid": verdict.valid,
+            "code": verdict.code,
+            "key_id": str(known.key_id),
+            "account_id": known.account_id,
+            "environment": known.environment,
+            "scopes": list(known.scopes),
+            "rate_limit_per_hour": known.rate_limit_per_hour,
+        },
+        {},
+    )
+
+
+class VerifyFastPath:
+    """Answers POST /v1/verify before the framework; everything else passes through."""
+
+    def __init__(self, app: ASGIApp, ctx: KeysContext) -> None:
+        self.app = app
+        self.ctx = ctx
+        self._requests = {
+            s: HTTP_REQUESTS.labels(PATH, "POST", str(s)) for s in (200, 401, 403, 413, 422)
+        }
+        self._seconds = HTTP_SECONDS.labels(PATH, "POST")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        authorization = user_agent = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")
+        body = await _read_body(receive)
+        headers: dict[str, str]
+        if body is None:
+            status, payload, headers = (
+                413,
+                {
+                    "error": {
+                        "code": "payload_too_large",
+                        "message": f"The body exceeds {MAX_BODY_BYTES} bytes.",
+                    }
+                },
+                {},
+            )
+        else:
+            client = scope.get("client")
+            status, payload, headers = await verify_answer(
+                self.ctx, authorization, body, client[0] if client else None, user_agent
+            )
+        encoded = orjson.dumps(payload)
+        raw_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(encoded)).encode()),
+        ]
+        raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": encoded})
+        counter = self._requests.get(status) or HTTP_REQUESTS.labels(PATH, "POST", str(status))
+        counter.inc()
+        self._seconds.observe(time.perf_counter() - started)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None once it passes MAX_BODY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
