@@ -16,7 +16,7 @@ _KEY_COLUMNS = (
 )
 
 
-def _key(row: Any) -> AccessKey:
+def key_from_row(row: Any) -> AccessKey:
     return AccessKey(
         key_id=row["key_id"],
         account_id=row["account_id"],
@@ -46,7 +46,17 @@ async def get_key(
         key_id,
         account_id,
     )
-    return None if row is None else (_key(row), row["last_used_at"])
+    return None if row is None else (key_from_row(row), row["last_used_at"])
+
+
+async def current_state(conn: Any, key_id: uuid.UUID) -> AccessKey | None:
+    """The key's state from its read model, whatever the account (for use cases)."""
+    row = await conn.fetchrow(
+        f"SELECT {_KEY_COLUMNS} FROM key_state k LEFT JOIN key_last_used u USING (key_id)"
+        " WHERE k.key_id = $1",
+        key_id,
+    )
+    return None if row is None else key_from_row(row)
 
 
 async def list_keys(
@@ -68,7 +78,7 @@ async def list_keys(
         after[1] if after else None,
         limit,
     )
-    return [(_key(r), r["last_used_at"]) for r in rows]
+    return [(key_from_row(r), r["last_used_at"]) for r in rows]
 
 
 async def find_secret(pool: Any, secret_hash: bytes) -> KnownSecret | None:

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from contracts import CommandResult
-from services.keys.adapters import event_store, projections
+from services.keys.adapters import event_store, projections, queries
 from services.keys.domain.errors import VersionConflict
 from services.keys.domain.key import AccessKey, evolve, replay
 from services.keys.domain.recorded import Change, Meta, RecordedEvent
@@ -21,12 +21,24 @@ AfterCommit = Callable[[list[RecordedEvent]], Awaitable[None]]
 
 
 class KeysTransaction:
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, from_events: bool = False) -> None:
         self.conn = conn
+        self.from_events = from_events
         self.recorded: list[RecordedEvent] = []
 
     async def load(self, key_id: uuid.UUID) -> AccessKey | None:
-        """The key's current state, folded from its events (the source of truth)."""
+        """The key's current state, from its read model: a snapshot written in the same
+        transactions as the events, so it is exactly their fold, without reading and
+        folding a stream that grows with every change. Decisions stay safe: the append
+        is still checked against the stream version this state has. After a conflict the
+        state is folded from the events instead, so a read model that ever lagged behind
+        cannot make a key conflict forever (and the append brings it up to date)."""
+        if self.from_events:
+            return await self.replay(key_id)
+        return await queries.current_state(self.conn, key_id)
+
+    async def replay(self, key_id: uuid.UUID) -> AccessKey | None:
+        """The key's state folded from its events (the source of truth), for checks."""
         return replay(await event_store.stream(self.conn, key_id))
 
     async def append(
@@ -102,9 +114,9 @@ class KeysUnitOfWork:
         self._after_commit.append(callback)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[KeysTransaction]:
+    async def transaction(self, from_events: bool = False) -> AsyncIterator[KeysTransaction]:
         async with self._pool().acquire() as conn:
-            tx = KeysTransaction(conn)
+            tx = KeysTransaction(conn, from_events)
             async with conn.transaction():
                 yield tx
         if tx.recorded:

@@ -51,7 +51,7 @@ async def in_transaction(
     attempts = MAX_ATTEMPTS if retry_conflicts else 1
     for attempt in range(1, attempts + 1):
         try:
-            async with uow.transaction() as tx:
+            async with uow.transaction(from_events=attempt > 1) as tx:
                 return await work(tx)
         except errors.VersionConflict:
             if attempt == attempts:
