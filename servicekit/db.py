@@ -16,20 +16,46 @@ _MIGRATION_LOCK = 0x1A57_0001  # advisory lock id: instances starting together m
 
 
 async def create_pool(
-    url: str, *, min_size: int = 2, max_size: int = 10, wait: float = 60.0
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    wait: float = 60.0,
+    role: str | None = None,
 ) -> Any:
-    """Connect, retrying while the server is still starting (up to `wait` seconds)."""
+    """Connect, retrying while the server is still starting (up to `wait` seconds).
+
+    With `role`, every connection acts as that role from its first statement (it is set
+    in the connection's startup parameters, so even `RESET ROLE` comes back to it): a
+    service can work with fewer rights than the user that owns its tables.
+    """
     deadline = asyncio.get_running_loop().time() + wait
+    server_settings = {"role": role} if role else None
     while True:
         try:
             return await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, command_timeout=30, timeout=10
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=30,
+                timeout=10,
+                server_settings=server_settings,
+                reset=_reset,
             )
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             log.warning("database_unavailable_retrying", error=type(exc).__name__)
             await asyncio.sleep(1)
+
+
+async def _reset(conn: Any) -> None:
+    """On release to the pool. asyncpg's default runs `RESET ALL; UNLISTEN *; ...`, one
+    round trip per release; the services set no session state on pooled connections
+    (the publisher LISTENs on a connection of its own), so only an unfinished
+    transaction needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def migrate(pool: Any, directory: Path) -> list[str]:
