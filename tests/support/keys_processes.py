@@ -69,12 +69,15 @@ class CommandResults:
         def complete(new: list[Record]) -> bool:
             counts = {cid: len(records) for cid, records in self.records.items()}
             for record in new:
-                cid = uuid.UUID((record.key or b"").decode())
-                counts[cid] = counts.get(cid, 0) + 1
+                cid = _command_id(record)
+                if cid is not None:
+                    counts[cid] = counts.get(cid, 0) + 1
             return enough(counts)
 
         for record in await self._tail.collect(complete, timeout):
-            self.records.setdefault(uuid.UUID((record.key or b"").decode()), []).append(record)
+            cid = _command_id(record)
+            if cid is not None:
+                self.records.setdefault(cid, []).append(record)
 
     async def wait_for(
         self, command_ids: Collection[uuid.UUID], timeout: float = 30.0
@@ -153,3 +156,12 @@ async def another_keys_instance(stack: Stack, log: Path) -> AsyncIterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             await asyncio.to_thread(process.wait, 10)
+
+
+def _command_id(record: Record) -> uuid.UUID | None:
+    """The message key as a command id; other scenarios also put messages with other keys
+    (e.g. poison for the dead letters) on the topic."""
+    try:
+        return uuid.UUID((record.key or b"").decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
