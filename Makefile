@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ACCOUNT ?= demo
 
-.PHONY: install up down clean status test test-unit lint bench admin-key schemas
+.PHONY: install up down clean status test test-unit lint bench admin-key schemas demo
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -48,6 +48,10 @@ bench: $(INSTALLED)
 
 admin-key: $(INSTALLED)
 	@$(PY) -m devstack admin-key $(ACCOUNT)
+
+demo: $(INSTALLED)
+	@$(PY) -m devstack up
+	@$(PY) -m services.usage.demo
 
 schemas: $(INSTALLED)
 	@$(PY) -m contracts.schema docs/schemas

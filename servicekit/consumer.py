@@ -74,6 +74,17 @@ def decode_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class InvalidMessages(Exception):
+    """Raised by a handler that checks its messages against their contract itself (to do
+    it while its previous writes are under way) and found some that fail: it must have
+    taken no effect. They are dead-lettered as undecodable; the rest is handled again."""
+
+    def __init__(self, reasons: dict[tuple[int, int], str]) -> None:
+        super().__init__(f"{len(reasons)} invalid message(s)")
+        self.reasons = reasons
+        """Why each failed, by (partition, offset)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Subscription(Generic[T]):
     """What a service reads from one topic and what it does with a batch of it."""
@@ -145,18 +156,37 @@ class BatchProcessor(Generic[T]):
     async def _handle(self, batch: list[Received[T]]) -> None:
         try:
             await self._retrying(self.sub.handle, batch)
-        except Exception as exc:
-            if len(batch) == 1:
-                await self._refuse(batch[0].record, f"processing failed: {decode_error(exc)}")
+        except InvalidMessages as invalid:
+            rest = [
+                item
+                for item in batch
+                if (item.record.partition, item.record.offset) not in invalid.reasons
+            ]
+            if len(rest) == len(batch):  # names none of these messages: an ordinary failure
+                await self._narrow(batch, invalid)
                 return
-            log.warning(
-                "batch_failed_narrowing",
-                topic=self.sub.topic,
-                size=len(batch),
-                error=decode_error(exc),
-            )
             for item in batch:
-                await self._handle([item])
+                reason = invalid.reasons.get((item.record.partition, item.record.offset))
+                if reason is not None:
+                    await self._refuse(item.record, reason, undecodable=True)
+            if rest:
+                await self._handle(rest)
+        except Exception as exc:
+            await self._narrow(batch, exc)
+
+    async def _narrow(self, batch: list[Received[T]], exc: Exception) -> None:
+        """Handle the messages of a failed batch one by one: only a culprit is refused."""
+        if len(batch) == 1:
+            await self._refuse(batch[0].record, f"processing failed: {decode_error(exc)}")
+            return
+        log.warning(
+            "batch_failed_narrowing",
+            topic=self.sub.topic,
+            size=len(batch),
+            error=decode_error(exc),
+        )
+        for item in batch:
+            await self._handle([item])
 
     async def _retrying(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         delay = 0.1

@@ -55,6 +55,7 @@ def configure_logging(service: str, level: str = "INFO", log_file: str | None = 
     # Per-request access lines would drown the log; metrics count requests instead.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per call to another service
 
 
 def _add_service(service: str) -> structlog.types.Processor:

@@ -28,3 +28,8 @@ HTTP_SECONDS = Histogram(
     ["route", "method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+CALLER_LOOKUPS = Counter(
+    "instagen_caller_lookups_total",
+    "Bearer keys resolved for an HTTP caller, by how (cached, asked, refused, unavailable)",
+    ["outcome"],
+)

@@ -47,10 +47,19 @@ class Topic:
 
 
 class Runtime:
-    def __init__(self, settings: ServiceSettings, migrations: Path, description: str) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        migrations: Path,
+        description: str,
+        database_role: str | None = None,
+    ) -> None:
+        """`database_role`: the role the service's connections act as once the migrations
+        (run as the connecting user, who owns the tables) are applied."""
         self.settings = settings
         self.migrations = migrations
         self.description = description
+        self.database_role = database_role
         client_id = settings.kafka_client_id or f"instagen-{settings.service_name}"
         self.producer = KafkaProducer(settings.kafka_bootstrap_servers, client_id=client_id)
         self.dead_letters = DeadLetters(self.producer)
@@ -106,6 +115,12 @@ class Runtime:
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         self.pool = await db.create_pool(self.settings.service_database)
         await db.migrate(self.pool, self.migrations)
+        if self.database_role is not None:
+            owner, self.pool = self.pool, None
+            await owner.close()
+            self.pool = await db.create_pool(
+                self.settings.service_database, role=self.database_role
+            )
         await self.producer.start()
         await self.broker.start()
         for hook in self._on_start:

@@ -6,21 +6,83 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from contracts import USAGE_ALERTS, Alert
+from contracts import KEYS_COMMANDS, USAGE_ALERTS, Alert, DisableKey
+from servicekit.callers import CallerDirectory, key_change_subscription
+from servicekit.periodic import Periodic
 from servicekit.runtime import Runtime, serve
 from servicekit.settings import load_settings
+from services.usage.app.activity_cache import ActivityCache
+from services.usage.app.context import UsageContext
+from services.usage.app.directory import KeyDirectory
+from services.usage.app.ingest import Ingestor
+from services.usage.app.outbox import Outbox
+from services.usage.app.unused import find_unused_keys
 from services.usage.entrypoints.consumers import subscriptions
+from services.usage.entrypoints.http import build_router
 from services.usage.settings import UsageSettings
 
 DESCRIPTION = "Per-key usage from the gateways' records, and alerts on unusual key activity."
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(settings: UsageSettings) -> FastAPI:
-    runtime = Runtime(settings, Path(__file__).parent / "migrations", DESCRIPTION)
-    for subscription in subscriptions(runtime):
+    runtime = Runtime(settings, MIGRATIONS, DESCRIPTION)
+
+    def pool() -> object:
+        return runtime.pool
+
+    outbox = Outbox(
+        pool,
+        runtime.writes(USAGE_ALERTS, Alert, "Alerts on unusual key activity, keyed by key_id."),
+        runtime.writes(
+            KEYS_COMMANDS, DisableKey, "DisableKey under the containment policy (off by default)."
+        ),
+    )
+    ctx = UsageContext(
+        pool=pool,
+        directory=KeyDirectory(),
+        cache=ActivityCache(),
+        config=settings.detectors,
+        policy=settings.containment,
+        dedup_horizon_minutes=settings.usage_dedup_horizon_minutes,
+        on_alerts=outbox.nudge,
+    )
+    ingestor = Ingestor(ctx)
+    callers = CallerDirectory(settings.keys_service_url, ttl=settings.usage_caller_cache_seconds)
+    for subscription in subscriptions(settings, ctx, ingestor):
         runtime.subscribe(subscription)
-    runtime.writes(USAGE_ALERTS, Alert, "Alerts on unusual key activity, keyed by key_id.")
-    return runtime.create_app()
+    runtime.subscribe(key_change_subscription(callers))
+
+    async def evict_idle() -> None:
+        async with ctx.lock:
+            ctx.cache.evict_idle()
+
+    workers = [
+        Periodic("dedup-horizon", 60.0, ingestor.prune),
+        Periodic("idle-key-eviction", settings.usage_idle_key_eviction_seconds / 2, evict_idle),
+        Periodic(
+            "unused-keys", settings.usage_unused_key_scan_seconds, lambda: find_unused_keys(ctx)
+        ),
+    ]
+
+    async def start() -> None:
+        await callers.start()
+        outbox.start()
+        for worker in workers:
+            worker.start()
+
+    async def stop() -> None:
+        for worker in workers:
+            await worker.stop()
+        await outbox.stop()
+        await callers.stop()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
+    app = runtime.create_app()
+    app.include_router(build_router(pool, callers))
+    app.state.usage = ctx
+    return app
 
 
 def main() -> None:

@@ -1,0 +1,81 @@
+"""The key read model (`key_directory`) in PostgreSQL, and the unused-key candidates."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from services.usage.domain.keys import KeyInfo
+
+_COLUMNS = (
+    "key_id::text, account_id, name, environment, rate_limit_per_hour, status,"
+    " extract(epoch FROM status_since)::float8, previous_status,"
+    " extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8, version"
+)
+
+
+def _info(row: Any) -> KeyInfo:
+    """One string per distinct id, environment and status in the process (interned)."""
+    key_id, account, name, environment, limit, status, since, previous, *rest = row
+    return KeyInfo(
+        sys.intern(key_id),
+        sys.intern(account),
+        name,
+        environment and sys.intern(environment),
+        limit,
+        sys.intern(status),
+        since,
+        sys.intern(previous),
+        *rest,
+    )
+
+
+async def load_all(pool: Any) -> list[KeyInfo]:
+    return [_info(row) for row in await pool.fetch(f"SELECT {_COLUMNS} FROM key_directory")]
+
+
+async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
+    """Upsert the keys; a stored row with a later version is kept (replays, races)."""
+    if not keys:
+        return
+    await conn.execute(
+        "INSERT INTO key_directory (key_id, account_id, name, environment, rate_limit_per_hour,"
+        " status, status_since, previous_status, created_at, expires_at, version, updated_at)"
+        " SELECT k, a, n, e, r, s, to_timestamp(ss), ps, to_timestamp(c), to_timestamp(x), v,"
+        " now() FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],"
+        " $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[], $11::bigint[])"
+        " AS u(k, a, n, e, r, s, ss, ps, c, x, v)"
+        " ON CONFLICT (key_id) DO UPDATE SET account_id = EXCLUDED.account_id,"
+        " name = EXCLUDED.name, environment = EXCLUDED.environment,"
+        " rate_limit_per_hour = EXCLUDED.rate_limit_per_hour, status = EXCLUDED.status,"
+        " status_since = EXCLUDED.status_since, previous_status = EXCLUDED.previous_status,"
+        " created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,"
+        " version = EXCLUDED.version, updated_at = now()"
+        " WHERE key_directory.version < EXCLUDED.version",
+        [k.key_id for k in keys],
+        [k.account_id for k in keys],
+        [k.name for k in keys],
+        [k.environment for k in keys],
+        [k.rate_limit_per_hour for k in keys],
+        [k.status for k in keys],
+        [k.status_since for k in keys],
+        [k.previous_status for k in keys],
+        [k.created_at for k in keys],
+        [k.expires_at for k in keys],
+        [k.version for k in keys],
+    )
+
+
+async def unused_candidates(pool: Any, idle_before: float) -> list[tuple[str, float, float | None]]:
+    """Active keys created before `idle_before` and not used since: (key_id, created_at,
+    last_used_at) in epoch seconds."""
+    rows = await pool.fetch(
+        "SELECT d.key_id::text, extract(epoch FROM d.created_at)::float8,"
+        " extract(epoch FROM a.last_used_at)::float8"
+        " FROM key_directory d LEFT JOIN key_activity a USING (key_id)"
+        " WHERE d.status = 'active' AND d.created_at <= to_timestamp($1)"
+        " AND (d.expires_at IS NULL OR d.expires_at > now())"
+        " AND (a.last_used_at IS NULL OR a.last_used_at <= to_timestamp($1))",
+        idle_before,
+    )
+    return [(r[0], r[1], r[2]) for r in rows]

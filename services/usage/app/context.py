@@ -1,0 +1,28 @@
+"""What the usage service's use cases share: the pool, the caches, the rules in force."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from services.usage.app.activity_cache import ActivityCache
+from services.usage.app.directory import KeyDirectory
+from services.usage.domain.containment import ContainmentPolicy
+from services.usage.domain.detectors import DetectorConfig
+
+
+@dataclasses.dataclass
+class UsageContext:
+    pool: Callable[[], Any]
+    directory: KeyDirectory
+    cache: ActivityCache
+    config: DetectorConfig
+    policy: ContainmentPolicy
+    dedup_horizon_minutes: int
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    """Held by whatever reads or changes the caches across an await (a batch of records,
+    a batch of key events, an eviction), so they never see each other half-done."""
+    on_alerts: Callable[[], None] = lambda: None
+    """Called after a commit that stored new alerts (wakes the outbox)."""

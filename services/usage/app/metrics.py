@@ -1,0 +1,20 @@
+"""The usage service's own Prometheus metrics (at /metrics with servicekit's)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+RECORDS_COUNTED = Counter(
+    "instagen_usage_records_counted_total", "Usage records counted into the rollups"
+)
+RECORDS_DUPLICATE = Counter(
+    "instagen_usage_records_duplicate_total",
+    "Usage records not counted: their record_id was seen within the dedup horizon",
+)
+ALERTS_RAISED = Counter(
+    "instagen_usage_alerts_raised_total", "New alerts stored", ["kind", "severity"]
+)
+CONTAINMENT_COMMANDS = Counter(
+    "instagen_usage_containment_commands_total", "DisableKey commands stored for sending"
+)
+CACHED_KEYS = Gauge("instagen_usage_cached_keys", "Keys whose detector state is in memory")

@@ -1,0 +1,218 @@
+"""One key's activity, advanced request by request in event time: the detectors' state.
+
+Why per key and per request: a key's records all travel in one partition, in order, so
+folding them one by one makes every verdict a function of that key's own sequence, the
+same on a replay, whatever the batch boundaries or the interleaving with other keys.
+
+The watermark is per key too: `last_used_at - lateness`. A minute is closed (folded into
+the baseline) once the watermark has passed its end; a request for a closed minute is
+late: it is counted in the rollups and the trailing hour, not in the minute's detectors.
+Threshold detectors fire the moment a running count passes its threshold, since a count
+that only grows cannot change the verdict later: alerts come within seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.usage.domain import detectors as d
+from services.usage.domain import lifecycle
+from services.usage.domain.baseline import Baseline, SpikeThresholds
+from services.usage.domain.detectors import DetectorConfig, Finding
+from services.usage.domain.keys import ACTIVE, KeyInfo
+from services.usage.domain.requests import AUTH_FAILURES, Request
+from services.usage.domain.trailing_hour import TrailingHour
+
+
+@dataclasses.dataclass(slots=True)
+class KeyActivity:
+    key_id: str
+    account_id: str
+    first_used_at: float | None = None
+    last_used_at: float | None = None
+    last_failure_at: float | None = None
+    baseline: Baseline = dataclasses.field(default_factory=Baseline)
+    folded_through: int = -1
+    """Minutes up to this one are closed (in the baseline); later ones are open."""
+    open: list[int] = dataclasses.field(default_factory=list)
+    """Open minutes as flat triples (minute, requests, auth failures) of on-time requests,
+    ascending: a few ints, not a dict per key (memory, at 100,000 keys)."""
+    networks: list[str] | None = dataclasses.field(default_factory=list)
+    """Source networks seen; None once there are too many for novelty to mean anything."""
+    hour: TrailingHour = dataclasses.field(default_factory=TrailingHour)
+    fired: set[tuple[str, str, float]] | None = None
+    """(kind, severity, cooldown bucket) already raised: spares the database a conflict."""
+    new_networks: list[tuple[str, float]] | None = None
+    """Networks learned since the last save (written with the batch, then cleared)."""
+    dirty: bool = True
+    """The stored row is behind: baseline, closed minutes, first use or last failure moved
+    (last_used_at alone does not count: it is read back from the rollups)."""
+    _thresholds: SpikeThresholds | None = None
+
+    def thresholds(self, config: DetectorConfig) -> SpikeThresholds:
+        if self._thresholds is None:
+            self._thresholds = d.spike_thresholds(self.baseline, config)
+        return self._thresholds
+
+    def observe(  # noqa: PLR0912 - one branch per detector, inline: this runs per request
+        self, r: Request, key: KeyInfo | None, c: DetectorConfig, out: list[Finding]
+    ) -> None:
+        """Advance by one (deduplicated) request; findings are appended to `out`."""
+        at, minute = r.at, r.minute
+        previous = self.last_used_at
+        if previous is None or at > previous:
+            idle_since = previous
+            if idle_since is None and key is not None:
+                idle_since = key.created_at  # never used: idle since it was created
+            if idle_since is not None and at - idle_since >= c.dormant_s:
+                self._emit(
+                    lifecycle.dormant_key_reactivated(
+                        self.key_id,
+                        self.account_id,
+                        at,
+                        idle_since,
+                        previous is None,
+                        r.network,
+                        c,
+                    ),
+                    out,
+                )
+            self.last_used_at = at
+            if int((at - c.lateness_s) // d.MINUTE) - 1 > self.folded_through:
+                self._advance(at, c)
+        if self.first_used_at is None or at < self.first_used_at:
+            self.first_used_at = at
+            self.dirty = True
+        failed = r.status_code in AUTH_FAILURES
+        if failed and (self.last_failure_at is None or at > self.last_failure_at):
+            self.last_failure_at = at
+            self.dirty = True
+
+        trailing = self.hour.add(minute)
+        limit = key.rate_limit_per_hour if key is not None else None
+        if limit is not None and trailing > limit:
+            bucket = d.bucket_of(minute * d.MINUTE, c.cooldown_s)
+            if not self._has_fired("rate_limit_exceeded", "warning", bucket):
+                self._emit(
+                    d.rate_limit_exceeded(self.key_id, self.account_id, minute, trailing, limit, c),
+                    out,
+                )
+
+        active = True
+        if key is not None and (key.status != ACTIVE or key.expires_at is not None):
+            status, since = key.status_at(at)
+            active = status == ACTIVE
+            if not active and (failed or at >= since + c.disabled_grace_s):
+                self._emit(
+                    lifecycle.disabled_key_in_use(
+                        self.key_id,
+                        self.account_id,
+                        at,
+                        status,
+                        since,
+                        r.status_code,
+                        r.network,
+                        c,
+                    ),
+                    out,
+                )
+
+        if minute > self.folded_through:
+            slot = self._slot(minute)
+            windows = self.open
+            windows[slot + 1] += 1
+            thresholds = self._thresholds or self.thresholds(c)
+            if windows[slot + 1] > thresholds.warning:
+                self._spike(minute, windows[slot + 1], thresholds, c, out)
+            if failed:
+                windows[slot + 2] += 1
+                failures = windows[slot + 2]
+                if failures > c.auth_failure_burst and active:
+                    self._emit(
+                        d.auth_failure_burst(self.key_id, self.account_id, minute, failures, c),
+                        out,
+                    )
+
+        known = self.networks
+        if known is not None and r.network not in known:
+            self._learn(r, known, c, out)
+
+    def _spike(
+        self, minute: int, count: int, thresholds: SpikeThresholds, c: DetectorConfig,
+        out: list[Finding],
+    ) -> None:  # fmt: skip
+        severity = d.spike_severity(count, thresholds)
+        bucket = d.bucket_of(minute * d.MINUTE, c.cooldown_s)
+        if severity is not None and not self._has_fired("volume_spike", severity, bucket):
+            self._emit(
+                d.volume_spike(
+                    self.key_id, self.account_id, minute, count, severity, thresholds,
+                    self.baseline, c,
+                ),
+                out,
+            )  # fmt: skip
+
+    def _learn(self, r: Request, known: list[str], c: DetectorConfig, out: list[Finding]) -> None:
+        """A network not seen before: an alert if the key has a history, then remembered."""
+        if lifecycle.established(self.first_used_at, self.baseline, r.at, c):
+            self._emit(
+                lifecycle.new_source_network(
+                    self.key_id, self.account_id, r.at, r.network, known, self.first_used_at, c
+                ),
+                out,
+            )
+        known.append(r.network)
+        if self.new_networks is None:
+            self.new_networks = []
+        self.new_networks.append((r.network, r.at))
+        if len(known) > c.new_network_max_known:
+            self.networks = None
+            self.dirty = True
+
+    def _advance(self, at: float, c: DetectorConfig) -> None:
+        """Close (fold into the baseline) the open minutes the watermark has passed."""
+        close_through = int((at - c.lateness_s) // d.MINUTE) - 1
+        if close_through <= self.folded_through:
+            return
+        windows = self.open
+        closed = 0
+        while closed < len(windows) and windows[closed] <= close_through:
+            count = windows[closed + 1]
+            # Winsorised: a spike raises the baseline no more than a threshold minute would.
+            self.baseline.fold(min(count, self.thresholds(c).warning), c.spike_alpha)
+            self._thresholds = None
+            closed += 3
+        del windows[:closed]
+        self.folded_through = close_through
+        self.dirty = True
+
+    def _slot(self, minute: int) -> int:
+        """Index of `minute`'s triple in `open`, inserted in order when new."""
+        windows = self.open
+        at = 0
+        while at < len(windows) and windows[at] < minute:
+            at += 3
+        if at == len(windows) or windows[at] != minute:
+            windows[at:at] = (minute, 0, 0)
+        return at
+
+    def open_minute(self, minute: int, requests: int, failures: int) -> None:
+        """Restore an open minute (read back from its rollup)."""
+        slot = self._slot(minute)
+        self.open[slot + 1], self.open[slot + 2] = requests, failures
+
+    def _has_fired(self, kind: str, severity: str, bucket: float) -> bool:
+        return self.fired is not None and (kind, severity, bucket) in self.fired
+
+    def _emit(self, finding: Finding | None, out: list[Finding]) -> None:
+        if finding is None:
+            return
+        ident = (finding.kind, finding.severity, finding.bucket)
+        if self.fired is None:
+            self.fired = set()
+        elif ident in self.fired:
+            return
+        if len(self.fired) > 32:  # keep it small: older buckets are the database's business
+            self.fired = {f for f in self.fired if f[2] >= finding.bucket}
+        self.fired.add(ident)
+        out.append(finding)

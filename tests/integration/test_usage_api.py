@@ -1,0 +1,121 @@
+"""`GET /v1/usage/keys/{id}` and `GET /v1/alerts`: what a key did, per minute, hour or
+day, and the alerts, each account seeing only its own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from contracts import format_utc
+from servicekit.kafka import KafkaProducer
+from tests.support.accounts import Account, new_account
+from tests.support.stack import Stack
+from tests.support.usage import (
+    create_key,
+    now_minute,
+    publish,
+    record,
+    steady,
+    wait_alert,
+    wait_counted,
+)
+
+pytestmark = pytest.mark.stack
+
+
+async def read(
+    usage: httpx.AsyncClient, key_id: str, window: dict[str, str], **params: str | int
+) -> dict[str, Any]:
+    response = await usage.get(f"/v1/usage/keys/{key_id}", params={**window, **params})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture
+async def usage(stack: Stack, account: Account) -> httpx.AsyncClient:
+    return account.client(base_url=stack.url("usage"))
+
+
+async def test_a_keys_usage_reads_per_minute_hour_and_day(
+    producer: KafkaProducer,
+    db: dict[str, asyncpg.Connection],
+    api: httpx.AsyncClient,
+    account: Account,
+    usage: httpx.AsyncClient,
+) -> None:
+    key = await create_key(api)
+    start = now_minute(150)
+    traffic = [
+        *steady(key["id"], account.id, start, 3, 10),
+        *steady(key["id"], account.id, start + timedelta(minutes=90), 2, 5, ip="198.51.100.1"),
+        record(key["id"], account.id, start + timedelta(minutes=91), status=503),
+    ]
+    await publish(producer, traffic)
+    await wait_counted(db["usage"], key["id"], len(traffic))
+    window = {"from": format_utc(start), "to": format_utc(start + timedelta(hours=3))}
+    async with usage:
+        minutes = await read(usage, key["id"], window, granularity="minute")
+        assert [b["requests"] for b in minutes["items"]] == [6, 5, 10, 10, 10]  # newest first
+        assert minutes["totals"]["requests"] == 41
+        assert minutes["totals"]["status_5xx"] == 1 and minutes["totals"]["tokens_in"] == 41 * 120
+        assert minutes["last_used_at"] is not None and minutes["next_cursor"] is None
+        hours = await read(usage, key["id"], window)
+        assert sum(b["requests"] for b in hours["items"]) == 41
+        assert max(b["distinct_networks"] for b in hours["items"]) >= 1
+        page = await read(usage, key["id"], window, granularity="minute", limit=2)
+        assert [b["requests"] for b in page["items"]] == [6, 5]
+        rest = await read(
+            usage, key["id"], window, granularity="minute", limit=10, cursor=page["next_cursor"]
+        )
+        assert [b["requests"] for b in rest["items"]] == [10, 10, 10]
+        day = await read(usage, key["id"], window, granularity="day")
+        assert day["totals"]["requests"] == 41
+
+
+async def test_another_accounts_key_and_alerts_are_invisible(
+    stack: Stack,
+    producer: KafkaProducer,
+    db: dict[str, asyncpg.Connection],
+    api: httpx.AsyncClient,
+    account: Account,
+) -> None:
+    key = await create_key(api)
+    await publish(producer, [record(key["id"], account.id, now_minute(40 * 24 * 60))])
+    await wait_counted(db["usage"], key["id"], 1)
+    await publish(producer, [record(key["id"], account.id, now_minute(1))])
+    await wait_alert(db["usage"], key["id"], "dormant_key_reactivated")
+    other = await new_account(stack)
+    async with other.client(base_url=stack.url("usage")) as intruder:
+        response = await intruder.get(f"/v1/usage/keys/{key['id']}")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+        assert (await intruder.get("/v1/alerts", params={"key_id": key["id"]})).json() == {
+            "items": [],
+            "next_cursor": None,
+        }
+    async with account.client(base_url=stack.url("usage")) as owner:
+        mine = (await owner.get("/v1/alerts", params={"key_id": key["id"]})).json()
+        assert [a["kind"] for a in mine["items"]] == ["dormant_key_reactivated"]
+        assert (await owner.get("/v1/alerts", params={"kind": "unused_key"})).json()["items"] == []
+        warning = await owner.get("/v1/alerts", params={"severity": "warning", "limit": 1})
+        assert warning.json()["items"][0]["severity"] == "warning"
+
+
+async def test_callers_need_an_accepted_key_with_usage_read(
+    stack: Stack, api: httpx.AsyncClient
+) -> None:
+    verifier = await create_key(api, scopes=["keys:verify"])
+    async with httpx.AsyncClient(base_url=stack.url("usage")) as anonymous:
+        assert (await anonymous.get("/v1/alerts")).status_code == 401
+        bad = await anonymous.get("/v1/alerts", headers={"Authorization": "Bearer ig_live_nope"})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthenticated"
+        limited = await anonymous.get(
+            "/v1/alerts", headers={"Authorization": f"Bearer {verifier['key']}"}
+        )
+        assert limited.status_code == 403
+        assert limited.json()["error"]["code"] == "insufficient_scope"

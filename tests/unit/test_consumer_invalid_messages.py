@@ -1,0 +1,53 @@
+"""A handler that checks its messages itself (to overlap the check with its writes) can
+name the ones that fail their contract: they alone go to the dead letters, the rest of the
+batch is handled again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from servicekit.consumer import BatchProcessor, InvalidMessages, Received, Subscription
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str]] = []
+
+    async def send(self, record: Any, error: str, group: str | None) -> None:
+        self.sent.append((record.offset, error))
+
+
+def _records(count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    return [
+        ConsumerRecord("t", 1, offset, 0, 0, b"k", str(offset).encode(), None, 1, 1, [])
+        for offset in range(count)
+    ]
+
+
+async def test_only_the_named_messages_are_dead_lettered_and_the_rest_is_handled() -> None:
+    handled: list[list[int]] = []
+
+    async def handle(batch: list[Received[int]]) -> None:
+        handled.append([item.message for item in batch])
+        bad = {(1, item.record.offset): "too odd" for item in batch if item.message % 3 == 1}
+        if bad:
+            raise InvalidMessages(bad)
+
+    dead = DeadLetters()
+    processor = BatchProcessor(Subscription("t", "g", int, handle, int, ""), dead)  # type: ignore[arg-type]
+    await processor.process(_records(6))
+    assert handled == [[0, 1, 2, 3, 4, 5], [0, 2, 3, 5]]
+    assert dead.sent == [(1, "too odd"), (4, "too odd")]
+
+
+async def test_naming_none_of_the_batch_is_an_ordinary_failure() -> None:
+    async def handle(batch: list[Received[int]]) -> None:
+        if len(batch) > 1:
+            raise InvalidMessages({(9, 9): "somewhere else"})
+
+    dead = DeadLetters()
+    processor = BatchProcessor(Subscription("t", "g", int, handle, int, ""), dead)  # type: ignore[arg-type]
+    await processor.process(_records(3))
+    assert dead.sent == []  # narrowed down one by one: each alone succeeds

@@ -1,0 +1,117 @@
+"""The fast decoder of usage records never accepts what the contract refuses, and reads
+what it accepts exactly as the contract does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from contracts import UsageRecord
+from contracts.examples import example_usage_record
+from services.usage.entrypoints.records import _fast, decode_request, from_contract
+
+VALID: dict[str, Any] = orjson.loads(example_usage_record().model_dump_json())
+
+
+def contract_view(raw: bytes) -> Any:
+    try:
+        return from_contract(UsageRecord.model_validate_json(raw))
+    except ValidationError:
+        return "refused"
+
+
+def test_a_plain_record_takes_the_fast_path_and_reads_as_the_contract_does() -> None:
+    raw = orjson.dumps(VALID)
+    fast = _fast(raw)
+    assert fast is not None
+    assert fast == contract_view(raw)
+    assert fast.network == "203.0.113.0/24"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"record_id": "6A1D8C52-1F0E-4A7E-9C55-5E2A4A0C7D11"},  # valid, not canonical
+        {"occurred_at": "2026-11-26T19:00:00.123456+01:00"},  # valid, not UTC text
+        {"source_ip": "::ffff:203.0.113.7"},  # valid, IPv4-mapped
+        {"source_ip": "2001:db8::1"},
+        {"status_code": "200"},  # the contract is lax about numbers in strings
+        {"latency_ms": 12},
+    ],
+)
+def test_valid_but_unusual_records_are_read_like_the_contract_reads_them(
+    change: dict[str, Any],
+) -> None:
+    raw = orjson.dumps({**VALID, **change})
+    assert decode_request(raw) == contract_view(raw)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"record_id": "not-a-uuid"},
+        {"occurred_at": "2026-11-26T18:00:00"},  # no timezone
+        {"occurred_at": "2026-02-30T18:00:00Z"},
+        {"source_ip": "203.0.113.07"},  # leading zero: ambiguous
+        {"status_code": 99},
+        {"status_code": True},
+        {"tokens_in": -1},
+        {"latency_ms": -0.5},
+        {"endpoint": ""},
+        {"user_agent": "x" * 501},
+        {"model": "bad\x00model"},
+        {"account_id": "has space"},
+        {"unexpected": 1},
+    ],
+)
+def test_records_the_contract_refuses_are_refused(change: dict[str, Any]) -> None:
+    raw = orjson.dumps({**VALID, **change})
+    assert _fast(raw) is None
+    with pytest.raises(ValidationError):
+        decode_request(raw)
+
+
+def test_a_record_missing_a_field_is_refused() -> None:
+    incomplete = {k: v for k, v in VALID.items() if k != "tokens_out"}
+    with pytest.raises(ValidationError):
+        decode_request(orjson.dumps(incomplete))
+
+
+_values = st.one_of(
+    st.none(),
+    st.lists(st.integers(min_value=-(2**60), max_value=2**60), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.booleans(), max_size=2),
+    st.booleans(),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "2026-11-26T18:00:00Z",
+            "2026-11-26T18:00:00.123Z",
+            "2026-11-26T18:00:00+00:00",
+            "198.51.100.255",
+            "256.1.1.1",
+            "0.0.0.0",  # noqa: S104 - an address in a record, not a bind
+            "6a1d8c52-1f0e-4a7e-9c55-5e2a4a0c7d11",
+            "",
+            "a" * 201,
+        ]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(VALID)), _values, max_size=4))
+def test_whatever_the_fast_path_accepts_the_contract_accepts_identically(
+    changes: dict[str, Any],
+) -> None:
+    raw = orjson.dumps({**VALID, **changes})
+    fast = _fast(raw)
+    if fast is not None:
+        assert fast == contract_view(raw)
