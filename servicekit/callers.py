@@ -5,10 +5,10 @@ keys service's `GET /v1/whoami` and keep the answer briefly. Answers are cached 
 SHA-256 of the bearer token, never the token itself; a refusal (401) is cached too, for a
 shorter time, so a client retrying a bad key does not turn into a request per retry.
 
-A cached caller must not outlive a change of its key (disabled, revoked, re-scoped): every
-process reads `keys.events` through `key_change_subscription` and `forget_key` drops the
-key's cached answers as soon as the event arrives. A lookup still in flight when its key
-changes answers its own request but is not cached.
+A cached caller must not outlive a change of its key (disabled, revoked, re-scoped): a
+service that reads `keys.events` calls `forget_key` for each event it reads (or uses
+`key_change_subscription`, which reads them all), and the key's cached answers are dropped.
+A lookup still in flight when its key changes answers its own request but is not cached.
 """
 
 from __future__ import annotations
@@ -217,7 +217,9 @@ def _unread(raw: bytes) -> bytes:
 
 
 def key_change_subscription(directory: CallerDirectory) -> Subscription[bytes]:
-    """Every process reads every key event (no consumer group) from the moment it starts.
+    """Every process reads every key event (no consumer group) from the moment it starts:
+    for a service whose own consumer of keys.events (if any) reads only its share of the
+    partitions and must still forget every changed key at once.
 
     The key id is the message key and the event type a header (INTERFACE.md), so this
     listener never parses an event: it costs next to nothing per message.

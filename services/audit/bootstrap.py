@@ -3,22 +3,74 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Final
 
 from fastapi import FastAPI
 
+from servicekit.callers import CallerDirectory
+from servicekit.periodic import Periodic
 from servicekit.runtime import Runtime, serve
 from servicekit.settings import load_settings
+from services.audit.adapters.chain_store import ChainStore
+from services.audit.adapters.checkpoint_store import CheckpointStore
+from services.audit.app.checkpoints import sign_heads
+from services.audit.app.context import AuditContext
+from services.audit.app.recording import Recorder
+from services.audit.domain.chain import ChainKey
 from services.audit.entrypoints.consumers import subscriptions
+from services.audit.entrypoints.http import build_router
 from services.audit.settings import AuditSettings
 
 DESCRIPTION = "Records who did what to which access key, in a tamper-evident log."
+MIGRATIONS: Final = Path(__file__).parent / "migrations"
+WRITER_ROLE: Final = "audit_writer"
+"""May INSERT and SELECT the history, never UPDATE or DELETE it (see the migrations)."""
+
+
+def chain_key(settings: AuditSettings) -> ChainKey:
+    """The audit key from AUDIT_CHECKPOINT_KEY (its UTF-8 bytes), or a one-line exit."""
+    try:
+        return ChainKey(settings.audit_checkpoint_key.get_secret_value().encode())
+    except ValueError as exc:
+        raise SystemExit(f"audit: invalid setting AUDIT_CHECKPOINT_KEY: {exc}") from None
 
 
 def build(settings: AuditSettings) -> FastAPI:
-    runtime = Runtime(settings, Path(__file__).parent / "migrations", DESCRIPTION)
-    for subscription in subscriptions(runtime):
+    key = chain_key(settings)
+    runtime = Runtime(settings, MIGRATIONS, DESCRIPTION, database_role=WRITER_ROLE)
+
+    def pool() -> Any:
+        return runtime.pool
+
+    recorder = Recorder(ChainStore(pool), key)
+    callers = CallerDirectory(
+        settings.keys_service_url,
+        ttl=settings.audit_caller_cache_seconds,
+        refusal_ttl=settings.audit_caller_refusal_cache_seconds,
+    )
+    for subscription in subscriptions(recorder, settings.audit_batch_size, callers):
         runtime.subscribe(subscription)
-    return runtime.create_app()
+
+    checkpoints = CheckpointStore(pool)
+    checkpointer = Periodic(
+        "checkpoints",
+        settings.audit_checkpoint_interval_seconds,
+        lambda: sign_heads(checkpoints, key),
+    )
+
+    async def start() -> None:
+        await callers.start()
+        checkpointer.start()
+
+    async def stop() -> None:
+        await checkpointer.stop(final_run=True)  # what was written before the stop is signed
+        await callers.stop()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
+    app = runtime.create_app()
+    app.include_router(build_router(AuditContext(pool, key, callers)))
+    return app
 
 
 def main() -> None:

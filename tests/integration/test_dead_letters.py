@@ -20,6 +20,7 @@ from contracts import (
     KEYS_EVENTS,
     USAGE_ALERTS,
     USAGE_RECORDS,
+    Alert,
     CommandResult,
     ContractModel,
     dlq,
@@ -45,12 +46,21 @@ def _valid(topic: str) -> ContractModel:
     examples: dict[str, Any] = {
         KEYS_COMMANDS: lambda: example_commands(account_id=account)[1],
         KEYS_EVENTS: lambda: example_events(account_id=account)[0],
-        KEYS_COMMAND_RESULTS: lambda: example_results()[0],
+        KEYS_COMMAND_RESULTS: lambda: example_results()[1],  # rejected: audited
         USAGE_RECORDS: lambda: example_usage_record(account_id=account),
         USAGE_ALERTS: lambda: example_alert(account_id=account),
     }
     message: ContractModel = examples[topic]()
     return message
+
+
+def _source_id(message: ContractModel) -> str:
+    """The source id of the audit record `message` makes."""
+    if isinstance(message, CommandResult):
+        return f"result:{message.command_id}"
+    if isinstance(message, Alert):
+        return f"alert:{message.alert_id}"
+    return f"event:{message.event_id}"  # type: ignore[attr-defined]
 
 
 # (topic, the service that consumes it under that consumer group)
@@ -100,6 +110,17 @@ async def test_a_malformed_message_is_dead_lettered_and_consumption_goes_on(
     valid = await producer.send(topic, message.model_dump_json().encode(), key=b"valid")
 
     async def took_effect() -> bool:
+        if service == "audit":  # one audit record per source message, by its source id
+            found = await db[service].fetchval(
+                "SELECT count(*) FROM audit_records WHERE source_id = $1", _source_id(message)
+            )
+            return bool(found)
+        if topic == USAGE_RECORDS:  # usage counts records by record_id, not by offset
+            found = await db[service].fetchval(
+                "SELECT count(*) FROM seen_records WHERE record_id = $1",
+                message.record_id,  # type: ignore[attr-defined]
+            )
+            return bool(found)
         found = await db[service].fetchval(
             "SELECT count(*) FROM consumed_messages"
             ' WHERE topic = $1 AND partition = $2 AND "offset" = $3',

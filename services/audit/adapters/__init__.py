@@ -1,0 +1,1 @@
+"""PostgreSQL behind the use cases and the query API."""

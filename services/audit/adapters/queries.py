@@ -1,0 +1,90 @@
+"""The query API's reads: one account's records, newest first, filtered, by keyset.
+
+The order is (occurred_at, seq) descending, a total order within an account; a page starts
+strictly after the last (occurred_at, seq) of the previous one, so records inserted while
+a client pages through never shift a page nor appear twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from services.audit.adapters.chain_store import RECORD_COLUMNS
+
+_SELECT: Final = f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_records"
+EXPORT_PREFETCH: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    account_id: str
+    key_id: UUID | None = None
+    actor_id: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page ended: the next one starts strictly after it."""
+
+    occurred_at: datetime
+    seq: int
+
+
+def _query(filters: Filters, after: Position | None, limit: int | None) -> tuple[str, list[Any]]:
+    args: list[Any] = [filters.account_id]
+    where = ["account_id = $1"]
+
+    def add(condition: str, *values: Any) -> None:
+        """`condition` with its {0}, {1}... as the next $n parameters."""
+        placeholders = []
+        for value in values:
+            args.append(value)
+            placeholders.append(f"${len(args)}")
+        where.append(condition.format(*placeholders))
+
+    if filters.key_id is not None:
+        add("key_id = {0}", filters.key_id)
+    if filters.actor_id is not None:
+        add("actor_id = {0}", filters.actor_id)
+    if filters.action is not None:
+        add("action = {0}", filters.action)
+    if filters.since is not None:
+        add("occurred_at >= {0}", filters.since)
+    if filters.until is not None:
+        add("occurred_at < {0}", filters.until)
+    if after is not None:
+        add("(occurred_at, seq) < ({0}, {1})", after.occurred_at, after.seq)
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY occurred_at DESC, seq DESC"
+    if limit is not None:
+        args.append(limit)
+        sql += f" LIMIT ${len(args)}"
+    return sql, args
+
+
+async def page(pool: Any, filters: Filters, after: Position | None, limit: int) -> list[Any]:
+    sql, args = _query(filters, after, limit)
+    rows: list[Any] = await pool.fetch(sql, *args)
+    return rows
+
+
+async def export(
+    pool: Any, filters: Filters, after: Position | None, limit: int | None
+) -> AsyncIterator[Any]:
+    """Every matching row through a server-side cursor: memory stays flat at any size.
+
+    The connection is held until the last row is read (or the reader goes away).
+    """
+    sql, args = _query(filters, after, limit)
+    async with (
+        pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        async for row in conn.cursor(sql, *args, prefetch=EXPORT_PREFETCH):
+            yield row

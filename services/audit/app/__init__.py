@@ -1,0 +1,1 @@
+"""Use cases of the audit service: record, checkpoint, verify, apply retention."""

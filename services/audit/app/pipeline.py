@@ -1,0 +1,101 @@
+"""Recording a large batch while it is still being read: the CPU work of each part (check
+against the contract, translate, seal) runs while the previous part is being written.
+
+One transaction, with the heads of every chain the batch touches locked up front (so the
+caller names the accounts and keys before the entries exist), exactly as `Recorder.record`
+does it; only the work is interleaved. If the parts turn out to hold a recorded source
+(a redelivery), the whole batch is written again the careful way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+import asyncpg
+
+from services.audit.adapters.chain_store import SOURCE_UNIQUE, ChainTransaction
+from services.audit.app.recording import Recorder, count_appended
+from services.audit.domain.appending import Appended, KeyName, append_entries
+from services.audit.domain.entries import Entry
+
+PART: Final = 250
+"""Entries per part: small enough to overlap well, large enough for one COPY to pay."""
+
+
+async def record_parts(
+    recorder: Recorder,
+    accounts: set[str],
+    key_ids: set[str],
+    parts: Iterator[list[Entry]],
+) -> int:
+    """Store the entries `parts` yields (for chains `accounts`, about keys `key_ids`, as
+    text); returns how many were new. An exception from `parts` undoes everything."""
+    produced: list[Entry] = []
+
+    def kept() -> Iterator[list[Entry]]:
+        for part in parts:
+            produced.extend(part)
+            yield part
+
+    try:
+        async with recorder.store.transaction() as tx:
+            appended = await _interleaved(recorder, tx, accounts, key_ids, kept())
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != SOURCE_UNIQUE:
+            raise
+        for part in parts:  # the rest, then everything again, skipping what is recorded
+            produced.extend(part)
+        return await recorder.record(produced, redelivered=True)
+    count_appended(appended)
+    return len(appended.records)
+
+
+async def _interleaved(
+    recorder: Recorder,
+    tx: ChainTransaction,
+    accounts: set[str],
+    key_ids: set[str],
+    parts: Iterable[list[Entry]],
+) -> Appended:
+    heads = await tx.lock_heads(accounts)
+    start = dict(heads)
+    names = await tx.key_names(key_ids)
+    recorded_at = recorder.clock()
+    seen: set[str] = set()
+    total = Appended()
+    writing: asyncio.Future[None] | None = None
+    try:
+        for part in parts:  # computing this part overlaps the writing of the previous one
+            appended = append_entries(recorder.key, heads, part, seen, names, recorded_at)
+            seen.update(e.source_id for e in part)
+            heads.update(appended.heads)
+            names.update({k: n.name for k, n in appended.names.items()})
+            _merge_names(total.names, appended.names)
+            total.records.extend(appended.records)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(tx.append(appended.records))
+            await asyncio.sleep(0)  # let the write start before the next part's CPU work
+        if writing is not None:
+            await writing
+    finally:
+        # A failure (a part that fails its contract, say) undoes the transaction; the write
+        # in flight is let finish first, as its connection can do nothing else meanwhile.
+        if writing is not None and not writing.done():
+            with contextlib.suppress(Exception):
+                await writing
+    total.heads = {a: h for a, h in heads.items() if h != start[a]}
+    await tx.move_heads(total.heads.values())
+    await tx.remember_names(total.names)
+    return total
+
+
+def _merge_names(into: dict[uuid.UUID, KeyName], names: dict[uuid.UUID, KeyName]) -> None:
+    for key_id, name in names.items():
+        known = into.get(key_id)
+        if known is None or known.version < name.version:
+            into[key_id] = name

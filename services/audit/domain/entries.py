@@ -1,0 +1,60 @@
+"""What one source message says happened, before it takes its place in a chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+from uuid import UUID
+
+SUCCESS: Final = "success"
+FAILURE: Final = "failure"
+
+COMMAND_REJECTED: Final = "command.rejected"
+ALERT_RAISED: Final = "alert.raised"
+RETENTION_APPLIED: Final = "retention.applied"
+EVENT_ACTIONS: Final = {
+    "KeyCreated": "key.created",
+    "KeyUpdated": "key.updated",
+    "KeyDisabled": "key.disabled",
+    "KeyEnabled": "key.enabled",
+    "KeyRotated": "key.rotated",
+    "KeyRevealed": "key.revealed",
+    "KeyRevoked": "key.revoked",
+    "KeyExpired": "key.expired",
+}
+ACTIONS: Final = (*EVENT_ACTIONS.values(), COMMAND_REJECTED, ALERT_RAISED, RETENTION_APPLIED)
+
+UNATTRIBUTED: Final = "_unattributed"
+"""The chain of records whose account could not be read (a command too broken to parse).
+No account id can take this name: account ids start with a letter or digit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRef:
+    """Who did it: a person, another service, or the platform itself."""
+
+    type: str
+    id: str
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    source_id: str
+    """Unique per source message: a redelivered message is recognised by it."""
+    account_id: str
+    occurred_at: datetime
+    actor: ActorRef | None
+    action: str
+    key_id: UUID | None
+    outcome: str
+    correlation_id: str | None
+    causation_id: str | None
+    details: str
+    """JSON text, kept and hashed exactly as written."""
+    key_name: str | None = None
+    """The key's name as of this entry, when the message itself says it (created, renamed)."""
+    key_version: int | None = None
+    """The key's stream version of `key_name`: a late redelivery never renames back."""

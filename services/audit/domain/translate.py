@@ -1,0 +1,103 @@
+"""From the messages of the three consumed topics to audit entries.
+
+Accepted command results make no entry: the events they produced are the record of what
+happened, and carry the actor and the command id (as causation id) themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+import orjson
+
+from contracts import Actor, Alert, CommandResult, EventEnvelope, KeyCreated, KeyUpdated
+from services.audit.domain.entries import (
+    ALERT_RAISED,
+    COMMAND_REJECTED,
+    EVENT_ACTIONS,
+    FAILURE,
+    SUCCESS,
+    UNATTRIBUTED,
+    ActorRef,
+    Entry,
+)
+
+ALERTING_SERVICE: Final = ActorRef(type="service", id="usage")
+_ALERT_DETAILS: Final = {
+    "kind",
+    "severity",
+    "window",
+    "observed",
+    "expected",
+    "evidence",
+    "summary",
+}
+
+
+def _actor(actor: Actor) -> ActorRef:
+    return ActorRef(actor.type, actor.id, actor.ip, actor.user_agent)
+
+
+def from_event(event: EventEnvelope) -> Entry:
+    """A key event: its data (before/after of an update, a reason...) are the details."""
+    name: str | None = None
+    if isinstance(event, KeyCreated):
+        name = event.data.name
+    elif isinstance(event, KeyUpdated) and "name" in event.data.after:
+        name = str(event.data.after["name"])
+    return Entry(
+        source_id=f"event:{event.event_id}",
+        account_id=event.account_id,
+        occurred_at=event.occurred_at,
+        actor=_actor(event.actor),
+        action=EVENT_ACTIONS[event.event_type],
+        key_id=event.key_id,
+        outcome=SUCCESS,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        details=event.data.model_dump_json(),
+        key_name=name,
+        key_version=event.stream_version if name is not None else None,
+    )
+
+
+def from_result(result: CommandResult, sent_at: datetime) -> Entry | None:
+    """A rejected command: who tried what, and why it failed. `sent_at` is when the keys
+    service answered (the message's timestamp), as the result carries no time of its own."""
+    if result.status != "rejected" or result.error is None:
+        return None
+    details = {
+        "command_id": str(result.command_id),
+        "command_type": result.command_type,
+        "error": {"code": result.error.code, "message": result.error.message},
+    }
+    return Entry(
+        source_id=f"result:{result.command_id}",
+        account_id=result.account_id or UNATTRIBUTED,
+        occurred_at=sent_at,
+        actor=_actor(result.actor) if result.actor is not None else None,
+        action=COMMAND_REJECTED,
+        key_id=result.key_id,
+        outcome=FAILURE,
+        correlation_id=result.correlation_id,
+        causation_id=str(result.command_id),
+        details=orjson.dumps(details).decode(),
+    )
+
+
+def from_alert(alert: Alert) -> Entry:
+    """An alert the usage service raised about a key, with what it saw against what it
+    expected."""
+    return Entry(
+        source_id=f"alert:{alert.alert_id}",
+        account_id=alert.account_id,
+        occurred_at=alert.detected_at,
+        actor=ALERTING_SERVICE,
+        action=ALERT_RAISED,
+        key_id=alert.key_id,
+        outcome=SUCCESS,
+        correlation_id=None,
+        causation_id=None,
+        details=alert.model_dump_json(include=_ALERT_DETAILS),
+    )

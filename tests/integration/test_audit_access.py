@@ -1,0 +1,142 @@
+"""Who may read the audit log: a key of the account with the scope audit:read, and only
+that account's records; a key that changes loses its cached access at once."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.accounts import Account, new_account
+from tests.support.audit import audit_get
+from tests.support.stack import Stack
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.stack
+
+
+async def _new_key(api: httpx.AsyncClient, name: str, scopes: list[str]) -> dict[str, Any]:
+    created = await api.post("/v1/keys", json={"name": name, "scopes": scopes})
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    return body
+
+
+def _client(stack: Stack, secret: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=stack.url("audit"), headers={"Authorization": f"Bearer {secret}"}, timeout=15
+    )
+
+
+async def _records_of_key(audit: httpx.AsyncClient, key_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = (
+        await audit_get(audit, "/v1/audit/events", key_id=key_id)
+    ).json()["items"]
+    return items
+
+
+async def test_an_account_never_sees_another_accounts_records(
+    stack: Stack, account: Account, api: httpx.AsyncClient
+) -> None:
+    key = await _new_key(api, "Only mine", ["keys:verify"])
+    other = await new_account(stack, "other")
+    async with (
+        account.client(stack.url("audit")) as mine,
+        other.client(stack.url("audit")) as theirs,
+    ):
+
+        async def recorded() -> list[dict[str, Any]]:
+            return await _records_of_key(mine, key["id"])
+
+        await wait_until(recorded, timeout=30, what="the key's creation in the owner's log")
+        assert await _records_of_key(theirs, key["id"]) == []
+
+        async def their_own() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = (
+                await audit_get(theirs, "/v1/audit/events", limit=200)
+            ).json()["items"]
+            return found
+
+        everything = await wait_until(their_own, timeout=30, what="the other account's log")
+        assert {i["account_id"] for i in everything} == {other.id}
+        exported = (await audit_get(theirs, "/v1/audit/events", format="jsonl")).text
+        assert key["id"] not in exported and account.id not in exported
+        verified = (await audit_get(theirs, "/v1/audit/verify")).json()
+        assert verified["account_id"] == other.id and verified["valid"] is True
+
+
+async def test_reading_the_log_takes_a_valid_key_with_the_audit_read_scope(
+    stack: Stack, api: httpx.AsyncClient
+) -> None:
+    manager = await _new_key(api, "Manager only", ["keys:manage"])
+    async with httpx.AsyncClient(base_url=stack.url("audit"), timeout=15) as anonymous:
+        missing = await anonymous.get("/v1/audit/events")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "unauthenticated"
+        assert missing.headers["www-authenticate"] == "Bearer"
+        forged = await anonymous.get(
+            "/v1/audit/verify", headers={"Authorization": "Bearer ig_live_notAKeyAtAll"}
+        )
+        assert forged.status_code == 401
+    async with _client(stack, manager["key"]) as audit:
+        refused = await audit_get(audit, "/v1/audit/events")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "insufficient_scope"
+        assert (await audit_get(audit, "/v1/audit/verify")).status_code == 403
+
+
+async def test_a_revoked_key_loses_its_cached_access_at_once(
+    stack: Stack, api: httpx.AsyncClient
+) -> None:
+    reader = await _new_key(api, "Auditor", ["audit:read"])
+    async with _client(stack, reader["key"]) as audit:
+        assert (await audit_get(audit, "/v1/audit/events")).status_code == 200  # now cached
+        revoked_at = time.monotonic()
+        assert (await api.delete(f"/v1/keys/{reader['id']}")).status_code == 200
+
+        async def refused() -> bool:
+            return (await audit.get("/v1/audit/events")).status_code == 401
+
+        await wait_until(refused, timeout=10, what="the revoked key to be refused")
+    assert time.monotonic() - revoked_at < 10  # well within the 30 s the answer is cached
+
+
+async def test_bad_filters_are_refused_with_a_reason(stack: Stack, account: Account) -> None:
+    async with account.client(stack.url("audit")) as audit:
+        for params, status, code in (
+            ({"action": "key.exploded"}, 422, "action_invalid"),
+            ({"cursor": "not-a-cursor"}, 400, "bad_cursor"),
+            ({"limit": 500}, 422, "limit_invalid"),
+            ({"format": "xml"}, 422, "format_invalid"),
+            ({"since": "yesterday"}, 422, "since_invalid"),
+        ):
+            answer = await audit_get(audit, "/v1/audit/events", **params)
+            assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), params
+
+
+async def test_filters_narrow_the_log_by_action_actor_and_time(
+    stack: Stack, account: Account, api: httpx.AsyncClient
+) -> None:
+    key = await _new_key(api, "Filtered", ["keys:verify"])
+    assert (await api.post(f"/v1/keys/{key['id']}/disable", json={"reason": "test"})).is_success
+    async with account.client(stack.url("audit")) as audit:
+
+        async def both() -> list[dict[str, Any]]:
+            items = await _records_of_key(audit, key["id"])
+            return items if len(items) == 2 else []
+
+        disabled, created = await wait_until(both, timeout=30, what="two records of the key")
+        only = await audit_get(audit, "/v1/audit/events", action="key.disabled")
+        assert [i["audit_id"] for i in only.json()["items"]] == [disabled["audit_id"]]
+        actor = created["actor"]["id"]
+        by_actor = (await audit_get(audit, "/v1/audit/events", actor_id=actor)).json()["items"]
+        assert {i["actor"]["id"] for i in by_actor} == {actor} and len(by_actor) == 2
+        window = await audit_get(
+            audit,
+            "/v1/audit/events",
+            since=created["occurred_at"],
+            until=disabled["occurred_at"],
+        )
+        assert [i["audit_id"] for i in window.json()["items"]] == [created["audit_id"]]
