@@ -115,7 +115,7 @@ def _listeners(value: str) -> dict[str, tuple[str, int]]:
 
 def _allowed_variables(cls: type[ServiceSettings]) -> set[str]:
     """Every environment variable the settings code reads for `cls`, plus its secrets."""
-    names = {field.upper() for field in ServiceSettings.model_fields}
+    names = {field.upper() for field in cls.model_fields}
     names |= {env_name(cls, field) for field in SERVICE_VARIABLE_FIELDS}
     names |= {secret for secret in SECRETS if _secret_owner(secret) == cls.service_name}
     return names
