@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -56,6 +57,18 @@ def _run_as() -> str | None:
     return _OS_USER
 
 
+def _let_server_reach(path: Path, user: str | None) -> None:
+    """As root, the server runs as another user, who must be able to walk down to its data
+    directory: a folder above it made with mode 0700 (e.g. by `mktemp -d`) gets the
+    search bit for others (o+x: enter, not list)."""
+    if user is None:
+        return
+    for folder in reversed(path.parents):
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+
+
 def _chown(path: Path, user: str | None) -> None:
     if user is not None:
         entry = pwd.getpwnam(user)
@@ -69,6 +82,7 @@ def init_cluster() -> bool:
         return False
     user = _run_as()
     data.mkdir(parents=True, exist_ok=True)
+    _let_server_reach(data, user)
     data.chmod(0o700)
     _chown(data, user)
     with tempfile.NamedTemporaryFile("w", delete=False, suffix=".pw") as pw:
@@ -109,6 +123,7 @@ def start() -> bool:
     if SERVER.running():
         return False
     init_cluster()
+    _let_server_reach(paths.POSTGRES_DATA, _run_as())
     SERVER.start(
         [str(_bindir() / "postgres"), "-D", str(paths.POSTGRES_DATA)],
         user=_run_as(),
