@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from devstack import paths
-from devstack.procs import Managed
+from devstack.procs import Managed, as_user
 
 SERVER = Managed("postgres")
 HOST = "127.0.0.1"
@@ -105,7 +105,7 @@ def init_cluster() -> bool:
             ],
             check=True,
             stdout=subprocess.DEVNULL,
-            user=user,
+            **as_user(user),
         )
     finally:
         os.unlink(pw.name)

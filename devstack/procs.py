@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack import paths
 
@@ -60,7 +62,7 @@ class Managed:
             env=dict(env) if env is not None else None,
             cwd=cwd or paths.ROOT,
             start_new_session=True,
-            user=user,
+            **as_user(user),
         )
         log.close()
         self.pid_file.write_text(f"{proc.pid}\n")
@@ -86,6 +88,15 @@ class Managed:
     def kill(self) -> None:
         """SIGKILL the process group at once, as a crash would."""
         self.stop(timeout=0, sig=signal.SIGKILL)
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """subprocess arguments that run as `user` with that user's own group only (by
+    default the child would keep root's group, whose permissions then apply to it)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _alive(pid: int) -> bool:
