@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import typer
@@ -10,6 +11,9 @@ import typer
 from devstack import kafka, paths, postgres, services, stack
 
 DEMO_ACCOUNT = "demo"
+
+# While the broker starts, aiokafka logs every refused connection; the wait loop reports.
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
