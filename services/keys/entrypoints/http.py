@@ -120,6 +120,17 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         except errors.DomainError as error:
             raise domain_error(error) from None
 
+    async def act(
+        request: Request,
+        work: Callable[[KeysTransaction, str, Meta], Awaitable[use_cases.Outcome]],
+        retry: bool = True,
+    ) -> use_cases.Outcome:
+        """A manager's change to a key of its own account: authenticate, then run the use
+        case with the caller's account and request metadata."""
+        principal = await manager(request)
+        request_meta = meta(principal, request)
+        return await run(lambda tx: work(tx, principal.account_id, request_meta), retry)
+
     @router.post(
         "/keys",
         status_code=201,
@@ -128,11 +139,8 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         summary="Create a key; the secret is in the answer",
     )
     async def create_key(body: KeyAttributes, request: Request) -> KeyWithSecret:
-        principal = await manager(request)
-        outcome = await run(
-            lambda tx: use_cases.create(
-                tx, ctx.tools, principal.account_id, body, meta(principal, request)
-            )
+        outcome = await act(
+            request, lambda tx, account, m: use_cases.create(tx, ctx.tools, account, body, m)
         )
         return KeyWithSecret(**KeyView.of(outcome.key).model_dump(), key=_secret(outcome).plaintext)
 
@@ -198,12 +206,10 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         request: Request,
         if_match: Annotated[str | None, Header()] = None,
     ) -> KeyView:
-        principal = await manager(request)
         pinned = _if_match(if_match)
-        outcome = await run(
-            lambda tx: use_cases.update(
-                tx, principal.account_id, key_id, body, meta(principal, request), pinned
-            ),
+        outcome = await act(
+            request,
+            lambda tx, account, m: use_cases.update(tx, account, key_id, body, m, pinned),
             retry=pinned is None,
         )
         return KeyView.of(outcome.key)
@@ -219,11 +225,8 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         request: Request,
         reason: Annotated[str | None, Query(max_length=500)] = None,
     ) -> KeyView:
-        principal = await manager(request)
-        outcome = await run(
-            lambda tx: use_cases.revoke(
-                tx, principal.account_id, key_id, reason, meta(principal, request)
-            )
+        outcome = await act(
+            request, lambda tx, account, m: use_cases.revoke(tx, account, key_id, reason, m)
         )
         return KeyView.of(outcome.key)
 
@@ -231,12 +234,9 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
     async def disable_key(
         key_id: uuid.UUID, request: Request, body: DisableBody | None = None
     ) -> KeyView:
-        principal = await manager(request)
         reason = (body or DisableBody()).reason
-        outcome = await run(
-            lambda tx: use_cases.disable(
-                tx, principal.account_id, key_id, reason, meta(principal, request)
-            )
+        outcome = await act(
+            request, lambda tx, account, m: use_cases.disable(tx, account, key_id, reason, m)
         )
         return KeyView.of(outcome.key)
 
@@ -244,12 +244,9 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
     async def enable_key(
         key_id: uuid.UUID, request: Request, body: ReasonBody | None = None
     ) -> KeyView:
-        principal = await manager(request)
         reason = (body or ReasonBody()).reason
-        outcome = await run(
-            lambda tx: use_cases.enable(
-                tx, principal.account_id, key_id, reason, meta(principal, request)
-            )
+        outcome = await act(
+            request, lambda tx, account, m: use_cases.enable(tx, account, key_id, reason, m)
         )
         return KeyView.of(outcome.key)
 
@@ -262,12 +259,10 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
     async def rotate_key(
         key_id: uuid.UUID, request: Request, body: RotateBody | None = None
     ) -> KeyWithSecret:
-        principal = await manager(request)
         grace = (body or RotateBody()).grace_period_seconds
-        outcome = await run(
-            lambda tx: use_cases.rotate(
-                tx, ctx.tools, principal.account_id, key_id, grace, meta(principal, request)
-            )
+        outcome = await act(
+            request,
+            lambda tx, account, m: use_cases.rotate(tx, ctx.tools, account, key_id, grace, m),
         )
         return KeyWithSecret(**KeyView.of(outcome.key).model_dump(), key=_secret(outcome).plaintext)
 
@@ -278,11 +273,8 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         summary="View the secret again (recorded as KeyRevealed)",
     )
     async def reveal_key(key_id: uuid.UUID, request: Request) -> RevealedSecret:
-        principal = await manager(request)
-        outcome = await run(
-            lambda tx: use_cases.reveal(
-                tx, ctx.tools, principal.account_id, key_id, meta(principal, request)
-            )
+        outcome = await act(
+            request, lambda tx, account, m: use_cases.reveal(tx, ctx.tools, account, key_id, m)
         )
         return RevealedSecret(
             id=key_id, key=_secret(outcome).plaintext, prefix=_secret(outcome).prefix
