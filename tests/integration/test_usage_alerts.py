@@ -47,6 +47,9 @@ async def test_a_volume_spike_raises_one_alert_that_says_seen_against_expected(
     account: Account,
 ) -> None:
     key = await create_key(api)
+    # The summary names the key, which the usage service learns from keys.events: a
+    # different topic than the traffic, so wait until it knows the key.
+    await known_to_usage(db["usage"], key["id"])
     start = now_minute(120)
     normal = steady(key["id"], account.id, start, 45, 20)
     spike = steady(key["id"], account.id, start + timedelta(minutes=45), 1, 300)
