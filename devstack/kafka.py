@@ -21,8 +21,8 @@ from devstack.procs import Managed
 
 BROKER = Managed("kafka")
 HOST = "127.0.0.1"
-PORT = 9092
-CONTROLLER_PORT = 9093
+PORT = int(os.environ.get("KAFKA_PORT", "9092"))
+CONTROLLER_PORT = int(os.environ.get("KAFKA_CONTROLLER_PORT", "9093"))
 HEAP = os.environ.get("KAFKA_HEAP", "-Xms256m -Xmx768m")
 _MARKER = paths.KAFKA_LIBS / ".complete"
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from contracts import USAGE_ALERTS, Alert
+from devstack.services import SERVICES
 from servicekit.kafka import KafkaProducer
 from tests.support.accounts import Account
 from tests.support.kafka import TopicTail
@@ -28,6 +29,8 @@ from tests.support.usage import (
     wait_counted,
 )
 from tests.support.wait import wait_until
+
+USAGE = next(s for s in SERVICES if s.name == "usage")
 
 pytestmark = pytest.mark.stack
 
@@ -215,7 +218,7 @@ async def test_a_record_delivered_twice_is_counted_once(
 
 async def _list_alerts(api: httpx.AsyncClient, account: Account, **filters: str) -> list[dict]:  # type: ignore[type-arg]
     async with httpx.AsyncClient(headers=account.headers) as client:
-        response = await client.get("http://127.0.0.1:8002/v1/alerts", params=filters)
+        response = await client.get(f"{USAGE.url}/v1/alerts", params=filters)
     assert response.status_code == 200, response.text
     items: list[dict] = response.json()["items"]  # type: ignore[type-arg]
     return items
