@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ACCOUNT ?= demo
+# The browser tests drive Debian's Chromium (no browser download); installed when missing.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: install up down clean status test test-unit lint bench admin-key schemas demo
 
@@ -16,7 +18,16 @@ $(INSTALLED): pyproject.toml
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $(INSTALLED)
 
-install: $(INSTALLED)
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests..."
+	@command -v apt-get >/dev/null || { echo "no apt-get: install Chromium at $(CHROMIUM)"; exit 1; }
+	@export DEBIAN_FRONTEND=noninteractive; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
+		  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium >/dev/null; }
+	@test -x $(CHROMIUM)
+
+install: $(INSTALLED) $(CHROMIUM)
 
 up: $(INSTALLED)
 	@$(PY) -m devstack up
@@ -30,7 +41,7 @@ clean:
 status: $(INSTALLED)
 	@$(PY) -m devstack status
 
-test: $(INSTALLED)
+test: $(INSTALLED) $(CHROMIUM)
 	@$(PY) -m devstack up
 	@$(PY) -m pytest
 

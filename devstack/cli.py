@@ -33,6 +33,8 @@ def up(infra_only: bool = typer.Option(False, help="Kafka and PostgreSQL only.")
     if not infra_only:
         for service in services.SERVICES:
             typer.echo(f"{service.name + ':':9} {service.url}  (docs {service.url}/docs)")
+        keys_url = next(s.url for s in services.SERVICES if s.name == "keys")
+        typer.echo(f"console:  {keys_url}/console  (sign in with the admin key below)")
         secret = services.demo_admin_key(DEMO_ACCOUNT, ends.kafka, ends.database_url)
         typer.echo(
             f"admin key of account {DEMO_ACCOUNT} (kept in {paths.admin_key_file(DEMO_ACCOUNT)}):"

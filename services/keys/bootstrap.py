@@ -20,6 +20,10 @@ from services.keys.app.expiry import expire_due_keys
 from services.keys.app.unit_of_work import KeysUnitOfWork
 from services.keys.app.use_cases import SecretTools
 from services.keys.app.verification import Verifier
+from services.keys.console.backends import Backends
+from services.keys.console.routes import Console, ConsoleConfig
+from services.keys.console.routes import install as install_console
+from services.keys.console.sessions import ConsoleSecrets, SessionStore
 from services.keys.domain.recorded import RecordedEvent
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
 from services.keys.entrypoints.http import build_router
@@ -30,12 +34,30 @@ DESCRIPTION = "The source of truth for InstaGen access keys: commands in, events
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def _master_key(settings: KeysSettings) -> bytes:
+    return decode_key_material(settings.keys_master_key.get_secret_value(), "KEYS_MASTER_KEY", 32)
+
+
 def secret_tools(settings: KeysSettings) -> SecretTools:
     pepper = decode_key_material(
         settings.keys_hash_pepper.get_secret_value(), "KEYS_HASH_PEPPER", None
     )
-    master = decode_key_material(settings.keys_master_key.get_secret_value(), "KEYS_MASTER_KEY", 32)
+    master = _master_key(settings)
     return SecretTools(SecretHasher(pepper), SecretVault(master), settings.keys_reveal_enabled)
+
+
+def console(settings: KeysSettings, ctx: KeysContext) -> Console:
+    secrets = ConsoleSecrets(_master_key(settings))
+    return Console(
+        ctx,
+        SessionStore(ctx.pool, secrets),
+        secrets,
+        Backends(settings.keys_audit_url, settings.keys_usage_url),
+        ConsoleConfig(
+            reveal_enabled=settings.keys_reveal_enabled,
+            secure_cookies=settings.keys_console_secure_cookies,
+        ),
+    )
 
 
 def build(settings: KeysSettings) -> FastAPI:
@@ -96,10 +118,17 @@ def build(settings: KeysSettings) -> FastAPI:
             await worker.stop(final_run=worker.name != "expiry-scheduler")
         await publisher.stop()
 
+    browser_console = console(settings, ctx)
+
+    async def stop_console() -> None:
+        await browser_console.backends.close()
+
     runtime.on_start(start_workers)
     runtime.on_stop(stop_workers)
+    runtime.on_stop(stop_console)
     app = runtime.create_app()
     app.include_router(build_router(ctx))
+    install_console(app, browser_console)
     app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request
     app.state.keys = ctx
     app.state.publisher = publisher

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
 from servicekit.settings import ServiceSettings
+
+
+def _local_url(variable: str, port: int) -> str:
+    # The local stack moves each service with its <SERVICE>_HTTP_PORT; follow it.
+    return f"http://127.0.0.1:{os.environ.get(variable, str(port))}"
 
 
 class KeysSettings(ServiceSettings):
@@ -37,4 +43,18 @@ class KeysSettings(ServiceSettings):
     keys_cache_max_entries: int = Field(200_000, ge=1000)
     keys_expiry_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the scheduler looks for keys whose time is up."
+    )
+    keys_audit_url: str = Field(
+        default_factory=lambda: _local_url("AUDIT_HTTP_PORT", 8001),
+        pattern=r"^https?://[^\s]+$",
+        description="Base URL of the audit service, for the console's audit tab.",
+    )
+    keys_usage_url: str = Field(
+        default_factory=lambda: _local_url("USAGE_HTTP_PORT", 8002),
+        pattern=r"^https?://[^\s]+$",
+        description="Base URL of the usage service, for the console's usage charts and alerts.",
+    )
+    keys_console_secure_cookies: bool = Field(
+        False,
+        description="True behind HTTPS: the console's cookies are then sent over HTTPS only.",
     )

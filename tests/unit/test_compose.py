@@ -200,6 +200,11 @@ def test_environment_loads_into_the_settings_class(
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert settings.service_database == f"postgresql://instagen:instagen@postgres:5432/{name}"
     assert settings.log_level == "INFO"
+    if isinstance(settings, KeysSettings):  # the console reads the other two services
+        assert (settings.keys_audit_url, settings.keys_usage_url) == (
+            "http://audit:8001",
+            "http://usage:8002",
+        )
 
 
 def test_each_secret_goes_to_its_service_only_and_must_be_set() -> None:

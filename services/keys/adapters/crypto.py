@@ -21,7 +21,9 @@ from typing import Final
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MIN_PEPPER_BYTES: Final = 32
 MASTER_KEY_BYTES: Final = 32
@@ -93,6 +95,14 @@ class SecretVault:
 
     def __repr__(self) -> str:
         return "SecretVault(master_key=<redacted>)"
+
+
+def derive_key(master_key: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose (HKDF-SHA-256), so one master key serves several uses
+    without any two of them sharing key material."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=MASTER_KEY_BYTES, salt=None, info=purpose.encode()
+    ).derive(master_key)
 
 
 def decode_key_material(value: str, name: str, length: int | None) -> bytes:

@@ -1,0 +1,1 @@
+"""The browser console of the key service: Account Settings > InstaGen Access Key."""

@@ -1,0 +1,114 @@
+"""The audit and usage services, as the console reads them: their public HTTP APIs, called
+with the signed-in person's own access key (so those services apply their own access
+rules), never with a privileged credential of the key service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+class BackendError(Exception):
+    """A service the console reads from did not give an answer it can show."""
+
+
+class Backends:
+    def __init__(self, audit_url: str, usage_url: str) -> None:
+        self.audit_url = audit_url.rstrip("/")
+        self.usage_url = usage_url.rstrip("/")
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _get(
+        self, service: str, url: str, access_key: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        try:
+            response = await self._http().get(
+                url, params=query, headers={"Authorization": f"Bearer {access_key}"}
+            )
+        except httpx.HTTPError as error:
+            raise BackendError(
+                f"The {service} service did not answer ({type(error).__name__})."
+            ) from None
+        if response.status_code != 200:
+            raise BackendError(f"The {service} service answered: {_message(response)}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def audit_events(self, access_key: str, **filters: Any) -> dict[str, Any]:
+        return await self._get(
+            "audit", f"{self.audit_url}/v1/audit/events", access_key, _query(filters)
+        )
+
+    @asynccontextmanager
+    async def audit_export(
+        self, access_key: str, output: str, **filters: Any
+    ) -> AsyncIterator[httpx.Response]:
+        """The audit service's export (csv or jsonl), streamed through without buffering."""
+        query = {k: v for k, v in _query(filters).items() if v not in (None, "")}
+        request = self._http().build_request(
+            "GET",
+            f"{self.audit_url}/v1/audit/events",
+            params={**query, "format": output},
+            headers={"Authorization": f"Bearer {access_key}"},
+        )
+        try:
+            response = await self._http().send(request, stream=True)
+        except httpx.HTTPError as error:
+            raise BackendError(
+                f"The audit service did not answer ({type(error).__name__})."
+            ) from None
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise BackendError(f"The audit service answered: {_message(response)}")
+            yield response
+        finally:
+            await response.aclose()
+
+    async def key_usage(
+        self, access_key: str, key_id: uuid.UUID, start: datetime, end: datetime, granularity: str
+    ) -> dict[str, Any]:
+        return await self._get(
+            "usage",
+            f"{self.usage_url}/v1/usage/keys/{key_id}",
+            access_key,
+            {
+                "from": start.isoformat(),
+                "to": end.isoformat(),
+                "granularity": granularity,
+                "limit": 1000,
+            },
+        )
+
+    async def alerts(self, access_key: str, **filters: Any) -> dict[str, Any]:
+        return await self._get("usage", f"{self.usage_url}/v1/alerts", access_key, _query(filters))
+
+
+def _query(filters: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items()}
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return f"{response.status_code} {error.get('code')}: {error.get('message')}"
+    except (ValueError, AttributeError):
+        return f"{response.status_code}"

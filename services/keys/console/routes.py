@@ -1,0 +1,797 @@
+"""The access-key console: Account Settings in the browser, served by the key service.
+
+Server-rendered pages (Jinja2, autoescaped) with plain HTML forms, so every flow works
+with the keyboard alone and without a script; one small script of our own adds the copy
+button and the naming helpers. Nothing is fetched from elsewhere at run time, and the
+Content-Security-Policy says so.
+
+Changes go through the same use cases as the HTTP API, with the signed-in key as the
+actor, so the events, the audit log and the usage service see a console action exactly
+as they see an API call. Audit and usage data come from those services' own APIs, asked
+with the signed-in person's key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from contracts import (
+    ALL_PLATFORM_SCOPES,
+    SCOPE_KEYS_MANAGE,
+    SCOPE_KEYS_VERIFY_ANY_ACCOUNT,
+    KeyAttributes,
+    KeyPatch,
+)
+from contracts.commands import MAX_GRACE_PERIOD_SECONDS
+from servicekit.errors import ApiError
+from services.keys.adapters import event_store, queries
+from services.keys.app import use_cases
+from services.keys.app.context import KeysContext
+from services.keys.console import naming
+from services.keys.console.backends import BackendError, Backends
+from services.keys.console.chart import RANGES, Chart, build_chart
+from services.keys.console.sessions import (
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    SIGN_IN_COOKIE,
+    ConsoleSecrets,
+    Session,
+    SessionStore,
+    new_token,
+)
+from services.keys.domain import errors
+from services.keys.domain.recorded import Meta
+from services.keys.entrypoints.auth import Principal, authenticate_header
+from services.keys.entrypoints.schemas import EventView, KeyView
+
+BASE = "/console"
+KEYS_PAGE = f"{BASE}/settings/access-keys"
+HERE = Path(__file__).parent
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+GRACE_CHOICES = (("0", "None: refuse the old secret at once"), ("3600", "1 hour"),
+                 ("86400", "24 hours"), ("604800", "7 days"))  # fmt: skip
+DONE_MESSAGES = {
+    "created": "The key was created.",
+    "updated": "The key was saved.",
+    "disabled": "The key is disabled: every request with it is refused from now on.",
+    "enabled": "The key is enabled again.",
+    "revoked": "The key is revoked for good and its stored secret destroyed.",
+}
+AUDIT_ACTIONS = (
+    "key.created", "key.updated", "key.disabled", "key.enabled", "key.rotated",
+    "key.revealed", "key.revoked", "key.expired", "command.rejected", "alert.raised",
+)  # fmt: skip
+ALERT_KINDS = (
+    "volume_spike", "rate_limit_exceeded", "new_source_network", "auth_failure_burst",
+    "disabled_key_in_use", "dormant_key_reactivated", "unused_key",
+)  # fmt: skip
+
+
+class SignInRequired(Exception):
+    """No valid session: the person is sent to sign in, and back here afterwards."""
+
+    def __init__(self, back_to: str, notice: str | None = None) -> None:
+        super().__init__(back_to)
+        self.back_to = back_to
+        self.notice = notice
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    session: Session
+    principal: Principal
+
+    @property
+    def account_id(self) -> str:
+        return self.principal.account_id
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    reveal_enabled: bool
+    secure_cookies: bool
+
+
+class Console:
+    def __init__(
+        self,
+        ctx: KeysContext,
+        store: SessionStore,
+        secrets: ConsoleSecrets,
+        backends: Backends,
+        config: ConsoleConfig,
+    ) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.secrets = secrets
+        self.backends = backends
+        self.config = config
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+        self.templates.env.filters["when"] = _when
+        self.templates.env.filters["ago"] = _ago
+
+    # -- pages and sessions ---------------------------------------------------------------
+
+    def page(
+        self,
+        request: Request,
+        view: str,
+        me: SignedIn | None,
+        status_code: int = 200,
+        **values: Any,
+    ) -> HTMLResponse:
+        context = {
+            "me": me,
+            "csrf": self.secrets.csrf_token(me.session.token) if me else None,
+            "base": BASE,
+            "keys_page": KEYS_PAGE,
+            **values,
+        }
+        response = self.templates.TemplateResponse(request, view, context, status_code=status_code)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def signed_in(self, request: Request) -> SignedIn:
+        """The session's person, re-checked against the key they signed in with."""
+        back_to = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        session = await self.store.find(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            raise SignInRequired(back_to)
+        try:
+            principal = await self._authenticate(request, session.access_key)
+        except ApiError as refused:
+            await self.store.close(session.token)
+            raise SignInRequired(back_to, f"Signed out: {refused.message}") from None
+        if principal.key_id != session.key_id:
+            await self.store.close(session.token)
+            raise SignInRequired(back_to)
+        return SignedIn(session, principal)
+
+    async def _authenticate(self, request: Request, access_key: str) -> Principal:
+        return await authenticate_header(
+            self.ctx,
+            f"Bearer {access_key}",
+            request.client.host if request.client else None,
+            request.headers.get("user-agent"),
+            request.url.path,
+            SCOPE_KEYS_MANAGE,
+        )
+
+    async def form(self, request: Request, binding: str | None) -> dict[str, Any]:
+        """The posted form, if it came from one of our own pages (CSRF token, Origin)."""
+        origin = request.headers.get("origin")
+        expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        posted = await request.form()
+        values: dict[str, Any] = {}
+        for name in posted:
+            # Browsers send a textarea's line breaks as CRLF; the contracts keep plain \n.
+            items = [v.replace("\r\n", "\n") for v in posted.getlist(name) if isinstance(v, str)]
+            values[name] = items if len(items) > 1 else (items[0] if items else "")
+        sent = values.pop("csrf_token", None)
+        if (origin not in (None, "null") and origin != expected) or not self.secrets.csrf_ok(
+            binding, sent if isinstance(sent, str) else None
+        ):
+            raise ApiError(
+                403, "csrf_failed", "This form has expired or did not come from this console."
+            )
+        return values
+
+    def meta(self, me: SignedIn, request: Request) -> Meta:
+        return Meta(
+            actor=me.principal.actor,
+            occurred_at=datetime.now(UTC),
+            correlation_id=request.scope.get("state", {}).get("correlation_id"),
+        )
+
+    async def change(
+        self,
+        request: Request,
+        me: SignedIn,
+        work: Callable[[Any, str, Meta], Awaitable[use_cases.Outcome]],
+        retry: bool = True,
+    ) -> use_cases.Outcome:
+        meta = self.meta(me, request)
+        return await use_cases.in_transaction(
+            self.ctx.uow, lambda tx: work(tx, me.account_id, meta), retry_conflicts=retry
+        )
+
+    def cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=BASE,
+            httponly=True,
+            samesite="strict",
+            secure=self.config.secure_cookies,
+        )
+
+    async def view(
+        self, request: Request, render: Callable[[SignedIn], Awaitable[Response]]
+    ) -> Response:
+        """A page for the signed-in person; what it refuses becomes a page, never a 500."""
+        me = await self.signed_in(request)
+        return await self._guarded(request, me, lambda: render(me))
+
+    async def submit(
+        self,
+        request: Request,
+        render: Callable[[SignedIn, dict[str, Any]], Awaitable[Response]],
+    ) -> Response:
+        """A form of the signed-in person's, checked against CSRF before anything else."""
+        me = await self.signed_in(request)
+
+        async def checked() -> Response:
+            return await render(me, await self.form(request, me.session.token))
+
+        return await self._guarded(request, me, checked)
+
+    async def _guarded(
+        self, request: Request, me: SignedIn, render: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        try:
+            return await render()
+        except errors.DomainError as error:
+            status = 404 if isinstance(error, errors.KeyNotFound) else 409
+            return self.page(
+                request, "error.html", me, status, title="Not done", message=error.message
+            )
+        except ApiError as error:
+            return self.page(
+                request, "error.html", me, error.status, title="Not done", message=error.message
+            )
+
+    # -- data -----------------------------------------------------------------------------
+
+    async def key_or_404(self, me: SignedIn, key_id: uuid.UUID) -> KeyView:
+        found = await queries.get_key(self.ctx.pool(), me.account_id, key_id)
+        if found is None:
+            raise ApiError(404, "not_found", f"No key {key_id} in this account.")
+        return KeyView.of(*found)
+
+    async def usage_chart(
+        self, me: SignedIn, key_id: uuid.UUID, range_name: str
+    ) -> tuple[Chart, datetime | None]:
+        """The chart of the range, and when the usage service last saw the key used."""
+        span, _, granularity = RANGES[range_name]
+        now = datetime.now(UTC)
+        usage = await self.backends.key_usage(
+            me.session.access_key, key_id, now - span - timedelta(hours=6), now, granularity
+        )
+        last = usage.get("last_used_at")
+        seen = datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
+        return build_chart(range_name, now, usage["items"]), seen
+
+
+def install(app: FastAPI, console: Console) -> None:
+    """Mount the console's pages and assets on the key service's app."""
+    app.include_router(build_router(console))
+    app.mount(f"{BASE}/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    async def to_sign_in(request: Request, exc: Exception) -> Response:
+        query = {"next": getattr(exc, "back_to", KEYS_PAGE)}
+        if notice := getattr(exc, "notice", None):
+            query["notice"] = notice
+        return RedirectResponse(f"{BASE}/sign-in?{urlencode(query)}", status_code=303)
+
+    app.add_exception_handler(SignInRequired, to_sign_in)
+
+
+def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block per page
+    router = APIRouter(include_in_schema=False)
+    c = console
+
+    @router.get("/")
+    async def root() -> RedirectResponse:
+        return RedirectResponse(KEYS_PAGE, status_code=303)
+
+    @router.get(BASE)
+    @router.get(f"{BASE}/")
+    @router.get(f"{BASE}/settings")
+    async def home() -> RedirectResponse:
+        return RedirectResponse(KEYS_PAGE, status_code=303)
+
+    # -- sign-in and sign-out -------------------------------------------------------------
+
+    @router.get(f"{BASE}/sign-in")
+    async def sign_in_page(
+        request: Request, next: str = KEYS_PAGE, notice: str | None = None
+    ) -> Response:
+        nonce = new_token()
+        response = c.page(
+            request,
+            "sign_in.html",
+            None,
+            sign_in_csrf=c.secrets.csrf_token(f"sign-in:{nonce}"),
+            next=_local(next),
+            notice=notice[:300] if notice else None,
+        )
+        c.cookie(response, SIGN_IN_COOKIE, nonce, max_age=3600)
+        return response
+
+    @router.post(f"{BASE}/sign-in")
+    async def sign_in(request: Request) -> Response:
+        nonce = request.cookies.get(SIGN_IN_COOKIE)
+        try:
+            values = await c.form(request, f"sign-in:{nonce}" if nonce else None)
+        except ApiError as refused:
+            return c.page(
+                request, "error.html", None, 403, title="Sign-in", message=refused.message
+            )
+        access_key = str(values.get("access_key", "")).strip()
+        next_page = _local(str(values.get("next", KEYS_PAGE)))
+
+        def again(message: str, status: int) -> Response:
+            retry_nonce = new_token()
+            response = c.page(
+                request, "sign_in.html", None, status,
+                sign_in_csrf=c.secrets.csrf_token(f"sign-in:{retry_nonce}"),
+                next=next_page, error=message,
+            )  # fmt: skip
+            c.cookie(response, SIGN_IN_COOKIE, retry_nonce, max_age=3600)
+            return response
+
+        if not access_key or len(access_key) > 512:
+            return again("Paste an access key of this account.", 400)
+        try:
+            principal = await c._authenticate(request, access_key)
+        except ApiError as refused:
+            return again(
+                "That key cannot sign in: it lacks the scope keys:manage."
+                if refused.code == "insufficient_scope"
+                else "That access key is not accepted (unknown, disabled, revoked or expired).",
+                refused.status,
+            )
+        token = await c.store.open(principal.key_id, principal.account_id, access_key)
+        response = RedirectResponse(next_page, status_code=303)
+        c.cookie(response, SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()))
+        response.delete_cookie(SIGN_IN_COOKIE, path=BASE)
+        return response
+
+    @router.post(f"{BASE}/sign-out")
+    async def sign_out(request: Request) -> Response:
+        token = request.cookies.get(SESSION_COOKIE)
+        try:
+            await c.form(request, token)
+        except ApiError as refused:
+            return c.page(
+                request, "error.html", None, 403, title="Sign-out", message=refused.message
+            )
+        await c.store.close(token)
+        response = RedirectResponse(
+            f"{BASE}/sign-in?{urlencode({'notice': 'You are signed out.'})}", status_code=303
+        )
+        response.delete_cookie(SESSION_COOKIE, path=BASE)
+        return response
+
+    # -- the keys -------------------------------------------------------------------------
+
+    @router.get(KEYS_PAGE)
+    async def list_page(
+        request: Request, cursor: str | None = None, done: str | None = None
+    ) -> Response:
+        async def render(me: SignedIn) -> Response:
+            after = _list_cursor(cursor)
+            rows = await queries.list_keys(c.ctx.pool(), me.account_id, 51, after, None)
+            keys = [KeyView.of(k, used) for k, used in rows[:50]]
+            more = None
+            if len(rows) > 50:
+                last = rows[49][0]
+                more = f"{last.created_at.isoformat()}|{last.key_id}"
+            return c.page(
+                request, "keys.html", me, keys=keys, more=more, unused=_unused,
+                notice=DONE_MESSAGES.get(done or ""), tab="keys",
+            )  # fmt: skip
+
+        return await c.view(request, render)
+
+    def new_key_form(
+        request: Request, me: SignedIn, status: int = 200, **values: Any
+    ) -> HTMLResponse:
+        return c.page(
+            request, "new_key.html", me, status,
+            groups=naming.NAME_GROUPS, names=naming.all_names(),
+            environments=naming.ENVIRONMENTS, expiry_choices=naming.EXPIRY_CHOICES,
+            template=naming.DESCRIPTION_TEMPLATE, example=naming.DESCRIPTION_EXAMPLE,
+            scopes=[s for s in ALL_PLATFORM_SCOPES if s != SCOPE_KEYS_VERIFY_ANY_ACCOUNT],
+            form=values.pop("form", {}), field_errors=values.pop("field_errors", {}),
+            tab="keys", **values,
+        )  # fmt: skip
+
+    @router.get(f"{KEYS_PAGE}/new")
+    async def new_key_page(request: Request) -> Response:
+        me = await c.signed_in(request)
+        return new_key_form(request, me, form={"environment": "production"})
+
+    @router.post(KEYS_PAGE)
+    async def create_key(request: Request) -> Response:
+        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
+            try:
+                attributes = _attributes(values)
+            except ValidationError as invalid:
+                return new_key_form(
+                    request, me, 422, form=values, field_errors=_field_errors(invalid)
+                )
+            outcome = await c.change(
+                request,
+                me,
+                lambda tx, account, m: use_cases.create(tx, c.ctx.tools, account, attributes, m),
+            )
+            return secret_page(request, me, outcome, "created")
+
+        return await c.submit(request, render)
+
+    def secret_page(
+        request: Request, me: SignedIn, outcome: use_cases.Outcome, how: str
+    ) -> HTMLResponse:
+        if outcome.secret is None:
+            raise RuntimeError("this use case always returns the secret")
+        return c.page(
+            request, "secret.html", me, 201 if how == "created" else 200,
+            key=KeyView.of(outcome.key), secret=outcome.secret.plaintext, how=how, tab="keys",
+        )  # fmt: skip
+
+    @router.get(KEYS_PAGE + "/{key_id}")
+    async def key_page(
+        request: Request, key_id: uuid.UUID, range: str = "24h", done: str | None = None
+    ) -> Response:
+        async def render(me: SignedIn) -> Response:
+            key = await c.key_or_404(me, key_id)
+            chosen = range if range in RANGES else "24h"
+            async with c.ctx.pool().acquire() as conn:
+                history = [
+                    EventView.of(e) for e in await event_store.stream_page(conn, key_id, 100, None)
+                ]
+            chart, usage_error, alerts, alerts_error = None, None, [], None
+            try:
+                chart, seen_by_usage = await c.usage_chart(me, key_id, chosen)
+            except BackendError as error:
+                usage_error = str(error)
+            else:
+                # Gateways that report usage without asking /v1/verify still count as use.
+                if seen_by_usage and (key.last_used_at is None or seen_by_usage > key.last_used_at):
+                    key = key.model_copy(update={"last_used_at": seen_by_usage})
+            try:
+                alerts = (await c.backends.alerts(me.session.access_key, key_id=key_id, limit=20))[
+                    "items"
+                ]
+            except BackendError as error:
+                alerts_error = str(error)
+            return c.page(
+                request, "key.html", me, key=key, history=history, chart=chart,
+                usage_error=usage_error, alerts=alerts, alerts_error=alerts_error,
+                ranges=list(RANGES), unused=_unused(key), grace_choices=GRACE_CHOICES,
+                reveal_enabled=c.config.reveal_enabled, notice=DONE_MESSAGES.get(done or ""),
+                tab="keys",
+            )  # fmt: skip
+
+        return await c.view(request, render)
+
+    @router.post(KEYS_PAGE + "/{key_id}/edit")
+    async def edit_key(request: Request, key_id: uuid.UUID) -> Response:
+        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
+            try:
+                patch = KeyPatch(
+                    name=str(values.get("name", "")).strip(),
+                    description=str(values.get("description", "")).strip() or None,
+                )
+                version = int(str(values.get("version", "")))
+            except (ValidationError, ValueError) as invalid:
+                message = (
+                    "; ".join(f"{f}: {m}" for f, m in _field_errors(invalid).items())
+                    if isinstance(invalid, ValidationError)
+                    else "The form lost the key's version; reload the page."
+                )
+                raise ApiError(422, "invalid", message) from None
+            await c.change(
+                request,
+                me,
+                lambda tx, account, m: use_cases.update(tx, account, key_id, patch, m, version),
+                retry=False,
+            )
+            return _back(key_id, "updated")
+
+        return await c.submit(request, render)
+
+    @router.post(KEYS_PAGE + "/{key_id}/disable")
+    async def disable_key(request: Request, key_id: uuid.UUID) -> Response:
+        return await _reasoned(request, key_id, "disabled")
+
+    @router.post(KEYS_PAGE + "/{key_id}/enable")
+    async def enable_key(request: Request, key_id: uuid.UUID) -> Response:
+        return await _reasoned(request, key_id, "enabled")
+
+    async def _reasoned(request: Request, key_id: uuid.UUID, action: str) -> Response:
+        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
+            reason = str(values.get("reason", "")).strip()[:500]
+            if action == "disabled":
+                why = reason or "Disabled in the console"
+                await c.change(
+                    request, me,
+                    lambda tx, account, m: use_cases.disable(tx, account, key_id, why, m),
+                )  # fmt: skip
+            else:
+                await c.change(
+                    request, me,
+                    lambda tx, account, m: use_cases.enable(tx, account, key_id, reason or None, m),
+                )  # fmt: skip
+            if values.get("back") == "list":
+                return RedirectResponse(f"{KEYS_PAGE}?done={action}", status_code=303)
+            return _back(key_id, action)
+
+        return await c.submit(request, render)
+
+    @router.post(KEYS_PAGE + "/{key_id}/rotate")
+    async def rotate_key(request: Request, key_id: uuid.UUID) -> Response:
+        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
+            grace = str(values.get("grace_period_seconds", "0"))
+            if not grace.isdigit() or int(grace) > MAX_GRACE_PERIOD_SECONDS:
+                raise ApiError(422, "invalid", "Choose one of the grace periods offered.")
+            seconds, tools = int(grace), c.ctx.tools
+            outcome = await c.change(
+                request, me,
+                lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, seconds, m),
+            )  # fmt: skip
+            return secret_page(request, me, outcome, "rotated")
+
+        return await c.submit(request, render)
+
+    @router.post(KEYS_PAGE + "/{key_id}/reveal")
+    async def reveal_key(request: Request, key_id: uuid.UUID) -> Response:
+        async def render(me: SignedIn, _: dict[str, Any]) -> Response:
+            outcome = await c.change(
+                request, me,
+                lambda tx, account, m: use_cases.reveal(tx, c.ctx.tools, account, key_id, m),
+            )  # fmt: skip
+            return secret_page(request, me, outcome, "revealed")
+
+        return await c.submit(request, render)
+
+    @router.get(KEYS_PAGE + "/{key_id}/revoke")
+    async def revoke_confirmation(request: Request, key_id: uuid.UUID) -> Response:
+        async def render(me: SignedIn) -> Response:
+            key = await c.key_or_404(me, key_id)
+            return c.page(request, "revoke.html", me, key=key, tab="keys")
+
+        return await c.view(request, render)
+
+    @router.post(KEYS_PAGE + "/{key_id}/revoke")
+    async def revoke_key(request: Request, key_id: uuid.UUID) -> Response:
+        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
+            key = await c.key_or_404(me, key_id)
+            if str(values.get("confirm_name", "")).strip() != key.name:
+                return c.page(
+                    request, "revoke.html", me, 422, key=key, tab="keys",
+                    error="Type the key's name exactly to confirm.",
+                )  # fmt: skip
+            reason = str(values.get("reason", "")).strip()[:500] or None
+            await c.change(
+                request, me,
+                lambda tx, account, m: use_cases.revoke(tx, account, key_id, reason, m),
+            )  # fmt: skip
+            return _back(key_id, "revoked")
+
+        return await c.submit(request, render)
+
+    # -- usage and alerts, audit -------------------------------------------------------------
+
+    @router.get(f"{BASE}/settings/usage")
+    async def usage_page(
+        request: Request, kind: str | None = None, severity: str | None = None
+    ) -> Response:
+        async def render(me: SignedIn) -> Response:
+            rows = await queries.list_keys(c.ctx.pool(), me.account_id, 500, None, "active")
+            unused_keys = [KeyView.of(k, used) for k, used in rows if _unused(KeyView.of(k, used))]
+            alerts, alerts_error = [], None
+            try:
+                alerts = (
+                    await c.backends.alerts(
+                        me.session.access_key,
+                        kind=kind if kind in ALERT_KINDS else None,
+                        severity=severity if severity in ("info", "warning", "critical") else None,
+                        limit=100,
+                    )
+                )["items"]
+            except BackendError as error:
+                alerts_error = str(error)
+            return c.page(
+                request, "usage.html", me, alerts=alerts, alerts_error=alerts_error,
+                unused_keys=unused_keys, kinds=ALERT_KINDS, kind=kind, severity=severity,
+                unused=_unused, tab="usage",
+            )  # fmt: skip
+
+        return await c.view(request, render)
+
+    @router.get(f"{BASE}/settings/audit")
+    async def audit_page(request: Request) -> Response:
+        async def render(me: SignedIn) -> Response:
+            filters = _audit_filters(request)
+            page: dict[str, Any] = {"items": [], "next_cursor": None}
+            audit_error = None
+            try:
+                page = await c.backends.audit_events(
+                    me.session.access_key, limit=50,
+                    cursor=request.query_params.get("cursor"), **filters,
+                )  # fmt: skip
+            except BackendError as error:
+                audit_error = str(error)
+            shown = {
+                k: request.query_params.get(k, "")
+                for k in ("key_id", "actor_id", "action", "since", "until")
+            }
+            return c.page(
+                request, "audit.html", me, records=page["items"], audit_error=audit_error,
+                next_cursor=page.get("next_cursor"), filters=shown, actions=AUDIT_ACTIONS,
+                query=urlencode({k: v for k, v in shown.items() if v}), tab="audit",
+            )  # fmt: skip
+
+        return await c.view(request, render)
+
+    @router.get(f"{BASE}/settings/audit.csv")
+    async def audit_csv(request: Request) -> Response:
+        async def render(me: SignedIn) -> Response:
+            filters = _audit_filters(request)
+            stream = c.backends.audit_export(me.session.access_key, "csv", **filters)
+            try:
+                response = await stream.__aenter__()
+            except BackendError as error:
+                return c.page(request, "error.html", me, 502, title="Audit log", message=str(error))
+
+            async def body() -> Any:
+                try:
+                    async for chunk in response.aiter_bytes():
+                        yield chunk
+                finally:
+                    await stream.__aexit__(None, None, None)
+
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            return StreamingResponse(
+                body(),
+                media_type="text/csv; charset=utf-8",
+                headers={
+                    "Content-Disposition": (
+                        f'attachment; filename="audit-{me.account_id}-{stamp}.csv"'
+                    ),
+                    "Cache-Control": "no-store",
+                },
+            )
+
+        return await c.view(request, render)
+
+    return router
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _back(key_id: uuid.UUID, done: str) -> RedirectResponse:
+    return RedirectResponse(f"{KEYS_PAGE}/{key_id}?done={done}", status_code=303)
+
+
+def _local(target: str) -> str:
+    """Only a page of this console is a place to go back to (no open redirect)."""
+    if target.startswith(BASE + "/") and not target.startswith("//") and "\\" not in target:
+        return target[:500]
+    return KEYS_PAGE
+
+
+def _unused(key: KeyView) -> str | None:
+    """Why an active key counts as unused, or None."""
+    if key.status != "active":
+        return None
+    if key.last_used_at is None:
+        return "Never used"
+    if datetime.now(UTC) - key.last_used_at > timedelta(days=naming.UNUSED_AFTER_DAYS):
+        return f"Unused for {naming.UNUSED_AFTER_DAYS}+ days"
+    return None
+
+
+def _list_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    created, _, key_id = cursor.partition("|")
+    try:
+        return datetime.fromisoformat(created), uuid.UUID(key_id)
+    except ValueError:
+        raise ApiError(400, "bad_cursor", "That page link is not one this console made.") from None
+
+
+def _attributes(values: dict[str, Any]) -> KeyAttributes:
+    rate = str(values.get("rate_limit_per_hour", "")).strip()
+    days = str(values.get("expires_in_days", "")).strip()
+    scopes = values.get("scopes", [])
+    raw: dict[str, Any] = {
+        "name": str(values.get("name", "")).strip(),
+        "description": str(values.get("description", "")).strip() or None,
+        "environment": str(values.get("environment", "production")),
+        "scopes": [scopes] if isinstance(scopes, str) else list(scopes),
+        "rate_limit_per_hour": rate or None,
+        "expires_at": (
+            datetime.now(UTC) + timedelta(days=int(days)) if days.isdigit() else (days or None)
+        ),
+    }
+    return KeyAttributes.model_validate(raw)
+
+
+def _field_errors(invalid: ValidationError) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for error in invalid.errors():
+        field = str(error["loc"][0]) if error["loc"] else "form"
+        found.setdefault(field, error["msg"])
+    return found
+
+
+def _audit_filters(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    key_id = params.get("key_id", "").strip()
+    try:
+        key = str(uuid.UUID(key_id)) if key_id else None
+    except ValueError:
+        raise ApiError(422, "key_id_invalid", "The key filter takes a key id (a UUID).") from None
+    action = params.get("action") or None
+    return {
+        "key_id": key,
+        "actor_id": (params.get("actor_id") or "").strip()[:200] or None,
+        "action": action if action in AUDIT_ACTIONS else None,
+        "since": _day(params.get("since"), "since"),
+        "until": _day(params.get("until"), "until", next_day=True),
+    }
+
+
+def _day(value: str | None, name: str, next_day: bool = False) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(422, f"{name}_invalid", f"'{name}' takes a date, e.g. 2026-11-26.") from None
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start + timedelta(days=1) if next_day else start
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "—"
+    moment = (
+        value
+        if isinstance(value, datetime)
+        else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _ago(value: Any) -> str:
+    if value is None:
+        return "Never"
+    moment = (
+        value
+        if isinstance(value, datetime)
+        else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"

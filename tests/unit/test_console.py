@@ -1,0 +1,101 @@
+"""The console's pure parts: the usage chart, form parsing, redirects, CSRF tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from services.keys.console.chart import build_chart
+from services.keys.console.routes import _attributes, _local
+from services.keys.console.sessions import ConsoleSecrets, Session
+
+NOW = datetime(2026, 11, 26, 18, 30, tzinfo=UTC)
+
+
+def bucket(hours_ago: int, requests: int, errors: int = 0) -> dict[str, object]:
+    start = NOW.replace(minute=0) - timedelta(hours=hours_ago)
+    return {"start": start.isoformat(), "requests": requests, "status_4xx": errors, "status_5xx": 0}
+
+
+def test_the_chart_fills_missing_hours_with_zeros_and_keeps_every_request() -> None:
+    chart = build_chart("24h", NOW, [bucket(0, 40, 4), bucket(5, 10), bucket(30, 999)])
+    assert len(chart.buckets) == 24
+    assert (chart.total_requests, chart.total_errors) == (50, 4), "older than 24 h is left out"
+    assert chart.buckets[-1].start == NOW.replace(minute=0)
+    assert chart.buckets[-1].requests == 40 and chart.buckets[-6].requests == 10
+    assert chart.peak == 40
+    ys = [float(p.split(",")[1]) for p in chart.requests_points.split()]
+    assert len(ys) == 24 and min(ys) < max(ys)
+
+
+def test_the_week_chart_sums_hours_into_six_hour_buckets() -> None:
+    chart = build_chart("7d", NOW, [bucket(0, 1), bucket(1, 2), bucket(2, 3), bucket(100, 7)])
+    assert len(chart.buckets) == 28
+    assert chart.total_requests == 13
+    assert (chart.buckets[-2].requests, chart.buckets[-1].requests) == (5, 1)
+
+
+def test_an_empty_chart_is_flat_at_zero() -> None:
+    chart = build_chart("24h", NOW, [])
+    assert chart.total_requests == 0 and chart.peak == 1
+    assert len({p.split(",")[1] for p in chart.requests_points.split()}) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "goes_to"),
+    [
+        ("/console/settings/audit?key_id=1", "/console/settings/audit?key_id=1"),
+        ("https://evil.example/", "/console/settings/access-keys"),
+        ("//evil.example/console/", "/console/settings/access-keys"),
+        ("/console/\\evil", "/console/settings/access-keys"),
+        ("/v1/keys", "/console/settings/access-keys"),
+    ],
+)
+def test_after_sign_in_only_console_pages_are_a_destination(target: str, goes_to: str) -> None:
+    assert _local(target) == goes_to
+
+
+def test_the_create_form_becomes_key_attributes() -> None:
+    made = _attributes(
+        {
+            "name": " Production-LLM-API ",
+            "description": "Used by the chatbot.\nContact: dev-team@company.com",
+            "environment": "staging",
+            "rate_limit_per_hour": "1000",
+            "expires_in_days": "30",
+            "scopes": "usage:read",
+        }
+    )
+    assert (made.name, made.environment, made.rate_limit_per_hour) == (
+        "Production-LLM-API", "staging", 1000,
+    )  # fmt: skip
+    assert made.scopes == ["usage:read"]
+    assert made.expires_at is not None
+    assert timedelta(days=29) < made.expires_at - datetime.now(UTC) <= timedelta(days=30)
+    with pytest.raises(ValidationError) as invalid:
+        _attributes({"name": "", "rate_limit_per_hour": "many"})
+    assert {e["loc"][0] for e in invalid.value.errors()} == {"name", "rate_limit_per_hour"}
+
+
+def test_csrf_tokens_are_bound_to_their_session() -> None:
+    secrets = ConsoleSecrets(b"k" * 32)
+    token = secrets.csrf_token("session-a")
+    assert secrets.csrf_ok("session-a", token)
+    assert not secrets.csrf_ok("session-b", token)
+    assert not secrets.csrf_ok("session-a", None)
+    assert not secrets.csrf_ok(None, token)
+    assert not ConsoleSecrets(b"j" * 32).csrf_ok("session-a", token), "another master key"
+
+
+def test_a_sealed_session_key_opens_only_for_its_session() -> None:
+    secrets = ConsoleSecrets(b"k" * 32)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    sealed = secrets.seal(first, "ig_live_secret")
+    assert b"ig_live_secret" not in sealed
+    assert secrets.open(first, sealed) == "ig_live_secret"
+    assert secrets.open(second, sealed) is None
+    session = Session(first, uuid.uuid4(), "demo", "ig_live_secret", "token")
+    assert "ig_live_secret" not in repr(session) and "token" not in repr(session)
