@@ -84,6 +84,9 @@ async def test_product_flow_in_the_browser(
     heights = {float(p.split(",")[1]) for p in points.split()}
     assert len(heights) > 1, "the requests line is not flat: it shows the traffic"
     await console.shot("06-key-with-usage-chart")
+    await page.get_by_role("link", name="Last 7 days").click()
+    assert await totals.get_attribute("data-requests") == str(len(traffic))
+    await page.get_by_role("link", name="Last 24 hours").click()
 
     # Disable it in the console: /v1/verify refuses it from then on.
     await page.get_by_label("Reason (optional)").fill("no longer used by the web app")
@@ -116,6 +119,14 @@ async def test_product_flow_in_the_browser(
     assert csv.count("key.created") == 1 and csv.count("key.disabled") == 1
     assert actor in csv
 
+    # The refused use of the disabled key reached the usage service: its alert is listed.
+    async def alert_listed() -> bool:
+        await page.goto("/console/settings/usage?kind=disabled_key_in_use")
+        return await page.locator("li.alert[data-kind=disabled_key_in_use]").count() == 1
+
+    await wait_until(alert_listed, timeout=60, what="the disabled_key_in_use alert in the console")
+    summary = await page.locator("li.alert[data-kind=disabled_key_in_use]").inner_text()
+    assert "disabled" in summary.lower() and key_id in summary
     await page.get_by_role("link", name="Usage & alerts").click()
     await console.shot("08-usage-and-alerts")
 

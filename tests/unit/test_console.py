@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from services.keys.console.backends import BackendError, Backends
 from services.keys.console.chart import build_chart
 from services.keys.console.routes import _attributes, _local
 from services.keys.console.sessions import ConsoleSecrets, Session
@@ -99,3 +100,15 @@ def test_a_sealed_session_key_opens_only_for_its_session() -> None:
     assert secrets.open(second, sealed) is None
     session = Session(first, uuid.uuid4(), "demo", "ig_live_secret", "token")
     assert "ig_live_secret" not in repr(session) and "token" not in repr(session)
+
+
+async def test_a_service_that_does_not_answer_is_a_message_not_a_crash() -> None:
+    backends = Backends("http://127.0.0.1:9", "http://127.0.0.1:9")
+    try:
+        with pytest.raises(BackendError, match="The usage service did not answer"):
+            await backends.alerts("ig_live_x")
+        with pytest.raises(BackendError, match="The audit service did not answer"):
+            async with backends.audit_export("ig_live_x", "csv"):
+                pass
+    finally:
+        await backends.close()

@@ -463,7 +463,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 history = [
                     EventView.of(e) for e in await event_store.stream_page(conn, key_id, 100, None)
                 ]
-            chart, usage_error, alerts, alerts_error = None, None, [], None
+            chart, usage_error = None, None
             try:
                 chart, seen_by_usage = await c.usage_chart(me, key_id, chosen)
             except BackendError as error:
@@ -472,15 +472,12 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 # Gateways that report usage without asking /v1/verify still count as use.
                 if seen_by_usage and (key.last_used_at is None or seen_by_usage > key.last_used_at):
                     key = key.model_copy(update={"last_used_at": seen_by_usage})
-            try:
-                alerts = (await c.backends.alerts(me.session.access_key, key_id=key_id, limit=20))[
-                    "items"
-                ]
-            except BackendError as error:
-                alerts_error = str(error)
+            alerts, alerts_error = await _shown(
+                c.backends.alerts(me.session.access_key, key_id=key_id, limit=20)
+            )
             return c.page(
                 request, "key.html", me, key=key, history=history, chart=chart,
-                usage_error=usage_error, alerts=alerts, alerts_error=alerts_error,
+                usage_error=usage_error, alerts=alerts["items"], alerts_error=alerts_error,
                 ranges=list(RANGES), unused=_unused(key), grace_choices=GRACE_CHOICES,
                 reveal_enabled=c.config.reveal_enabled, notice=DONE_MESSAGES.get(done or ""),
                 tab="keys",
@@ -603,20 +600,16 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
         async def render(me: SignedIn) -> Response:
             rows = await queries.list_keys(c.ctx.pool(), me.account_id, 500, None, "active")
             unused_keys = [KeyView.of(k, used) for k, used in rows if _unused(KeyView.of(k, used))]
-            alerts, alerts_error = [], None
-            try:
-                alerts = (
-                    await c.backends.alerts(
-                        me.session.access_key,
-                        kind=kind if kind in ALERT_KINDS else None,
-                        severity=severity if severity in ("info", "warning", "critical") else None,
-                        limit=100,
-                    )
-                )["items"]
-            except BackendError as error:
-                alerts_error = str(error)
+            alerts, alerts_error = await _shown(
+                c.backends.alerts(
+                    me.session.access_key,
+                    kind=kind if kind in ALERT_KINDS else None,
+                    severity=severity if severity in ("info", "warning", "critical") else None,
+                    limit=100,
+                )
+            )
             return c.page(
-                request, "usage.html", me, alerts=alerts, alerts_error=alerts_error,
+                request, "usage.html", me, alerts=alerts["items"], alerts_error=alerts_error,
                 unused_keys=unused_keys, kinds=ALERT_KINDS, kind=kind, severity=severity,
                 unused=_unused, tab="usage",
             )  # fmt: skip
@@ -627,15 +620,12 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     async def audit_page(request: Request) -> Response:
         async def render(me: SignedIn) -> Response:
             filters = _audit_filters(request)
-            page: dict[str, Any] = {"items": [], "next_cursor": None}
-            audit_error = None
-            try:
-                page = await c.backends.audit_events(
+            page, audit_error = await _shown(
+                c.backends.audit_events(
                     me.session.access_key, limit=50,
                     cursor=request.query_params.get("cursor"), **filters,
-                )  # fmt: skip
-            except BackendError as error:
-                audit_error = str(error)
+                )
+            )  # fmt: skip
             shown = {
                 k: request.query_params.get(k, "")
                 for k in ("key_id", "actor_id", "action", "since", "until")
@@ -683,6 +673,14 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+async def _shown(read: Awaitable[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """A page of another service's data, or why it cannot be shown (the page still is)."""
+    try:
+        return await read, None
+    except BackendError as error:
+        return {"items": [], "next_cursor": None}, str(error)
 
 
 def _back(key_id: uuid.UUID, done: str) -> RedirectResponse:
