@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class Console:
     page: Page
     account: Account
     base_url: str
+    requested: list[str] = field(default_factory=list)
+    """Every URL the browser asked for, to prove nothing comes from elsewhere."""
 
     async def sign_in(self, access_key: str | None = None) -> None:
         await self.page.goto("/console/sign-in")
@@ -111,5 +113,7 @@ async def console(browser: Browser, stack: Stack) -> AsyncIterator[Console]:
     await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
     page = await context.new_page()
     page.set_default_timeout(15_000)
-    yield Console(context, page, account, base_url)
+    console = Console(context, page, account, base_url)
+    page.on("request", lambda request: console.requested.append(request.url))
+    yield console
     await context.close()

@@ -130,6 +130,9 @@ async def test_product_flow_in_the_browser(
     await page.get_by_role("link", name="Usage & alerts").click()
     await console.shot("08-usage-and-alerts")
 
+    elsewhere = [u for u in console.requested if not u.startswith(console.base_url + "/")]
+    assert len(console.requested) > 20 and elsewhere == [], "every asset is the console's own"
+
 
 async def test_create_with_the_keyboard_alone_and_every_input_labelled(console: Console) -> None:
     page = console.page

@@ -36,10 +36,14 @@ async def test_three_crashes_mid_batch_during_a_stream_lose_and_double_nothing(
     total = len(stream.events)
     began = time.monotonic()
     crashed_at: list[int] = []
+    # One part of the stream per crash (and a last one after it), so each crash has new
+    # events to land on however fast the restarted consumer catches up.
+    part = -(-total // (CRASHES + 1))
+    parts = [stream.events[i : i + part] for i in range(0, total, part)]
     try:
-        await publish(producer, stream.events)
-        for _ in range(CRASHES):
+        for crash in range(CRASHES):
             before = await chain_length(audit_db, stream.account_id)
+            await publish(producer, parts[crash])
 
             async def moved(before: int = before) -> bool:
                 return await chain_length(audit_db, stream.account_id) > before
@@ -49,6 +53,8 @@ async def test_three_crashes_mid_batch_during_a_stream_lose_and_double_nothing(
             AUDIT.process.kill()
             crashed_at.append(await chain_length(audit_db, stream.account_id))
             await restart_audit(stack)
+        for rest in parts[CRASHES:]:
+            await publish(producer, rest)
         await wait_for_records(audit_db, stream.account_id, total, timeout=120)
     finally:
         await restart_audit(stack)  # never leave the stack without its audit service

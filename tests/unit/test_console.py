@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from services.keys.console.backends import BackendError, Backends
 from services.keys.console.chart import build_chart
 from services.keys.console.routes import _attributes, _local
-from services.keys.console.sessions import ConsoleSecrets, Session
+from services.keys.console.sessions import ConsoleSecrets, Session, SignInThrottle
 
 NOW = datetime(2026, 11, 26, 18, 30, tzinfo=UTC)
 
@@ -112,3 +112,20 @@ async def test_a_service_that_does_not_answer_is_a_message_not_a_crash() -> None
                 pass
     finally:
         await backends.close()
+
+
+def test_sign_in_guessing_is_slowed_per_address() -> None:
+    now = [0.0]
+    throttle = SignInThrottle(limit=3, window=60, max_addresses=2, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.wait_seconds("203.0.113.7") == 0
+        throttle.refused("203.0.113.7")
+    assert throttle.wait_seconds("203.0.113.7") == 60
+    assert throttle.wait_seconds("198.51.100.1") == 0, "other addresses are not affected"
+    now[0] = 30.0
+    assert throttle.wait_seconds("203.0.113.7") == 30
+    now[0] = 60.0
+    assert throttle.wait_seconds("203.0.113.7") == 0, "the window has passed"
+    throttle.refused("a")
+    throttle.refused("b")
+    assert len(throttle._refused) == 2, "memory stays bounded"

@@ -49,6 +49,7 @@ from services.keys.console.sessions import (
     ConsoleSecrets,
     Session,
     SessionStore,
+    SignInThrottle,
     new_token,
 )
 from services.keys.domain import errors
@@ -127,6 +128,7 @@ class Console:
         self.secrets = secrets
         self.backends = backends
         self.config = config
+        self.throttle = SignInThrottle()
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["ago"] = _ago
@@ -354,9 +356,16 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
 
         if not access_key or len(access_key) > 512:
             return again("Paste an access key of this account.", 400)
+        address = request.client.host if request.client else None
+        if wait := c.throttle.wait_seconds(address):
+            return again(
+                f"Too many refused sign-ins from your address; try again in {int(wait) + 1} s.",
+                429,
+            )
         try:
             principal = await c._authenticate(request, access_key)
         except ApiError as refused:
+            c.throttle.refused(address)
             return again(
                 "That key cannot sign in: it lacks the scope keys:manage."
                 if refused.code == "insufficient_scope"

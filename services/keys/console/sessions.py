@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,3 +121,42 @@ class SessionStore:
             await self._pool().execute(
                 "DELETE FROM console_sessions WHERE token_hash = $1", _digest(token)
             )
+
+
+class SignInThrottle:
+    """Slows down guessing: after `limit` refused sign-ins from one address within `window`
+    seconds, that address waits until the oldest refusal leaves the window. Bounded
+    memory: the least recently refused addresses are forgotten first."""
+
+    def __init__(
+        self,
+        limit: int = 10,
+        window: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._refused: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait_seconds(self, address: str | None) -> float:
+        """0 when this address may try now; otherwise how long until it may."""
+        times = self._refused.get(address or "")
+        if times is None:
+            return 0.0
+        now = self._clock()
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if len(times) < self.limit:
+            return 0.0
+        return self.window - (now - times[0])
+
+    def refused(self, address: str | None) -> None:
+        key = address or ""
+        times = self._refused.pop(key, None) or deque(maxlen=self.limit)
+        times.append(self._clock())
+        self._refused[key] = times
+        while len(self._refused) > self.max_addresses:
+            self._refused.popitem(last=False)
