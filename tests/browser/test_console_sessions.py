@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -10,6 +11,15 @@ import pytest
 from tests.browser.conftest import Console
 
 pytestmark = pytest.mark.stack
+
+
+async def manager_key(console: Console) -> dict[str, Any]:
+    """A second key of the account that may only manage keys."""
+    async with console.account.client() as api:
+        made = await api.post("/v1/keys", json={"name": "manager", "scopes": ["keys:manage"]})
+    assert made.status_code == 201, made.text
+    body: dict[str, Any] = made.json()
+    return body
 
 
 async def test_the_session_cookie_is_httponly_and_strict(console: Console) -> None:
@@ -74,16 +84,13 @@ async def test_sign_in_refusals_and_sign_out(console: Console) -> None:
 
 async def test_disabling_the_signed_in_key_ends_its_session(console: Console) -> None:
     page = console.page
-    async with console.account.client() as api:
-        manager = (
-            await api.post("/v1/keys", json={"name": "manager", "scopes": ["keys:manage"]})
-        ).json()
+    manager = await manager_key(console)
     await console.sign_in(manager["key"])
     async with console.account.client() as api:
         assert (await api.post(f"/v1/keys/{manager['id']}/disable")).status_code == 200
     await page.goto("/console/settings/access-keys")
     assert "/console/sign-in" in page.url
-    await page.get_by_text("Signed out").wait_for()
+    await page.get_by_text("Your session ended").wait_for()
 
 
 async def test_next_only_goes_to_console_pages(console: Console) -> None:
@@ -93,3 +100,56 @@ async def test_next_only_goes_to_console_pages(console: Console) -> None:
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_load_state()
     assert re.search(r"/console/settings/access-keys$", page.url)
+
+
+async def test_bad_input_of_any_kind_gets_a_page_never_a_500(console: Console) -> None:
+    page = console.page
+    await console.sign_in()
+    await console.create_key("Target", "")
+    await page.get_by_role("link", name="Done").click()
+    key_page = page.url.split("?")[0]
+    token = await page.locator("input[name=csrf_token]").first.input_value()
+    keys = "/console/settings/access-keys"
+    posts = [
+        (keys, {"name": "x", "expires_in_days": "\u00b2"}, 422, "expiry"),
+        (keys, {"name": "x", "expires_in_days": "99999999"}, 422, "expiry"),
+        (keys, {"name": "x", "scopes": "keys:verify:any-account"}, 422, "scopes offered"),
+        (keys, {"name": "", "rate_limit_per_hour": "many"}, 422, "rate limit per hour"),
+        (f"{key_page}/rotate", {"grace_period_seconds": "\u00b2"}, 422, "grace periods"),
+        (f"{key_page}/disable", {"reason": "a\x00b"}, 422, "reason"),
+        (f"{key_page}/edit", {"name": "n", "version": "v1"}, 422, "reload the page"),
+        (f"{key_page}/revoke", {"confirm_name": "nope"}, 422, "exactly to confirm"),
+    ]
+    for path, form, status, says in posts:
+        answer = await page.request.post(path, form={"csrf_token": token, **form})
+        assert (answer.status, answer.headers["content-type"][:9]) == (status, "text/html"), path
+        assert says in await answer.text(), (path, form)
+    gets = [
+        f"{keys}/not-a-uuid",
+        f"{keys}/{'0' * 8}-0000-0000-0000-{'0' * 12}",
+        f"{keys}?cursor=0001-01-01T00:00:00%2B01:00|x",
+        "/console/settings/audit?until=9999-12-31",
+        "/console/settings/audit?key_id=nope",
+        "/console/settings/audit.csv?since=2026-13-45",
+        f"{key_page}?range=forever",
+    ]
+    for path in gets:
+        answer = await page.request.get(path)
+        assert 400 <= answer.status < 500 or answer.status == 200, (path, answer.status)
+        assert answer.headers["content-type"].startswith("text/html"), path
+    async with console.account.client() as api:
+        names = [k["name"] for k in (await api.get("/v1/keys")).json()["items"]]
+    assert names.count("x") == 0 and "Target" in names, "nothing was made of the bad forms"
+
+
+async def test_rotating_the_signed_in_key_keeps_the_session(console: Console) -> None:
+    page = console.page
+    manager = await manager_key(console)
+    await console.sign_in(manager["key"])
+    await page.goto(f"/console/settings/access-keys/{manager['id']}")
+    await page.get_by_role("button", name="Rotate").click()
+    rotated = await page.get_by_test_id("secret").input_value()
+    assert rotated != manager["key"]
+    await page.goto("/console/settings/access-keys")
+    assert "/console/sign-in" not in page.url, "still signed in, now with the new secret"
+    assert (await console.verify(manager["key"]))["valid"] is False

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,9 +18,8 @@ import pytest
 
 from contracts import ALL_PLATFORM_SCOPES, USAGE_RECORDS
 from contracts.base import format_utc
-from devstack import services
 from services.keys.domain.secret import BASE62_ALPHABET, SECRET_PATTERN, generate_secret
-from tests.support.accounts import Account
+from tests.support.accounts import Account, keys_cli
 from tests.support.kafka import TopicTail
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
@@ -602,16 +599,7 @@ async def test_rebuilding_the_read_models_from_events_gives_the_same_tables(
     await act(api, key["id"], "disable")
     before = await ReadModels.read(db["keys"])
 
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.keys.cli", "rebuild-projections"],
-        env=services.service_env(stack.kafka, stack.database_url, "keys"),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    await asyncio.to_thread(keys_cli, stack, "rebuild-projections")
 
     after = await ReadModels.read(db["keys"])
     # Other scenarios may append meanwhile: compare every key whose stream did not move

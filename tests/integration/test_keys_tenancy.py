@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from contracts.base import format_utc
-from tests.support.accounts import Account, new_account
+from tests.support.accounts import Account, new_account, operator_create_key
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.stack
@@ -101,14 +101,34 @@ async def test_a_platform_gateway_key_verifies_the_keys_of_every_account(
 ) -> None:
     """The platform's API gateways hold keys:verify:any-account and verify any customer's key."""
     b, b_key = await other_accounts_key(stack)
-    gateway = await api.post(
-        "/v1/keys",
-        json={"name": "Edge gateway", "scopes": ["keys:verify", "keys:verify:any-account"]},
+    gateway = await operator_create_key(
+        stack, "platform", "Edge gateway", "keys:verify", "keys:verify:any-account"
     )
-    assert gateway.status_code == 201, gateway.text
     async with httpx.AsyncClient(
-        base_url=stack.url("keys"), headers={"Authorization": f"Bearer {gateway.json()['key']}"}
+        base_url=stack.url("keys"), headers={"Authorization": f"Bearer {gateway['key']}"}
     ) as as_gateway:
         verdict = (await as_gateway.post("/v1/verify", json={"key": b_key["key"]})).json()
     assert (verdict["valid"], verdict["code"]) == (True, "valid")
     assert (verdict["key_id"], verdict["account_id"]) == (b_key["id"], b.id)
+
+
+async def test_an_account_admin_cannot_grant_what_it_does_not_hold(
+    api: httpx.AsyncClient,
+) -> None:
+    """Only an operator makes platform gateway keys; an account's admin key, asking the API
+    for a key (or a change) with keys:verify:any-account, is refused and nothing changes."""
+    refused = await api.post(
+        "/v1/keys", json={"name": "Sneaky", "scopes": ["keys:verify", "keys:verify:any-account"]}
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "insufficient_scope"
+    assert "keys:verify:any-account" in refused.json()["error"]["message"]
+    plain = await api.post("/v1/keys", json={"name": "Plain", "scopes": ["keys:verify"]})
+    assert plain.status_code == 201
+    widened = await api.patch(
+        f"/v1/keys/{plain.json()['id']}", json={"scopes": ["keys:verify:any-account"]}
+    )
+    assert widened.status_code == 403
+    names = [k["name"] for k in (await api.get("/v1/keys")).json()["items"]]
+    assert "Sneaky" not in names
+    assert (await api.get(f"/v1/keys/{plain.json()['id']}")).json()["scopes"] == ["keys:verify"]

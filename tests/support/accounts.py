@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -37,3 +41,27 @@ async def new_account(stack: Stack, prefix: str = "acct") -> Account:
         services.create_admin_key, account_id, stack.kafka, stack.database_url
     )
     return Account(account_id, output.strip().splitlines()[-1], stack.url("keys"))
+
+
+def keys_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operators' keys CLI, run as `make up` would run it against this stack."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.keys.cli", *args],
+        env=services.service_env(stack.kafka, stack.database_url, "keys"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+async def operator_create_key(stack: Stack, account_id: str, name: str, *scopes: str) -> Any:
+    """A key made by an operator with the keys CLI (which may grant any scope, e.g. the
+    platform gateways' keys:verify:any-account); its JSON view, secret included."""
+    args = ["create", "--account", account_id, "--name", name, "--json"]
+    for scope in scopes:
+        args += ["--scope", scope]
+    done = await asyncio.to_thread(keys_cli, stack, *args)
+    return json.loads(done.stdout)

@@ -6,11 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import ValidationError
 
 from services.keys.console.backends import BackendError, Backends
 from services.keys.console.chart import build_chart
-from services.keys.console.routes import _attributes, _local
+from services.keys.console.routes import FormInvalid, _attributes, _local
 from services.keys.console.sessions import ConsoleSecrets, Session, SignInThrottle
 
 NOW = datetime(2026, 11, 26, 18, 30, tzinfo=UTC)
@@ -68,7 +67,8 @@ def test_the_create_form_becomes_key_attributes() -> None:
             "rate_limit_per_hour": "1000",
             "expires_in_days": "30",
             "scopes": "usage:read",
-        }
+        },
+        ["usage:read"],
     )
     assert (made.name, made.environment, made.rate_limit_per_hour) == (
         "Production-LLM-API", "staging", 1000,
@@ -76,9 +76,18 @@ def test_the_create_form_becomes_key_attributes() -> None:
     assert made.scopes == ["usage:read"]
     assert made.expires_at is not None
     assert timedelta(days=29) < made.expires_at - datetime.now(UTC) <= timedelta(days=30)
-    with pytest.raises(ValidationError) as invalid:
-        _attributes({"name": "", "rate_limit_per_hour": "many"})
-    assert {e["loc"][0] for e in invalid.value.errors()} == {"name", "rate_limit_per_hour"}
+    with pytest.raises(FormInvalid) as invalid:
+        _attributes({"name": "", "rate_limit_per_hour": "many"}, [])
+    assert set(invalid.value.fields) == {"name", "rate_limit_per_hour"}
+    for refused, field in (
+        ({"name": "x", "expires_in_days": "\u00b2"}, "expires_at"),
+        ({"name": "x", "expires_in_days": "99999999"}, "expires_at"),
+        ({"name": "x", "scopes": "keys:verify:any-account"}, "scopes"),
+        ({"name": ["a", "b"]}, "name"),
+    ):
+        with pytest.raises(FormInvalid) as invalid:
+            _attributes(refused, ["usage:read"])
+        assert set(invalid.value.fields) == {field}, refused
 
 
 def test_csrf_tokens_are_bound_to_their_session() -> None:
@@ -108,8 +117,7 @@ async def test_a_service_that_does_not_answer_is_a_message_not_a_crash() -> None
         with pytest.raises(BackendError, match="The usage service did not answer"):
             await backends.alerts("ig_live_x")
         with pytest.raises(BackendError, match="The audit service did not answer"):
-            async with backends.audit_export("ig_live_x", "csv"):
-                pass
+            await backends.open_export("ig_live_x", "csv")
     finally:
         await backends.close()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -59,6 +59,17 @@ async def in_transaction(
             # Jittered backoff, so writers racing on one key stop colliding in lockstep.
             await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - not crypto
     raise AssertionError("unreachable")
+
+
+def check_grantable(holder_scopes: Sequence[str], granted: Sequence[str]) -> None:
+    """A key may give a new or changed key only scopes it holds itself, so an account's
+    admin cannot mint, say, a platform gateway key (keys:verify:any-account). Operators
+    (the CLI) and internal services (keys.commands) are trusted and not held to this."""
+    beyond = sorted(set(granted) - set(holder_scopes))
+    if beyond:
+        raise errors.InsufficientScope(
+            f"A key can grant only scopes it holds itself; this one lacks {', '.join(beyond)}."
+        )
 
 
 async def owned_key(tx: KeysTransaction, account_id: str, key_id: uuid.UUID) -> AccessKey:

@@ -5,8 +5,6 @@ rules), never with a privileged credential of the key service."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +47,14 @@ class Backends:
             ) from None
         if response.status_code != 200:
             raise BackendError(f"The {service} service answered: {_message(response)}")
-        body: dict[str, Any] = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise BackendError(
+                f"The {service} service answered with a body the console cannot read."
+            )
         return body
 
     async def audit_events(self, access_key: str, **filters: Any) -> dict[str, Any]:
@@ -57,11 +62,9 @@ class Backends:
             "audit", f"{self.audit_url}/v1/audit/events", access_key, _query(filters)
         )
 
-    @asynccontextmanager
-    async def audit_export(
-        self, access_key: str, output: str, **filters: Any
-    ) -> AsyncIterator[httpx.Response]:
-        """The audit service's export (csv or jsonl), streamed through without buffering."""
+    async def open_export(self, access_key: str, output: str, **filters: Any) -> httpx.Response:
+        """The audit service's export (csv or jsonl), to stream through without buffering;
+        the caller closes it."""
         query = {k: v for k, v in _query(filters).items() if v not in (None, "")}
         request = self._http().build_request(
             "GET",
@@ -75,13 +78,11 @@ class Backends:
             raise BackendError(
                 f"The audit service did not answer ({type(error).__name__})."
             ) from None
-        try:
-            if response.status_code != 200:
-                await response.aread()
-                raise BackendError(f"The audit service answered: {_message(response)}")
-            yield response
-        finally:
+        if response.status_code != 200:
+            await response.aread()
             await response.aclose()
+            raise BackendError(f"The audit service answered: {_message(response)}")
+        return response
 
     async def key_usage(
         self, access_key: str, key_id: uuid.UUID, start: datetime, end: datetime, granularity: str

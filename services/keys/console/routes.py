@@ -13,19 +13,22 @@ with the signed-in person's key.
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 
 from contracts import (
     ALL_PLATFORM_SCOPES,
@@ -34,7 +37,6 @@ from contracts import (
     KeyAttributes,
     KeyPatch,
 )
-from contracts.commands import MAX_GRACE_PERIOD_SECONDS
 from servicekit.errors import ApiError
 from services.keys.adapters import event_store, queries
 from services.keys.app import use_cases
@@ -55,6 +57,7 @@ from services.keys.console.sessions import (
 from services.keys.domain import errors
 from services.keys.domain.recorded import Meta
 from services.keys.entrypoints.auth import Principal, authenticate_header
+from services.keys.entrypoints.http import STATUS_OF_CODE
 from services.keys.entrypoints.schemas import EventView, KeyView
 
 BASE = "/console"
@@ -67,7 +70,9 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer, browsers send `Origin: null` on our
+    # own form posts, which the CSRF check refuses. No console URL holds a secret.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 GRACE_CHOICES = (("0", "None: refuse the old secret at once"), ("3600", "1 hour"),
@@ -78,6 +83,10 @@ DONE_MESSAGES = {
     "disabled": "The key is disabled: every request with it is refused from now on.",
     "enabled": "The key is enabled again.",
     "revoked": "The key is revoked for good and its stored secret destroyed.",
+}
+SIGN_IN_NOTICES = {
+    "signed-out": "You are signed out.",
+    "session-ended": "Your session ended: the key you signed in with is no longer accepted.",
 }
 AUDIT_ACTIONS = (
     "key.created", "key.updated", "key.disabled", "key.enabled", "key.rotated",
@@ -156,15 +165,17 @@ class Console:
 
     async def signed_in(self, request: Request) -> SignedIn:
         """The session's person, re-checked against the key they signed in with."""
-        back_to = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        back_to = KEYS_PAGE
+        if request.method == "GET":  # a form's target is no page to come back to
+            back_to = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         session = await self.store.find(request.cookies.get(SESSION_COOKIE))
         if session is None:
             raise SignInRequired(back_to)
         try:
             principal = await self._authenticate(request, session.access_key)
-        except ApiError as refused:
+        except ApiError:
             await self.store.close(session.token)
-            raise SignInRequired(back_to, f"Signed out: {refused.message}") from None
+            raise SignInRequired(back_to, "session-ended") from None
         if principal.key_id != session.key_id:
             await self.store.close(session.token)
             raise SignInRequired(back_to)
@@ -183,7 +194,10 @@ class Console:
     async def form(self, request: Request, binding: str | None) -> dict[str, Any]:
         """The posted form, if it came from one of our own pages (CSRF token, Origin)."""
         origin = request.headers.get("origin")
-        expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        # Compare hosts only: behind a TLS-terminating proxy the scheme seen here is http.
+        same_origin = origin is None or (
+            origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
+        )
         posted = await request.form()
         values: dict[str, Any] = {}
         for name in posted:
@@ -191,7 +205,7 @@ class Console:
             items = [v.replace("\r\n", "\n") for v in posted.getlist(name) if isinstance(v, str)]
             values[name] = items if len(items) > 1 else (items[0] if items else "")
         sent = values.pop("csrf_token", None)
-        if (origin not in (None, "null") and origin != expected) or not self.secrets.csrf_ok(
+        if not same_origin or not self.secrets.csrf_ok(
             binding, sent if isinstance(sent, str) else None
         ):
             raise ApiError(
@@ -218,7 +232,9 @@ class Console:
             self.ctx.uow, lambda tx: work(tx, me.account_id, meta), retry_conflicts=retry
         )
 
-    def cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+    def cookie(
+        self, request: Request, response: Response, name: str, value: str, max_age: int
+    ) -> None:
         response.set_cookie(
             name,
             value,
@@ -226,7 +242,7 @@ class Console:
             path=BASE,
             httponly=True,
             samesite="strict",
-            secure=self.config.secure_cookies,
+            secure=self.config.secure_cookies or request.url.scheme == "https",
         )
 
     async def view(
@@ -255,10 +271,16 @@ class Console:
         try:
             return await render()
         except errors.DomainError as error:
-            status = 404 if isinstance(error, errors.KeyNotFound) else 409
+            status = STATUS_OF_CODE.get(error.code, 400)
             return self.page(
                 request, "error.html", me, status, title="Not done", message=error.message
             )
+        except FormInvalid as invalid:
+            message = "; ".join(f"{f}: {m}" for f, m in invalid.fields.items())
+            return self.page(request, "error.html", me, 422, title="Not done", message=message)
+        except ValidationError as invalid:  # e.g. a reason the contracts refuse
+            message = "; ".join(f"{f}: {m}" for f, m in _field_errors(invalid).items())
+            return self.page(request, "error.html", me, 422, title="Not done", message=message)
         except ApiError as error:
             return self.page(
                 request, "error.html", me, error.status, title="Not done", message=error.message
@@ -281,9 +303,14 @@ class Console:
         usage = await self.backends.key_usage(
             me.session.access_key, key_id, now - span - timedelta(hours=6), now, granularity
         )
-        last = usage.get("last_used_at")
-        seen = datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
-        return build_chart(range_name, now, usage["items"]), seen
+        try:
+            last = usage.get("last_used_at")
+            seen = datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
+            return build_chart(range_name, now, usage["items"]), seen
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise BackendError(
+                "The usage service answered with data the console cannot read."
+            ) from None
 
 
 def install(app: FastAPI, console: Console) -> None:
@@ -298,6 +325,18 @@ def install(app: FastAPI, console: Console) -> None:
         return RedirectResponse(f"{BASE}/sign-in?{urlencode(query)}", status_code=303)
 
     app.add_exception_handler(SignInRequired, to_sign_in)
+    api_handler = app.exception_handlers[RequestValidationError]
+
+    async def malformed(request: Request, exc: Exception) -> Response:
+        if not request.url.path.startswith(BASE + "/"):
+            answer = api_handler(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        return console.page(
+            request, "error.html", None, 404, title="Not found",
+            message="There is no such page: a link or an address was not one this console made.",
+        )  # fmt: skip
+
+    app.add_exception_handler(RequestValidationError, malformed)
 
 
 def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block per page
@@ -327,9 +366,9 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             None,
             sign_in_csrf=c.secrets.csrf_token(f"sign-in:{nonce}"),
             next=_local(next),
-            notice=notice[:300] if notice else None,
+            notice=SIGN_IN_NOTICES.get(notice or ""),
         )
-        c.cookie(response, SIGN_IN_COOKIE, nonce, max_age=3600)
+        c.cookie(request, response, SIGN_IN_COOKIE, nonce, max_age=3600)
         return response
 
     @router.post(f"{BASE}/sign-in")
@@ -341,8 +380,10 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             return c.page(
                 request, "error.html", None, 403, title="Sign-in", message=refused.message
             )
-        access_key = str(values.get("access_key", "")).strip()
-        next_page = _local(str(values.get("next", KEYS_PAGE)))
+        access_key = values.get("access_key", "")
+        access_key = access_key.strip() if isinstance(access_key, str) else ""
+        next_page = values.get("next", KEYS_PAGE)
+        next_page = _local(next_page if isinstance(next_page, str) else KEYS_PAGE)
 
         def again(message: str, status: int) -> Response:
             retry_nonce = new_token()
@@ -351,7 +392,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 sign_in_csrf=c.secrets.csrf_token(f"sign-in:{retry_nonce}"),
                 next=next_page, error=message,
             )  # fmt: skip
-            c.cookie(response, SIGN_IN_COOKIE, retry_nonce, max_age=3600)
+            c.cookie(request, response, SIGN_IN_COOKIE, retry_nonce, max_age=3600)
             return response
 
         if not access_key or len(access_key) > 512:
@@ -372,9 +413,12 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 else "That access key is not accepted (unknown, disabled, revoked or expired).",
                 refused.status,
             )
+        await c.store.close(request.cookies.get(SESSION_COOKIE))  # no second live session
         token = await c.store.open(principal.key_id, principal.account_id, access_key)
         response = RedirectResponse(next_page, status_code=303)
-        c.cookie(response, SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()))
+        c.cookie(
+            request, response, SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds())
+        )
         response.delete_cookie(SIGN_IN_COOKIE, path=BASE)
         return response
 
@@ -388,9 +432,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 request, "error.html", None, 403, title="Sign-out", message=refused.message
             )
         await c.store.close(token)
-        response = RedirectResponse(
-            f"{BASE}/sign-in?{urlencode({'notice': 'You are signed out.'})}", status_code=303
-        )
+        response = RedirectResponse(f"{BASE}/sign-in?notice=signed-out", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=BASE)
         return response
 
@@ -423,7 +465,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             groups=naming.NAME_GROUPS, names=naming.all_names(),
             environments=naming.ENVIRONMENTS, expiry_choices=naming.EXPIRY_CHOICES,
             template=naming.DESCRIPTION_TEMPLATE, example=naming.DESCRIPTION_EXAMPLE,
-            scopes=[s for s in ALL_PLATFORM_SCOPES if s != SCOPE_KEYS_VERIFY_ANY_ACCOUNT],
+            scopes=_offered_scopes(me),
             form=values.pop("form", {}), field_errors=values.pop("field_errors", {}),
             tab="keys", **values,
         )  # fmt: skip
@@ -437,11 +479,9 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     async def create_key(request: Request) -> Response:
         async def render(me: SignedIn, values: dict[str, Any]) -> Response:
             try:
-                attributes = _attributes(values)
-            except ValidationError as invalid:
-                return new_key_form(
-                    request, me, 422, form=values, field_errors=_field_errors(invalid)
-                )
+                attributes = _attributes(values, _offered_scopes(me))
+            except FormInvalid as invalid:
+                return new_key_form(request, me, 422, form=values, field_errors=invalid.fields)
             outcome = await c.change(
                 request,
                 me,
@@ -497,19 +537,13 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     @router.post(KEYS_PAGE + "/{key_id}/edit")
     async def edit_key(request: Request, key_id: uuid.UUID) -> Response:
         async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            try:
-                patch = KeyPatch(
-                    name=str(values.get("name", "")).strip(),
-                    description=str(values.get("description", "")).strip() or None,
-                )
-                version = int(str(values.get("version", "")))
-            except (ValidationError, ValueError) as invalid:
-                message = (
-                    "; ".join(f"{f}: {m}" for f, m in _field_errors(invalid).items())
-                    if isinstance(invalid, ValidationError)
-                    else "The form lost the key's version; reload the page."
-                )
-                raise ApiError(422, "invalid", message) from None
+            patch = KeyPatch(
+                name=_one(values, "name"), description=_one(values, "description") or None
+            )
+            pinned = _one(values, "version")
+            if not (pinned.isascii() and pinned.isdigit() and 0 < int(pinned) < 2**31):
+                raise ApiError(422, "invalid", "The form lost the key's version; reload the page.")
+            version = int(pinned)
             await c.change(
                 request,
                 me,
@@ -530,7 +564,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
 
     async def _reasoned(request: Request, key_id: uuid.UUID, action: str) -> Response:
         async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            reason = str(values.get("reason", "")).strip()[:500]
+            reason = _one(values, "reason")[:500]
             if action == "disabled":
                 why = reason or "Disabled in the console"
                 await c.change(
@@ -551,14 +585,16 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     @router.post(KEYS_PAGE + "/{key_id}/rotate")
     async def rotate_key(request: Request, key_id: uuid.UUID) -> Response:
         async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            grace = str(values.get("grace_period_seconds", "0"))
-            if not grace.isdigit() or int(grace) > MAX_GRACE_PERIOD_SECONDS:
+            grace = _one(values, "grace_period_seconds") or "0"
+            if grace not in {value for value, _ in GRACE_CHOICES}:
                 raise ApiError(422, "invalid", "Choose one of the grace periods offered.")
             seconds, tools = int(grace), c.ctx.tools
             outcome = await c.change(
                 request, me,
                 lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, seconds, m),
             )  # fmt: skip
+            if key_id == me.session.key_id and outcome.secret is not None:
+                await c.store.reseal(me.session, outcome.secret.plaintext)  # stay signed in
             return secret_page(request, me, outcome, "rotated")
 
         return await c.submit(request, render)
@@ -586,12 +622,12 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     async def revoke_key(request: Request, key_id: uuid.UUID) -> Response:
         async def render(me: SignedIn, values: dict[str, Any]) -> Response:
             key = await c.key_or_404(me, key_id)
-            if str(values.get("confirm_name", "")).strip() != key.name:
+            if _one(values, "confirm_name") != key.name:
                 return c.page(
                     request, "revoke.html", me, 422, key=key, tab="keys",
                     error="Type the key's name exactly to confirm.",
                 )  # fmt: skip
-            reason = str(values.get("reason", "")).strip()[:500] or None
+            reason = _one(values, "reason")[:500] or None
             await c.change(
                 request, me,
                 lambda tx, account, m: use_cases.revoke(tx, account, key_id, reason, m),
@@ -620,7 +656,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             return c.page(
                 request, "usage.html", me, alerts=alerts["items"], alerts_error=alerts_error,
                 unused_keys=unused_keys, kinds=ALERT_KINDS, kind=kind, severity=severity,
-                unused=_unused, tab="usage",
+                unused=_unused, unused_after_days=naming.UNUSED_AFTER_DAYS, tab="usage",
             )  # fmt: skip
 
         return await c.view(request, render)
@@ -651,22 +687,14 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     async def audit_csv(request: Request) -> Response:
         async def render(me: SignedIn) -> Response:
             filters = _audit_filters(request)
-            stream = c.backends.audit_export(me.session.access_key, "csv", **filters)
             try:
-                response = await stream.__aenter__()
+                export = await c.backends.open_export(me.session.access_key, "csv", **filters)
             except BackendError as error:
                 return c.page(request, "error.html", me, 502, title="Audit log", message=str(error))
-
-            async def body() -> Any:
-                try:
-                    async for chunk in response.aiter_bytes():
-                        yield chunk
-                finally:
-                    await stream.__aexit__(None, None, None)
-
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             return StreamingResponse(
-                body(),
+                export.aiter_bytes(),
+                background=BackgroundTask(export.aclose),
                 media_type="text/csv; charset=utf-8",
                 headers={
                     "Content-Disposition": (
@@ -719,26 +747,57 @@ def _list_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         return None
     created, _, key_id = cursor.partition("|")
     try:
-        return datetime.fromisoformat(created), uuid.UUID(key_id)
+        at, after = datetime.fromisoformat(created), uuid.UUID(key_id)
     except ValueError:
-        raise ApiError(400, "bad_cursor", "That page link is not one this console made.") from None
+        at, after = None, None
+    if at is None or after is None or at.tzinfo is None or not 2000 <= at.year <= 9000:
+        raise ApiError(400, "bad_cursor", "That page link is not one this console made.")
+    return at, after
 
 
-def _attributes(values: dict[str, Any]) -> KeyAttributes:
-    rate = str(values.get("rate_limit_per_hour", "")).strip()
-    days = str(values.get("expires_in_days", "")).strip()
+class FormInvalid(Exception):
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(", ".join(fields))
+        self.fields = fields
+
+
+def _one(values: dict[str, Any], name: str) -> str:
+    """A field that takes one value (sent twice, it is refused, not joined)."""
+    value = values.get(name, "")
+    if isinstance(value, list):
+        raise FormInvalid({name: "Send this field once."})
+    return str(value).strip()
+
+
+def _offered_scopes(me: SignedIn) -> list[str]:
+    """What a new key may be given here: the signed-in key's own platform scopes, but never
+    a platform gateway's (an operator grants that one, with the CLI)."""
+    held = set(me.principal.scopes) - {SCOPE_KEYS_VERIFY_ANY_ACCOUNT}
+    return [scope for scope in ALL_PLATFORM_SCOPES if scope in held]
+
+
+def _attributes(values: dict[str, Any], offered_scopes: list[str]) -> KeyAttributes:
+    """The create form as KeyAttributes; FormInvalid names each field that is wrong."""
+    rate = _one(values, "rate_limit_per_hour")
+    days = _one(values, "expires_in_days")
+    if days not in {value for value, _ in naming.EXPIRY_CHOICES}:
+        raise FormInvalid({"expires_at": "Choose one of the expiry periods offered."})
     scopes = values.get("scopes", [])
+    scopes = [scopes] if isinstance(scopes, str) else list(scopes)
+    if not set(scopes) <= set(offered_scopes):
+        raise FormInvalid({"scopes": "Choose among the scopes offered."})
     raw: dict[str, Any] = {
-        "name": str(values.get("name", "")).strip(),
-        "description": str(values.get("description", "")).strip() or None,
-        "environment": str(values.get("environment", "production")),
-        "scopes": [scopes] if isinstance(scopes, str) else list(scopes),
+        "name": _one(values, "name"),
+        "description": _one(values, "description") or None,
+        "environment": _one(values, "environment") or "production",
+        "scopes": scopes,
         "rate_limit_per_hour": rate or None,
-        "expires_at": (
-            datetime.now(UTC) + timedelta(days=int(days)) if days.isdigit() else (days or None)
-        ),
+        "expires_at": datetime.now(UTC) + timedelta(days=int(days)) if days else None,
     }
-    return KeyAttributes.model_validate(raw)
+    try:
+        return KeyAttributes.model_validate(raw)
+    except ValidationError as invalid:
+        raise FormInvalid(_field_errors(invalid)) from None
 
 
 def _field_errors(invalid: ValidationError) -> dict[str, str]:
@@ -772,7 +831,9 @@ def _day(value: str | None, name: str, next_day: bool = False) -> datetime | Non
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise ApiError(422, f"{name}_invalid", f"'{name}' takes a date, e.g. 2026-11-26.") from None
+        day = None
+    if day is None or not 2000 <= day.year <= 9000:
+        raise ApiError(422, f"{name}_invalid", f"'{name}' takes a date, e.g. 2026-11-26.")
     start = datetime.combine(day, time(), tzinfo=UTC)
     return start + timedelta(days=1) if next_day else start
 

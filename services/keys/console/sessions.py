@@ -116,6 +116,14 @@ class SessionStore:
             return None
         return Session(row["session_id"], row["key_id"], row["account_id"], access_key, token)
 
+    async def reseal(self, session: Session, access_key: str) -> None:
+        """The signed-in key was rotated: the session goes on with its new secret."""
+        await self._pool().execute(
+            "UPDATE console_sessions SET sealed_key = $2 WHERE session_id = $1",
+            session.session_id,
+            self._keys.seal(session.session_id, access_key),
+        )
+
     async def close(self, token: str | None) -> None:
         if token and len(token) <= 200:
             await self._pool().execute(

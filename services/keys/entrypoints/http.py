@@ -124,10 +124,17 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         request: Request,
         work: Callable[[KeysTransaction, str, Meta], Awaitable[use_cases.Outcome]],
         retry: bool = True,
+        grants: list[str] | None = None,
     ) -> use_cases.Outcome:
-        """A manager's change to a key of its own account: authenticate, then run the use
-        case with the caller's account and request metadata."""
+        """A manager's change to a key of its own account: authenticate, check that the
+        scopes it would grant are its own, then run the use case with the caller's account
+        and request metadata."""
         principal = await manager(request)
+        if grants is not None:
+            try:
+                use_cases.check_grantable(principal.scopes, grants)
+            except errors.DomainError as error:
+                raise domain_error(error) from None
         request_meta = meta(principal, request)
         return await run(lambda tx: work(tx, principal.account_id, request_meta), retry)
 
@@ -140,7 +147,9 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
     )
     async def create_key(body: KeyAttributes, request: Request) -> KeyWithSecret:
         outcome = await act(
-            request, lambda tx, account, m: use_cases.create(tx, ctx.tools, account, body, m)
+            request,
+            lambda tx, account, m: use_cases.create(tx, ctx.tools, account, body, m),
+            grants=body.scopes,
         )
         return KeyWithSecret(**KeyView.of(outcome.key).model_dump(), key=_secret(outcome).plaintext)
 
@@ -211,6 +220,7 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
             request,
             lambda tx, account, m: use_cases.update(tx, account, key_id, body, m, pinned),
             retry=pinned is None,
+            grants=body.scopes,
         )
         return KeyView.of(outcome.key)
 
