@@ -1,0 +1,54 @@
+"""Point 1: each service is killed with SIGKILL and restarted while commands and usage
+records keep coming; once drained, every stored event is on `keys.events` and in the
+audit log exactly once, and usage counted every record once."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import KEYS_EVENTS
+from servicekit.kafka import KafkaProducer
+from tests.faults.support import NAMES, SERVICE, Load, ensure_stack_up, reconcile, report, scale
+from tests.faults.support import restart_service as restart
+from tests.support.accounts import new_account
+from tests.support.kafka import TopicTail
+from tests.support.stack import Stack
+
+pytestmark = [pytest.mark.stack, pytest.mark.faults]
+KILLS = scale(1, 5)  # per service
+
+
+async def test_every_service_killed_mid_load_loses_and_doubles_nothing(
+    stack: Stack, producer: KafkaProducer
+) -> None:
+    rounds = 0
+    async with TopicTail(stack.kafka, KEYS_EVENTS) as tail:
+        account = await new_account(stack, "faults-crash")
+        async with Load(producer, account) as load:
+            try:
+                await load.progressed(20)
+                for _ in range(KILLS):
+                    for name in NAMES:
+                        killed = SERVICE[name].process.pid()
+                        assert killed is not None, f"{name} is not running"
+                        SERVICE[name].process.kill()
+                        await load.progressed(5)  # the load goes on while it is down
+                        await restart(stack, name)
+                        assert SERVICE[name].process.pid() not in (None, killed)
+                        rounds += 1
+                        await load.progressed(10)
+            finally:
+                await ensure_stack_up()
+        result = await reconcile(stack, tail, {account.id}, [load])
+
+    total = KILLS * len(NAMES)
+    report(
+        "crash",
+        1,
+        "SIGKILL of each service under load, restarted",
+        f"crash rounds {rounds}/{total} ({KILLS} per service); {result.line()}",
+        rounds=rounds,
+        **vars(result),
+    )
+    assert rounds == total
+    result.assert_clean()
