@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -37,3 +38,15 @@ async def new_account(stack: Stack, prefix: str = "acct") -> Account:
         services.create_admin_key, account_id, stack.kafka, stack.database_url
     )
     return Account(account_id, output.strip().splitlines()[-1], stack.url("keys"))
+
+
+async def other_accounts_key(stack: Stack) -> tuple[Account, dict[str, Any]]:
+    """A second account (B) and a key it created, with a name worth hiding."""
+    b = await new_account(stack, prefix="tenant-b")
+    async with b.client() as as_b:
+        created = await as_b.post(
+            "/v1/keys", json={"name": "B's confidential payroll key", "description": "B only"}
+        )
+    assert created.status_code == 201, created.text
+    key: dict[str, Any] = created.json()
+    return b, key
