@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka.errors import KafkaError
+from hypothesis import HealthCheck, Phase, settings
 from pydantic import ValidationError
 
 from contracts import (
@@ -49,6 +50,18 @@ NAMES = tuple(SERVICE)
 
 def scale(short: int, full: int) -> int:
     return full if FULL else short
+
+
+def generating(examples: int) -> settings:
+    """Hypothesis as a generator of hostile input: `examples` fresh ones, no shrinking, no
+    example database, no health checks (the inputs are slow to use, not to make)."""
+    return settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 # --- figures ----------------------------------------------------------------------------
@@ -112,7 +125,7 @@ class Load:
         self.transport_errors = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._rng = random.Random(account.id)
+        self._rng = random.Random(account.id)  # noqa: S311 - a load's choices, not a secret
 
     async def __aenter__(self) -> Load:
         self._tasks = [
