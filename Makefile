@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ACCOUNT ?= demo
 
-.PHONY: install up down clean status test test-unit lint bench admin-key schemas demo
+.PHONY: install up down clean status test test-faults test-unit lint bench admin-key schemas demo
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -33,6 +33,11 @@ status: $(INSTALLED)
 test: $(INSTALLED)
 	@$(PY) -m devstack up
 	@$(PY) -m pytest
+
+# The fault and abuse suite in its long form (the issue's rounds); writes docs/RELIABILITY.md.
+test-faults: $(INSTALLED)
+	@$(PY) -m devstack up
+	@FAULTS_FULL=1 $(PY) -m pytest tests/faults
 
 test-unit: $(INSTALLED)
 	@$(PY) -m pytest tests/unit
