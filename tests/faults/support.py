@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from aiokafka.errors import KafkaError
 from hypothesis import HealthCheck, Phase, settings
 from pydantic import ValidationError
@@ -50,6 +51,10 @@ NAMES = tuple(SERVICE)
 
 def scale(short: int, full: int) -> int:
     return full if FULL else short
+
+
+MARKS = [pytest.mark.stack, pytest.mark.faults, pytest.mark.timeout(scale(300, 1500))]
+"""Every fault test's marks: its long form may take longer than the suite's 300 s."""
 
 
 def generating(examples: int) -> settings:

@@ -7,12 +7,12 @@ import pytest
 
 from contracts import KEYS_EVENTS
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import Load, ensure_stack_up, pids, reconcile, report, scale
+from tests.faults.support import MARKS, Load, ensure_stack_up, pids, reconcile, report, scale
 from tests.support.accounts import new_account
 from tests.support.kafka import TopicTail
 from tests.support.stack import Stack
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 RESTARTS = scale(1, 3)
 
 

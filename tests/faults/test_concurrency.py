@@ -14,18 +14,17 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from contracts import DisableKey, DisableKeyData, EnableKey, EnableKeyData, KeyPatch, UpdateKey
 from services.keys.adapters import event_store
 from services.keys.domain.key import replay
-from tests.faults.support import report
+from tests.faults.support import MARKS, report
 from tests.support.accounts import Account
 from tests.support.kafka import TopicTail
 from tests.support.keys_processes import CommandResults, issue, send_from_processes
 from tests.support.stack import Stack
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 PROCESSES, PER_PROCESS = 4, 25
 HTTP_PROCESSES = 2
 

@@ -4,17 +4,24 @@ audit log exactly once, and usage counted every record once."""
 
 from __future__ import annotations
 
-import pytest
-
 from contracts import KEYS_EVENTS
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import NAMES, SERVICE, Load, ensure_stack_up, reconcile, report, scale
+from tests.faults.support import (
+    MARKS,
+    NAMES,
+    SERVICE,
+    Load,
+    ensure_stack_up,
+    reconcile,
+    report,
+    scale,
+)
 from tests.faults.support import restart_service as restart
 from tests.support.accounts import new_account
 from tests.support.kafka import TopicTail
 from tests.support.stack import Stack
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 KILLS = scale(1, 5)  # per service
 
 

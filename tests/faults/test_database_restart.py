@@ -15,6 +15,7 @@ from contracts import KEYS_EVENTS
 from devstack import postgres
 from servicekit.kafka import KafkaProducer
 from tests.faults.support import (
+    MARKS,
     NAMES,
     SERVICE,
     Load,
@@ -29,7 +30,7 @@ from tests.support.kafka import TopicTail
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 PROBES = scale(3, 10)  # rounds of requests while the database is down
 TIMEOUT = 20.0  # the client's: an answer after this is a hang
 

@@ -17,11 +17,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from servicekit.http import MAX_BODY_BYTES
-from tests.faults.support import NAMES, SERVICE, generating, report, scale
+from tests.faults.support import MARKS, NAMES, SERVICE, generating, report, scale
 from tests.support.accounts import Account
 from tests.support.stack import Stack
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 EXAMPLES = scale(15, 100)  # per operation
 PROTECTED = {"keys": "/v1/keys", "audit": "/v1/audit/events", "usage": "/v1/alerts"}
 

@@ -11,18 +11,16 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-
 from contracts import KEYS_EVENTS
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import NAMES, SERVICE, Load, fault_log, reconcile, report
+from tests.faults.support import MARKS, NAMES, SERVICE, Load, fault_log, reconcile, report
 from tests.support.accounts import Account, new_account
 from tests.support.kafka import TopicTail
 from tests.support.processes import another_instance
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 GROUPS = {  # each service's consumer group reads these topics, 3 partitions each
     "keys": ("keys.commands",),
     "audit": ("keys.events", "keys.command-results", "usage.alerts"),

@@ -10,18 +10,17 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import pytest
 
 from devstack.services import local_secrets
 from servicekit.kafka import KafkaProducer
 from services.audit.adapters.chain_reader import snapshot
 from services.audit.app.verification import verify_chain
 from services.audit.domain.chain import ChainKey
-from tests.faults.support import report, scale
+from tests.faults.support import MARKS, report, scale
 from tests.support.audit import key_stream, publish, wait_for_checkpoint, wait_for_records
 from tests.support.stack import Stack
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 TAMPERINGS = scale(25, 100)
 LENGTH = 8  # records per scratch chain: 2 keys, 4 events each
 SEED = 20261126

@@ -11,15 +11,14 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import NAMES, SERVICE, report
+from tests.faults.support import MARKS, NAMES, SERVICE, report
 from tests.support.accounts import Account, other_accounts_key
 from tests.support.stack import Stack
 from tests.support.usage import now_minute, publish, record, wait_counted
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 BODIES: dict[str, Any] = {  # a valid body, by the path's last segment
     "{key_id}": {"name": "Taken over"},
     "disable": {"reason": "Not yours"},

@@ -5,16 +5,15 @@ processes' included), any service's metrics output, or any database dump."""
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from contracts import ALL_TOPICS
 from devstack import paths
-from tests.faults.support import NAMES, SERVICE, report
+from tests.faults.support import MARKS, NAMES, SERVICE, report
 from tests.support.accounts import Account
 from tests.support.secrets import database_dump, leaks, topic_text
 from tests.support.stack import Stack
 
-pytestmark = [pytest.mark.stack, pytest.mark.faults]
+pytestmark = MARKS
 
 
 async def test_no_plaintext_secret_anywhere_after_the_fault_suite(
