@@ -11,7 +11,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, Phase, settings
 from pydantic import ValidationError
 
 from contracts import (
+    KEYS_EVENTS,
     DisableKey,
     DisableKeyData,
     EnableKey,
@@ -35,7 +36,7 @@ from contracts import (
 from devstack import paths, services
 from devstack import stack as local_stack
 from servicekit.kafka import KafkaProducer
-from tests.support.accounts import Account
+from tests.support.accounts import Account, new_account
 from tests.support.kafka import Record, TopicTail
 from tests.support.keys_processes import issue, send
 from tests.support.stack import Stack
@@ -336,3 +337,28 @@ async def reconcile(
     finally:
         for conn in conns.values():
             await conn.close()
+
+
+@dataclass
+class Loaded:
+    account: Account
+    load: Load
+    result: Reconciliation | None = None
+    """Set once the load has stopped and the platform drained."""
+
+
+@contextlib.asynccontextmanager
+async def under_load(stack: Stack, producer: KafkaProducer, prefix: str) -> AsyncIterator[Loaded]:
+    """A fresh account under a steady load while the body does its damage. Whatever the
+    body stopped or killed runs again before the load stops (even when the body fails);
+    then the platform is drained and reconciled into `Loaded.result`."""
+    async with TopicTail(stack.kafka, KEYS_EVENTS) as tail:
+        account = await new_account(stack, prefix)
+        loaded = Loaded(account, Load(producer, account))
+        async with loaded.load:
+            try:
+                await loaded.load.progressed(20)
+                yield loaded
+            finally:
+                await ensure_stack_up()
+        loaded.result = await reconcile(stack, tail, {account.id}, [loaded.load])

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import KEYS_EVENTS
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import MARKS, Load, ensure_stack_up, pids, reconcile, report, scale
-from tests.support.accounts import new_account
-from tests.support.kafka import TopicTail
+from tests.faults.support import MARKS, pids, report, scale, under_load
 from tests.support.stack import Stack
 
 pytestmark = MARKS
@@ -23,20 +20,14 @@ async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
         pytest.skip("the broker is external: the suite cannot restart it")
     before = pids()
     restarts = 0
-    async with TopicTail(stack.kafka, KEYS_EVENTS) as tail:
-        account = await new_account(stack, "faults-broker")
-        async with Load(producer, account) as load:
-            try:
-                await load.progressed(20)
-                for _ in range(RESTARTS):
-                    await stack.restart_broker()
-                    restarts += 1
-                    await load.progressed(20)  # producing again through the new broker
-            finally:
-                await ensure_stack_up()
-        # Not one service process was restarted to get there.
-        survived = pids() == before
-        result = await reconcile(stack, tail, {account.id}, [load])
+    async with under_load(stack, producer, "faults-broker") as loaded:
+        for _ in range(RESTARTS):
+            await stack.restart_broker()
+            restarts += 1
+            await loaded.load.progressed(20)  # producing again through the new broker
+    survived = pids() == before  # not one service process was restarted to get there
+    result = loaded.result
+    assert result is not None
 
     report(
         "broker",

@@ -4,21 +4,8 @@ audit log exactly once, and usage counted every record once."""
 
 from __future__ import annotations
 
-from contracts import KEYS_EVENTS
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import (
-    MARKS,
-    NAMES,
-    SERVICE,
-    Load,
-    ensure_stack_up,
-    reconcile,
-    report,
-    scale,
-)
-from tests.faults.support import restart_service as restart
-from tests.support.accounts import new_account
-from tests.support.kafka import TopicTail
+from tests.faults.support import MARKS, NAMES, SERVICE, report, restart_service, scale, under_load
 from tests.support.stack import Stack
 
 pytestmark = MARKS
@@ -29,24 +16,19 @@ async def test_every_service_killed_mid_load_loses_and_doubles_nothing(
     stack: Stack, producer: KafkaProducer
 ) -> None:
     rounds = 0
-    async with TopicTail(stack.kafka, KEYS_EVENTS) as tail:
-        account = await new_account(stack, "faults-crash")
-        async with Load(producer, account) as load:
-            try:
-                await load.progressed(20)
-                for _ in range(KILLS):
-                    for name in NAMES:
-                        killed = SERVICE[name].process.pid()
-                        assert killed is not None, f"{name} is not running"
-                        SERVICE[name].process.kill()
-                        await load.progressed(5)  # the load goes on while it is down
-                        await restart(stack, name)
-                        assert SERVICE[name].process.pid() not in (None, killed)
-                        rounds += 1
-                        await load.progressed(10)
-            finally:
-                await ensure_stack_up()
-        result = await reconcile(stack, tail, {account.id}, [load])
+    async with under_load(stack, producer, "faults-crash") as loaded:
+        for _ in range(KILLS):
+            for name in NAMES:
+                killed = SERVICE[name].process.pid()
+                assert killed is not None, f"{name} is not running"
+                SERVICE[name].process.kill()
+                await loaded.load.progressed(5)  # the load goes on while it is down
+                await restart_service(stack, name)
+                assert SERVICE[name].process.pid() not in (None, killed)
+                rounds += 1
+                await loaded.load.progressed(10)
+    result = loaded.result
+    assert result is not None
 
     total = KILLS * len(NAMES)
     report(

@@ -11,22 +11,17 @@ from collections import Counter
 import httpx
 import pytest
 
-from contracts import KEYS_EVENTS
 from devstack import postgres
 from servicekit.kafka import KafkaProducer
 from tests.faults.support import (
     MARKS,
     NAMES,
     SERVICE,
-    Load,
-    ensure_stack_up,
     pids,
-    reconcile,
     report,
     scale,
+    under_load,
 )
-from tests.support.accounts import new_account
-from tests.support.kafka import TopicTail
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
 
@@ -51,45 +46,40 @@ async def test_a_database_restart_mid_stream_answers_503_and_loses_nothing(
     before = pids()
     statuses: Counter[str] = Counter()
     slowest = 0.0
-    async with TopicTail(stack.kafka, KEYS_EVENTS) as tail:
-        account = await new_account(stack, "faults-db")
-        async with (
-            Load(producer, account) as load,
-            account.client() as api,
-            httpx.AsyncClient(timeout=TIMEOUT, headers=account.headers) as client,
-        ):
-            created = await api.post("/v1/keys", json={"name": "verified through the outage"})
-            secret = created.json()["key"]
-            try:
-                await load.progressed(20)
-                await asyncio.to_thread(postgres.stop)
-                for _ in range(PROBES):
-                    requests = [(f"{SERVICE[n].url}/ready", "GET", None) for n in NAMES] + [
-                        (f"{SERVICE['keys'].url}/v1/keys", "GET", None),
-                        (f"{SERVICE['keys'].url}/v1/verify", "POST", {"key": secret}),
-                        (f"{SERVICE['audit'].url}/v1/audit/events", "GET", None),
-                        (f"{SERVICE['usage'].url}/v1/alerts", "GET", None),
-                    ]
-                    for url, method, body in requests:
-                        began = time.monotonic()
-                        answer = await client.request(method, url, json=body)
-                        slowest = max(slowest, time.monotonic() - began)
-                        path = url.split("/", 3)[-1]
-                        statuses[f"{method} /{path} {answer.status_code}"] += 1
-                        if path == "ready":
-                            assert answer.status_code == 503, (url, answer.text)
-                        else:  # verify may answer from its cache; nothing answers 500
-                            assert answer.status_code in (200, 503), (url, answer.text)
-                    await asyncio.sleep(0.5)
-                await asyncio.to_thread(postgres.start)
-                await wait_until(
-                    lambda: _all_ready(client), timeout=90, interval=0.5, what="every /ready 200"
-                )
-                await load.progressed(20)
-            finally:
-                await ensure_stack_up()
-        survived = pids() == before
-        result = await reconcile(stack, tail, {account.id}, [load])
+    async with (
+        under_load(stack, producer, "faults-db") as loaded,
+        loaded.account.client() as api,
+        httpx.AsyncClient(timeout=TIMEOUT, headers=loaded.account.headers) as client,
+    ):
+        created = await api.post("/v1/keys", json={"name": "verified through the outage"})
+        secret = created.json()["key"]
+        await asyncio.to_thread(postgres.stop)
+        for _ in range(PROBES):
+            requests = [(f"{SERVICE[n].url}/ready", "GET", None) for n in NAMES] + [
+                (f"{SERVICE['keys'].url}/v1/keys", "GET", None),
+                (f"{SERVICE['keys'].url}/v1/verify", "POST", {"key": secret}),
+                (f"{SERVICE['audit'].url}/v1/audit/events", "GET", None),
+                (f"{SERVICE['usage'].url}/v1/alerts", "GET", None),
+            ]
+            for url, method, body in requests:
+                began = time.monotonic()
+                answer = await client.request(method, url, json=body)
+                slowest = max(slowest, time.monotonic() - began)
+                path = url.split("/", 3)[-1]
+                statuses[f"{method} /{path} {answer.status_code}"] += 1
+                if path == "ready":
+                    assert answer.status_code == 503, (url, answer.text)
+                else:  # verify may answer from its cache; nothing answers 500
+                    assert answer.status_code in (200, 503), (url, answer.text)
+            await asyncio.sleep(0.5)
+        await asyncio.to_thread(postgres.start)
+        await wait_until(
+            lambda: _all_ready(client), timeout=90, interval=0.5, what="every /ready 200"
+        )
+        await loaded.load.progressed(20)
+    survived = pids() == before
+    result, load = loaded.result, loaded.load
+    assert result is not None
 
     refused = sum(n for k, n in statuses.items() if k.endswith(" 503"))
     report(

@@ -11,11 +11,9 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from contracts import KEYS_EVENTS
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import MARKS, NAMES, SERVICE, Load, fault_log, reconcile, report
-from tests.support.accounts import Account, new_account
-from tests.support.kafka import TopicTail
+from tests.faults.support import MARKS, NAMES, SERVICE, fault_log, report, under_load
+from tests.support.accounts import Account
 from tests.support.processes import another_instance
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
@@ -65,7 +63,7 @@ async def test_two_processes_of_each_service_share_the_work_and_survive_a_kill(
 ) -> None:
     logs = {name: fault_log(f"{name}-second") for name in NAMES}
     shared: dict[str, dict[str, tuple[int, int]]] = {}
-    async with contextlib.AsyncExitStack() as extras, TopicTail(stack.kafka, KEYS_EVENTS) as tail:
+    async with contextlib.AsyncExitStack() as extras:
         second = {
             name: await extras.enter_async_context(another_instance(stack, name, logs[name]))
             for name in NAMES
@@ -84,10 +82,12 @@ async def test_two_processes_of_each_service_share_the_work_and_survive_a_kill(
             mine = assignments(logs[name])
             shared[name] = {t: (len(ALL - mine[t]), len(mine[t])) for t in GROUPS[name]}
 
-        account = await new_account(stack, "faults-scale")
         keys_urls = [SERVICE["keys"].url, second["keys"][0]]
-        async with Load(producer, account) as load, account.client(keys_urls[1]) as on_second:
-            await load.progressed(20)
+        async with (
+            under_load(stack, producer, "faults-scale") as loaded,
+            loaded.account.client(keys_urls[1]) as on_second,
+        ):
+            account = loaded.account
             # Verification and revocation through either keys process, seen by both.
             verified = 0
             for changer, change in ((0, "disable"), (1, "revoke")):
@@ -121,9 +121,10 @@ async def test_two_processes_of_each_service_share_the_work_and_survive_a_kill(
                 return True
 
             await wait_until(taken_over, timeout=90, interval=0.5, what="the partitions taken over")
-            await load.progressed(20)
+            await loaded.load.progressed(20)
         assert all(SERVICE[name].process.running() for name in NAMES)
-        result = await reconcile(stack, tail, {account.id}, [load])
+    result = loaded.result
+    assert result is not None
 
     report(
         "scale-out",
