@@ -36,6 +36,7 @@ _DATABASE_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,  # a pooled connection died with the server
     asyncpg.CannotConnectNowError,  # the server is starting or shutting down
     asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.InternalClientError,  # a connection the server dropped mid-operation
 )
 
 
