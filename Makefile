@@ -8,7 +8,7 @@ ACCOUNT ?= demo
 # The browser tests drive Debian's Chromium (no browser download); installed when missing.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install up down clean status test test-unit lint bench admin-key schemas demo
+.PHONY: install up down clean status test test-faults test-unit lint bench admin-key schemas demo
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -44,6 +44,11 @@ status: $(INSTALLED)
 test: $(INSTALLED) $(CHROMIUM)
 	@$(PY) -m devstack up
 	@$(PY) -m pytest
+
+# The fault and abuse suite in its long form (the issue's rounds); writes docs/RELIABILITY.md.
+test-faults: $(INSTALLED)
+	@$(PY) -m devstack up
+	@FAULTS_FULL=1 $(PY) -m pytest tests/faults
 
 test-unit: $(INSTALLED)
 	@$(PY) -m pytest tests/unit

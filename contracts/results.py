@@ -75,7 +75,9 @@ class CommandResult(ContractModel):
     def rejected(
         cls, command_id: UUID, code: str, message: str, key_id: UUID | None = None
     ) -> CommandResult:
-        """A rejection; an over-long message (e.g. a validation report) is shortened."""
+        """A rejection; an over-long message (e.g. a validation report) is shortened, and
+        a NUL it quotes from the refused input is escaped (error text may not hold one)."""
+        message = message.replace("\x00", "\\x00")
         if len(message) > MAX_ERROR_MESSAGE:
             message = message[: MAX_ERROR_MESSAGE - 1] + "…"
         error = CommandError(code=code, message=message or code)

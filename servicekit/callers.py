@@ -101,7 +101,14 @@ class CallerDirectory:
         """The caller behind an `Authorization` header; 401, 403 or 503 as an `ApiError`."""
         kind, _, token = (authorization or "").partition(" ")
         token = token.strip()
-        if kind.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        if (
+            kind.lower() != "bearer"
+            or not token
+            or len(token) > MAX_TOKEN_LENGTH
+            # No key has other characters, and they could not be forwarded to the keys
+            # service in a header (that failed with a 500).
+            or not (token.isascii() and token.isprintable())
+        ):
             raise ApiError(
                 401,
                 "unauthenticated",

@@ -51,6 +51,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
+    # What a connection the server dropped mid-operation raises (e.g. "cannot switch to
+    # state 15; another operation (2) is in progress" while PostgreSQL shuts down).
+    asyncpg.InternalClientError,
 )
 """Failures of the infrastructure, not of the message: retried, never dead-lettered."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,6 +31,13 @@ _STATUS_CODES = {
 
 
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
+_DATABASE_UNAVAILABLE = (
+    OSError,  # refused, reset, timed out: the server is down or restarting
+    asyncpg.PostgresConnectionError,  # a pooled connection died with the server
+    asyncpg.CannotConnectNowError,  # the server is starting or shutting down
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.InternalClientError,  # a connection the server dropped mid-operation
+)
 
 
 def _field_path(loc: Any) -> list[Any]:
@@ -87,8 +95,18 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message)
 
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # A dependency that is down is not our bug: 503, as /ready says, so callers retry.
+        log.warning("dependency_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        return error_response(503, "unavailable", "A dependency is unavailable; try again soon.")
+
+    for kind in _DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, _DATABASE_UNAVAILABLE):  # raised in front of the router
+            return await _unavailable(request, exc)  # (e.g. by a fast-path middleware)
         # Logged by type only: an exception's text could quote request content.
         log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
         return error_response(500, "internal", "Something went wrong on our side; it was logged.")

@@ -86,25 +86,27 @@ class BodySizeLimit:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
                 await _too_large(send, self.max_bytes)
                 return
+        # Read the body first (at most `max_bytes` of it), so that a body without a
+        # Content-Length is refused with 413 too: raised from inside the app, the refusal
+        # would reach the client as FastAPI's 400 "error parsing the body".
+        messages: list[Message] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                await _too_large(send, self.max_bytes)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(send, self.max_bytes)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
 
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send: Send, limit: int) -> None:

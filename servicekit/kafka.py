@@ -2,17 +2,24 @@
 
 Idempotent (`enable_idempotence`, `acks=all`), so a retried send never duplicates a message
 within a producer session; at-least-once across sessions is the consumers' business.
+
+aiokafka's idempotent producer dies for good on `OutOfOrderSequenceNumber` (seen after a
+broker restart: the broker's sequence state for the producer id no longer matches) or on
+being fenced; every later send fails the same way. So the failed send raises as usual
+(the caller retries, as after any send error) and the next one goes through a new
+producer, with a new producer id: a new session, hence at-least-once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced
 from aiokafka.structs import RecordMetadata
 
 from contracts.topics import (
@@ -26,6 +33,8 @@ from contracts.topics import (
 )
 
 Headers = Sequence[tuple[str, bytes]]
+_SESSION_OVER = (OutOfOrderSequenceNumber, ProducerFenced)
+"""Errors after which this producer (its producer id) can never send again."""
 _MAX_ERROR_LENGTH = 2000
 
 
@@ -44,6 +53,7 @@ class KafkaProducer:
             "retry_backoff_ms": 200,
         }
         self._producer: AIOKafkaProducer | None = None
+        self._renewing = asyncio.Lock()
 
     async def start(self) -> None:
         """Connect (the aiokafka producer must be made inside the running loop)."""
@@ -65,18 +75,40 @@ class KafkaProducer:
         self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()
     ) -> RecordMetadata:
         """Send and wait until the broker has it (acks=all); returns where it was written."""
-        return await self._started.send_and_wait(topic, value, key=key, headers=list(headers))
+        producer = self._started
+        try:
+            return await producer.send_and_wait(topic, value, key=key, headers=list(headers))
+        except _SESSION_OVER:
+            await self._renew(producer)
+            raise
 
     async def send_many(
         self, topic: str, messages: Sequence[tuple[bytes | None, bytes, Headers]]
     ) -> None:
         """Send a batch and wait for every acknowledgement; order per key is kept."""
-        futures = [
-            await self._started.send(topic, value, key=key, headers=list(headers))
-            for key, value, headers in messages
-        ]
-        if futures:
-            await asyncio.gather(*futures)
+        producer = self._started
+        try:
+            futures = [
+                await producer.send(topic, value, key=key, headers=list(headers))
+                for key, value, headers in messages
+            ]
+            if futures:
+                await asyncio.gather(*futures)
+        except _SESSION_OVER:
+            await self._renew(producer)
+            raise
+
+    async def _renew(self, failed: AIOKafkaProducer) -> None:
+        """Replace a producer whose session is over (once, however many sends saw it)."""
+        async with self._renewing:
+            if self._producer is not failed:
+                return
+            fresh = AIOKafkaProducer(**self._options)
+            await fresh.start()
+            stale, self._producer = self._producer, fresh
+        if stale is not None:
+            with contextlib.suppress(Exception):  # it is dead already; only its tasks remain
+                await stale.stop()
 
     async def ping(self) -> bool:
         """True when the broker answers a metadata request (for /ready)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import Console
-from tests.support.accounts import new_account
+from tests.support.accounts import other_accounts_key
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.stack
@@ -15,10 +15,7 @@ pytestmark = pytest.mark.stack
 async def test_another_accounts_key_is_not_found_in_the_console(
     console: Console, stack: Stack
 ) -> None:
-    b = await new_account(stack, prefix="console-b")
-    async with b.client() as as_b:
-        made = await as_b.post("/v1/keys", json={"name": "B's payroll key", "description": "B"})
-    b_key = made.json()
+    b, b_key = await other_accounts_key(stack)
     page = console.page
     await console.sign_in()
     token = await page.locator("input[name=csrf_token]").first.input_value()
@@ -48,4 +45,4 @@ async def test_another_accounts_key_is_not_found_in_the_console(
         assert not [h for h in hidden if h in body], answer.url
     async with b.client() as as_b:
         after = (await as_b.get(f"/v1/keys/{b_key['id']}")).json()
-    assert (after["name"], after["status"], after["version"]) == ("B's payroll key", "active", 1)
+    assert (after["name"], after["status"], after["version"]) == (b_key["name"], "active", 1)

@@ -10,24 +10,12 @@ import httpx
 import pytest
 
 from contracts.base import format_utc
-from tests.support.accounts import Account, new_account, operator_create_key
+from tests.support.accounts import Account, operator_create_key, other_accounts_key
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.stack
 
 Json = dict[str, Any]
-
-
-async def other_accounts_key(stack: Stack) -> tuple[Account, Json]:
-    """A second account (B) and a key it created, with a name worth hiding."""
-    b = await new_account(stack, prefix="tenant-b")
-    async with b.client() as as_b:
-        created = await as_b.post(
-            "/v1/keys", json={"name": "B's confidential payroll key", "description": "B only"}
-        )
-    assert created.status_code == 201, created.text
-    key: Json = created.json()
-    return b, key
 
 
 def requests_naming(key_id: str) -> list[tuple[str, str, Json | None, Json | None]]:

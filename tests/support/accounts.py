@@ -65,3 +65,15 @@ async def operator_create_key(stack: Stack, account_id: str, name: str, *scopes:
         args += ["--scope", scope]
     done = await asyncio.to_thread(keys_cli, stack, *args)
     return json.loads(done.stdout)
+
+
+async def other_accounts_key(stack: Stack) -> tuple[Account, dict[str, Any]]:
+    """A second account (B) and a key it created, with a name worth hiding."""
+    b = await new_account(stack, prefix="tenant-b")
+    async with b.client() as as_b:
+        created = await as_b.post(
+            "/v1/keys", json={"name": "B's confidential payroll key", "description": "B only"}
+        )
+    assert created.status_code == 201, created.text
+    key: dict[str, Any] = created.json()
+    return b, key

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import UTC, datetime
@@ -15,14 +14,11 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
-
 from contracts import KEYS_COMMANDS, Actor, CommandEnvelope, CommandResult, ContractModel
 from servicekit.kafka import KafkaProducer
 from tests.support.kafka import Record, TopicTail
-from tests.support.processes import free_port, service_env, spawn
+from tests.support.processes import another_instance
 from tests.support.stack import Stack
-from tests.support.wait import wait_until
 
 C = TypeVar("C", bound=CommandEnvelope)
 BILLING = Actor(type="service", id="billing")
@@ -134,28 +130,8 @@ async def send_from_processes(
 @contextlib.asynccontextmanager
 async def another_keys_instance(stack: Stack, log: Path) -> AsyncIterator[str]:
     """A second keys process on a free port, same broker and database; yields its URL."""
-    port = free_port()
-    process = spawn("keys", service_env(stack, "keys", KEYS_HTTP_PORT=str(port)), log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=2.0) as client:
-
-            async def ready() -> bool:
-                assert process.poll() is None, f"the second keys process exited; see {log}"
-                try:
-                    return (await client.get(f"{url}/ready")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_until(ready, timeout=60, interval=0.2, what="the second keys process")
+    async with another_instance(stack, "keys", log) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            await asyncio.to_thread(process.wait, 10)
 
 
 def _command_id(record: Record) -> uuid.UUID | None:

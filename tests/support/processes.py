@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import httpx
 
 from devstack import services
 from tests.support.stack import Stack
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,3 +42,34 @@ def spawn(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+@contextlib.asynccontextmanager
+async def another_instance(
+    stack: Stack, service: str, log: Path
+) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+    """One more process of `service` on a free port, same broker, database and consumer
+    group as the stack's; yields its URL and process once it is ready; stops it after."""
+    port = free_port()
+    env = service_env(stack, service, **{f"{service.upper()}_HTTP_PORT": str(port)})
+    process = spawn(service, env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+
+            async def ready() -> bool:
+                assert process.poll() is None, f"the second {service} process exited; see {log}"
+                try:
+                    return (await client.get(f"{url}/ready")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(ready, timeout=60, interval=0.2, what=f"the second {service} process")
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, 30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait, 10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from aiokafka import ConsumerRecord
 
 from servicekit.consumer import BatchProcessor, InvalidMessages, Received, Subscription
@@ -51,3 +52,24 @@ async def test_naming_none_of_the_batch_is_an_ordinary_failure() -> None:
     processor = BatchProcessor(Subscription("t", "g", int, handle, int, ""), dead)  # type: ignore[arg-type]
     await processor.process(_records(3))
     assert dead.sent == []  # narrowed down one by one: each alone succeeds
+
+
+async def test_a_connection_dropped_mid_operation_is_retried_not_dead_lettered() -> None:
+    """While PostgreSQL shuts down, asyncpg may raise InternalClientError ("cannot switch
+    to state ..."): the database's failure, not the message's."""
+    failures = [asyncpg.InternalClientError("cannot switch to state 15")] * 2
+    handled: list[int] = []
+
+    async def handle(batch: list[Received[int]]) -> None:
+        if failures:
+            raise failures.pop()
+        handled.extend(item.message for item in batch)
+
+    dead = DeadLetters()
+    processor = BatchProcessor(
+        Subscription("t", "g", int, handle, int, ""),
+        dead,  # type: ignore[arg-type]
+        max_backoff=0.01,
+    )
+    await processor.process(_records(3))
+    assert (handled, dead.sent) == ([0, 1, 2], [])

@@ -690,3 +690,10 @@ def test_a_time_far_from_utc_is_converted_not_shifted() -> None:
     assert record.occurred_at == local
     assert record.occurred_at.tzinfo is UTC
     assert '"occurred_at":"2026-11-26T18:00:00.000000Z"' in record.model_dump_json()
+
+
+def test_a_rejection_quoting_a_nul_from_the_refused_input_is_still_a_valid_result() -> None:
+    """A command whose command_type holds a NUL is answered, not stuck on its partition."""
+    result = CommandResult.rejected(uuid4(), "invalid_command", "unknown command_type 'a\x00b'")
+    assert result.error is not None and "\x00" not in result.error.message
+    assert CommandResult.model_validate_json(result.model_dump_json()) == result

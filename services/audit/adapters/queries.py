@@ -68,6 +68,17 @@ def _query(filters: Filters, after: Position | None, limit: int | None) -> tuple
     return sql, args
 
 
+async def key_in_account(pool: Any, account_id: str, key_id: UUID) -> bool:
+    """Does the account's audit log know this key (by its name or a record about it)?"""
+    known: bool = await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM audit_key_names WHERE key_id = $2 AND account_id = $1)"
+        " OR EXISTS (SELECT 1 FROM audit_records WHERE account_id = $1 AND key_id = $2)",
+        account_id,
+        key_id,
+    )
+    return known
+
+
 async def page(pool: Any, filters: Filters, after: Position | None, limit: int) -> list[Any]:
     sql, args = _query(filters, after, limit)
     rows: list[Any] = await pool.fetch(sql, *args)

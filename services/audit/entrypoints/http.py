@@ -77,6 +77,11 @@ def build_router(ctx: AuditContext) -> APIRouter:
         caller = await reader(request)
         if action is not None and action not in ACTIONS:
             raise ApiError(422, "action_invalid", f"action is one of: {', '.join(ACTIONS)}.")
+        if key_id is not None and not await queries.key_in_account(
+            ctx.pool(), caller.account_id, key_id
+        ):
+            # Another account's key answers as an unknown one does: 404, nothing of it.
+            raise ApiError(404, "not_found", "No such key in this account's audit log.")
         filters = queries.Filters(caller.account_id, key_id, actor_id, action, since, until)
         after = decode_cursor(cursor) if cursor else None
         if output != "json":

@@ -16,6 +16,10 @@ TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 class BackendError(Exception):
     """A service the console reads from did not give an answer it can show."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class Backends:
     def __init__(self, audit_url: str, usage_url: str) -> None:
@@ -46,7 +50,9 @@ class Backends:
                 f"The {service} service did not answer ({type(error).__name__})."
             ) from None
         if response.status_code != 200:
-            raise BackendError(f"The {service} service answered: {_message(response)}")
+            raise BackendError(
+                f"The {service} service answered: {_message(response)}", response.status_code
+            )
         try:
             body = response.json()
         except ValueError:
@@ -81,7 +87,9 @@ class Backends:
         if response.status_code != 200:
             await response.aread()
             await response.aclose()
-            raise BackendError(f"The audit service answered: {_message(response)}")
+            raise BackendError(
+                f"The audit service answered: {_message(response)}", response.status_code
+            )
         return response
 
     async def key_usage(

@@ -300,9 +300,14 @@ class Console:
         """The chart of the range, and when the usage service last saw the key used."""
         span, _, granularity = RANGES[range_name]
         now = datetime.now(UTC)
-        usage = await self.backends.key_usage(
-            me.session.access_key, key_id, now - span - timedelta(hours=6), now, granularity
-        )
+        try:
+            usage = await self.backends.key_usage(
+                me.session.access_key, key_id, now - span - timedelta(hours=6), now, granularity
+            )
+        except BackendError as error:
+            if error.status != 404:
+                raise
+            usage = {"items": [], "last_used_at": None}  # not yet known to the usage service
         try:
             last = usage.get("last_used_at")
             seen = datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
@@ -690,7 +695,10 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             try:
                 export = await c.backends.open_export(me.session.access_key, "csv", **filters)
             except BackendError as error:
-                return c.page(request, "error.html", me, 502, title="Audit log", message=str(error))
+                status = 404 if error.status == 404 else 502
+                return c.page(
+                    request, "error.html", me, status, title="Audit log", message=str(error)
+                )
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             return StreamingResponse(
                 export.aiter_bytes(),
@@ -713,11 +721,13 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
 
 
 async def _shown(read: Awaitable[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
-    """A page of another service's data, or why it cannot be shown (the page still is)."""
+    """A page of another service's data, or why it cannot be shown (the page still is).
+    404 is an empty page: that service has not heard of the key yet."""
     try:
         return await read, None
     except BackendError as error:
-        return {"items": [], "next_cursor": None}, str(error)
+        nothing: dict[str, Any] = {"items": [], "next_cursor": None}
+        return nothing, None if error.status == 404 else str(error)
 
 
 def _back(key_id: uuid.UUID, done: str) -> RedirectResponse:

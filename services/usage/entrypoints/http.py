@@ -146,6 +146,8 @@ def build_router(pool: Any, callers: CallerDirectory) -> APIRouter:
     ) -> AlertList:
         """The account's alerts, newest first."""
         caller = await reader(authorization)
+        if key_id is not None and await reads.key_owner(pool(), key_id) != caller.account_id:
+            raise ApiError(404, "not_found", "No such key in this account.")
         before = None
         if cursor is not None:
             at, alert_id = _decode_cursor(cursor, 2)
