@@ -41,8 +41,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         " records of one event beyond the first and usage requests counted beyond those"
         " published. A redelivery on `keys.events` (at-least-once, e.g. after a broker restart)"
         " is not a duplicate: it is reported apart, and the consumers deduplicate it by"
-        " event id. Tenants (point 8): an id in the path answers 404; an id as a list filter"
-        " answers exactly what an unknown id answers (an empty list), so that not even the"
+        " event id. Tenants (point 8): another account's key id answers 404, in the path and"
+        " as a list filter alike, exactly as an unknown id does, so that not even the"
         " existence of the other account's key shows. HTTP (point 5): an operation without"
         " parameters has fewer distinct requests than the examples asked for.",
         "",
