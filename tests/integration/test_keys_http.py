@@ -441,6 +441,21 @@ async def test_a_forged_history_cursor_is_a_400_never_a_500(
     assert error_code(response) == "bad_cursor"
 
 
+@pytest.mark.parametrize(
+    "forged",
+    [
+        pytest.param("0001-01-01T00:00:00+01:00|" + str(uuid.UUID(int=1)), id="year 1 east of UTC"),
+        pytest.param("2026-11-26T18:00:00|" + str(uuid.UUID(int=1)), id="no time zone"),
+    ],
+)
+async def test_a_forged_list_cursor_is_a_400_never_a_500(
+    api: httpx.AsyncClient, forged: str
+) -> None:
+    response = await api.get("/v1/keys", params={"cursor": cursor_of(forged)})
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "bad_cursor"
+
+
 @pytest.mark.parametrize("limit", [0, 1000])
 async def test_a_page_size_out_of_range_is_a_422(api: httpx.AsyncClient, limit: int) -> None:
     key = await create_key(api)

@@ -62,7 +62,7 @@ def build_chart(range_name: str, now: datetime, usage_items: list[dict[str, Any]
     requests = [0] * count
     errors = [0] * count
     for item in usage_items:
-        at = _parse(item["start"])
+        at = moment(item["start"])
         index = int((at - start) / step)
         if 0 <= index < count:
             requests[index] += int(item["requests"])
@@ -94,10 +94,9 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
     return epoch + ((moment - epoch) // step) * step
 
 
-def _parse(value: str | datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+def moment(value: str | datetime) -> datetime:
+    """A time as the audit and usage APIs write it (ISO 8601), or already parsed."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def _label(moment: datetime, range_name: str) -> str:

@@ -43,7 +43,7 @@ from services.keys.app import use_cases
 from services.keys.app.context import KeysContext
 from services.keys.console import naming
 from services.keys.console.backends import BackendError, Backends
-from services.keys.console.chart import RANGES, Chart, build_chart
+from services.keys.console.chart import RANGES, Chart, build_chart, moment
 from services.keys.console.sessions import (
     SESSION_COOKIE,
     SESSION_LIFETIME,
@@ -57,7 +57,11 @@ from services.keys.console.sessions import (
 from services.keys.domain import errors
 from services.keys.domain.recorded import Meta
 from services.keys.entrypoints.auth import Principal, authenticate_header
-from services.keys.entrypoints.http import STATUS_OF_CODE
+from services.keys.entrypoints.http import (
+    STATUS_OF_CODE,
+    decode_list_cursor,
+    encode_list_cursor,
+)
 from services.keys.entrypoints.schemas import EventView, KeyView
 
 BASE = "/console"
@@ -310,7 +314,7 @@ class Console:
             usage = {"items": [], "last_used_at": None}  # not yet known to the usage service
         try:
             last = usage.get("last_used_at")
-            seen = datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
+            seen = moment(last) if last else None
             return build_chart(range_name, now, usage["items"]), seen
         except (KeyError, TypeError, ValueError, AttributeError):
             raise BackendError(
@@ -448,13 +452,10 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
         request: Request, cursor: str | None = None, done: str | None = None
     ) -> Response:
         async def render(me: SignedIn) -> Response:
-            after = _list_cursor(cursor)
+            after = decode_list_cursor(cursor) if cursor else None
             rows = await queries.list_keys(c.ctx.pool(), me.account_id, 51, after, None)
             keys = [KeyView.of(k, used) for k, used in rows[:50]]
-            more = None
-            if len(rows) > 50:
-                last = rows[49][0]
-                more = f"{last.created_at.isoformat()}|{last.key_id}"
+            more = encode_list_cursor(rows[49][0]) if len(rows) > 50 else None
             return c.page(
                 request, "keys.html", me, keys=keys, more=more, unused=_unused,
                 notice=DONE_MESSAGES.get(done or ""), tab="keys",
@@ -463,22 +464,24 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
         return await c.view(request, render)
 
     def new_key_form(
-        request: Request, me: SignedIn, status: int = 200, **values: Any
+        request: Request,
+        me: SignedIn,
+        form: dict[str, Any],
+        field_errors: dict[str, str] | None = None,
     ) -> HTMLResponse:
         return c.page(
-            request, "new_key.html", me, status,
+            request, "new_key.html", me, 422 if field_errors else 200,
             groups=naming.NAME_GROUPS, names=naming.all_names(),
             environments=naming.ENVIRONMENTS, expiry_choices=naming.EXPIRY_CHOICES,
             template=naming.DESCRIPTION_TEMPLATE, example=naming.DESCRIPTION_EXAMPLE,
             scopes=_offered_scopes(me),
-            form=values.pop("form", {}), field_errors=values.pop("field_errors", {}),
-            tab="keys", **values,
+            form=form, field_errors=field_errors or {}, tab="keys",
         )  # fmt: skip
 
     @router.get(f"{KEYS_PAGE}/new")
     async def new_key_page(request: Request) -> Response:
         me = await c.signed_in(request)
-        return new_key_form(request, me, form={"environment": "production"})
+        return new_key_form(request, me, {"environment": "production"})
 
     @router.post(KEYS_PAGE)
     async def create_key(request: Request) -> Response:
@@ -486,7 +489,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             try:
                 attributes = _attributes(values, _offered_scopes(me))
             except FormInvalid as invalid:
-                return new_key_form(request, me, 422, form=values, field_errors=invalid.fields)
+                return new_key_form(request, me, values, invalid.fields)
             outcome = await c.change(
                 request,
                 me,
@@ -649,7 +652,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     ) -> Response:
         async def render(me: SignedIn) -> Response:
             rows = await queries.list_keys(c.ctx.pool(), me.account_id, 500, None, "active")
-            unused_keys = [KeyView.of(k, used) for k, used in rows if _unused(KeyView.of(k, used))]
+            unused_keys = [view for view in (KeyView.of(*row) for row in rows) if _unused(view)]
             alerts, alerts_error = await _shown(
                 c.backends.alerts(
                     me.session.access_key,
@@ -752,19 +755,6 @@ def _unused(key: KeyView) -> str | None:
     return None
 
 
-def _list_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    created, _, key_id = cursor.partition("|")
-    try:
-        at, after = datetime.fromisoformat(created), uuid.UUID(key_id)
-    except ValueError:
-        at, after = None, None
-    if at is None or after is None or at.tzinfo is None or not 2000 <= at.year <= 9000:
-        raise ApiError(400, "bad_cursor", "That page link is not one this console made.")
-    return at, after
-
-
 class FormInvalid(Exception):
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__(", ".join(fields))
@@ -851,23 +841,15 @@ def _day(value: str | None, name: str, next_day: bool = False) -> datetime | Non
 def _when(value: Any) -> str:
     if value is None:
         return "—"
-    moment = (
-        value
-        if isinstance(value, datetime)
-        else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    )
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    at = moment(value)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _ago(value: Any) -> str:
     if value is None:
         return "Never"
-    moment = (
-        value
-        if isinstance(value, datetime)
-        else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    )
-    seconds = (datetime.now(UTC) - moment).total_seconds()
+    at = moment(value)
+    seconds = (datetime.now(UTC) - at).total_seconds()
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             count = int(seconds // size)

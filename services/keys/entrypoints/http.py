@@ -23,7 +23,7 @@ from services.keys.app import use_cases
 from services.keys.app.context import KeysContext
 from services.keys.app.unit_of_work import KeysTransaction
 from services.keys.domain import errors
-from services.keys.domain.key import replay
+from services.keys.domain.key import AccessKey, replay
 from services.keys.domain.recorded import Meta
 from services.keys.domain.secret import NewSecret
 from services.keys.entrypoints.auth import Principal, authenticate
@@ -95,6 +95,23 @@ def _decode_cursor(cursor: str, arity: int) -> list[str]:
     return parts
 
 
+def encode_list_cursor(last: AccessKey) -> str:
+    """Where the next page of an account's key list starts (newest first)."""
+    return _encode_cursor(last.created_at.isoformat(), str(last.key_id))
+
+
+def decode_list_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    created, key_id = _decode_cursor(cursor, 2)
+    try:
+        at, after = datetime.fromisoformat(created), uuid.UUID(key_id)
+    except ValueError:
+        at, after = None, None
+    # A time PostgreSQL cannot take (naive, or a year it overflows) is no cursor of ours.
+    if at is None or after is None or at.tzinfo is None or not 2000 <= at.year <= 9000:
+        raise ApiError(400, "bad_cursor", "The cursor is not one this API issued.")
+    return at, after
+
+
 def _secret(outcome: use_cases.Outcome) -> NewSecret:
     if outcome.secret is None:
         raise RuntimeError("this use case always returns the secret")
@@ -163,21 +180,10 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         status: Annotated[str | None, Query(pattern="^(active|disabled|revoked|expired)$")] = None,
     ) -> KeyList:
         principal = await manager(request)
-        after = None
-        if cursor:
-            created, key_id = _decode_cursor(cursor, 2)
-            try:
-                after = (datetime.fromisoformat(created), uuid.UUID(key_id))
-            except ValueError:
-                raise ApiError(
-                    400, "bad_cursor", "The cursor is not one this API issued."
-                ) from None
+        after = decode_list_cursor(cursor) if cursor else None
         rows = await queries.list_keys(ctx.pool(), principal.account_id, limit + 1, after, status)
         items = [KeyView.of(k, used) for k, used in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1][0]
-            next_cursor = _encode_cursor(last.created_at.isoformat(), str(last.key_id))
+        next_cursor = encode_list_cursor(rows[limit - 1][0]) if len(rows) > limit else None
         return KeyList(items=items, next_cursor=next_cursor)
 
     @router.get(
