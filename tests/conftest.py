@@ -13,6 +13,12 @@ from tests.support.accounts import Account, new_account
 from tests.support.stack import Stack, start_stack
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked runs_last (the secrets scan) go after all others; the rest keep their
+    order."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+
+
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[Stack]:
     running = await start_stack()

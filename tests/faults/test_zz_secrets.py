@@ -1,10 +1,14 @@
-"""Point 7, after the rest of the fault suite (this file sorts last in it): no plaintext
-secret in any topic, any log file (the killed processes' and the suite's own extra
-processes' included), any service's metrics output, or any database dump."""
+"""Point 7, after every other test of the session (marked runs_last, so in `make test` it
+also covers the browser, integration and unit tests): no plaintext secret in any topic
+(from its first offset), any service log (the killed processes' and the suite's own extra
+processes' included), any service's metrics output, or any database dump, searched with
+the secret scanner's regex (docs/secret-scanning.md); a match that is also a well-formed
+key (valid checksum) is a leak."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from contracts import ALL_TOPICS
 from devstack import paths
@@ -13,7 +17,7 @@ from tests.support.accounts import Account
 from tests.support.secrets import database_dump, leaks, topic_text
 from tests.support.stack import Stack
 
-pytestmark = MARKS
+pytestmark = [*MARKS, pytest.mark.runs_last]
 
 
 async def test_no_plaintext_secret_anywhere_after_the_fault_suite(
@@ -48,5 +52,6 @@ async def test_no_plaintext_secret_anywhere_after_the_fault_suite(
         places=len(texts),
         found=found,
     )
-    assert texts["dump keys"].count("COPY") > 0
+    assert texts["dump keys"].count("COPY") > 0, "the keys database dump holds data"
+    assert scanned["log"] > 0, "the services write logs under .run/logs"
     assert found == {}
