@@ -20,6 +20,7 @@ from tests.support.stack import Stack
 from tests.support.usage import (
     alerts_of,
     create_key,
+    hour_start,
     known_to_usage,
     now_minute,
     publish,
@@ -81,7 +82,9 @@ async def test_more_requests_than_the_declared_hourly_limit_raise_one_alert(
 ) -> None:
     key = await create_key(api, rate_limit_per_hour=100)
     await known_to_usage(db["usage"], key["id"])
-    start = now_minute(180)
+    # The limit is passed 25 minutes into the burst and stays passed to its end: the whole
+    # burst lies in one cooldown hour (H-90' to H-60'), or a second hour would re-alert.
+    start = hour_start(3)
     normal = steady(key["id"], account.id, start, 40, 2)  # 80 in the first hour
     burst = steady(key["id"], account.id, start + timedelta(minutes=90), 30, 4)  # 120 in 30'
     await publish(producer, normal + burst)

@@ -31,6 +31,14 @@ def now_minute(minutes_ago: float = 0) -> datetime:
     return at - timedelta(minutes=minutes_ago)
 
 
+def hour_start(hours_ago: int) -> datetime:
+    """The start of a clock hour in the past: the usage service's cooldown window
+    (USAGE_COOLDOWN_MINUTES 60) is the fixed clock hour, so a condition that lasts several
+    minutes raises one alert only if those minutes lie in one such hour."""
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return at - timedelta(hours=hours_ago)
+
+
 def record(
     key_id: str,
     account_id: str,

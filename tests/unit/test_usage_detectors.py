@@ -143,6 +143,15 @@ def test_more_requests_in_an_hour_than_the_declared_limit_raise_one_alert() -> N
     assert found[0].observed == 101 and found[0].expected == 100
 
 
+def test_a_limit_passed_across_a_clock_hour_alerts_once_in_each_cooldown_hour() -> None:
+    """The cooldown window is the fixed clock hour (the alert id's bucket): a condition
+    still holding when the next hour starts is raised again there, once."""
+    key = key_info(rate_limit_per_hour=100)
+    found = run(steady(T0 + 2 * HOUR - 30 * MIN, 60, 4), key)  # 240 over 1h, 30' each side
+    assert kinds(found) == [("rate_limit_exceeded", "warning")] * 2
+    assert [f.bucket for f in found] == [T0 + HOUR, T0 + 2 * HOUR]
+
+
 def test_the_trailing_hour_forgets_old_minutes() -> None:
     hour = TrailingHour()
     for minute in range(100):
