@@ -53,7 +53,9 @@ async def _propagation(
     async def refused() -> bool:
         return await _code(watcher, secret) == refused_as
 
-    await wait_until(refused, timeout=3.0, interval=0.005, what=f"{refused_as} on the other")
+    # Well under the 30 s a cached answer lives, so only the invalidation can pass this;
+    # not a latency target (make bench measures that, p99 85 ms), room for a loaded machine.
+    await wait_until(refused, timeout=10.0, interval=0.005, what=f"{refused_as} on the other")
     return time.monotonic() - acknowledged
 
 

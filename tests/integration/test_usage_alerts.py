@@ -36,8 +36,13 @@ USAGE = next(s for s in SERVICES if s.name == "usage")
 pytestmark = pytest.mark.stack
 
 
-async def only_alert(db: asyncpg.Connection, key_id: str, kind: str) -> list[tuple[str, str]]:
+async def only_alert(
+    db: asyncpg.Connection, key_id: str, kind: str, total: int
+) -> list[tuple[str, str]]:
+    """The key's alerts once its `total` requests are counted (an alert is stored in the
+    transaction that counts the request raising it, so none can come later)."""
     await wait_alert(db, key_id, kind)
+    await wait_counted(db, key_id, total)
     found = await alerts_of(db, key_id)
     assert [k for k, _ in found if k == kind] == [kind], found
     return found
@@ -88,7 +93,8 @@ async def test_more_requests_than_the_declared_hourly_limit_raise_one_alert(
     normal = steady(key["id"], account.id, start, 40, 2)  # 80 in the first hour
     burst = steady(key["id"], account.id, start + timedelta(minutes=90), 30, 4)  # 120 in 30'
     await publish(producer, normal + burst)
-    assert await only_alert(db["usage"], key["id"], "rate_limit_exceeded") == [
+    total = len(normal + burst)
+    assert await only_alert(db["usage"], key["id"], "rate_limit_exceeded", total) == [
         ("rate_limit_exceeded", "warning")
     ]
 
@@ -110,7 +116,7 @@ async def test_a_network_never_seen_before_raises_one_alert_for_a_key_with_histo
         record(key["id"], account.id, now_minute(9), ip="198.51.100.200"),
     ]
     await publish(producer, history + new)
-    found = await only_alert(db["usage"], key["id"], "new_source_network")
+    found = await only_alert(db["usage"], key["id"], "new_source_network", len(history + new))
     assert found == [("new_source_network", "warning")]
 
 
@@ -126,7 +132,8 @@ async def test_a_burst_of_refusals_raises_one_alert(
     normal = steady(key["id"], account.id, start, 20, 5)
     refused = steady(key["id"], account.id, start + timedelta(minutes=20), 1, 40, status=401)
     await publish(producer, normal + refused)
-    assert await only_alert(db["usage"], key["id"], "auth_failure_burst") == [
+    total = len(normal + refused)
+    assert await only_alert(db["usage"], key["id"], "auth_failure_burst", total) == [
         ("auth_failure_burst", "warning")
     ]
 
@@ -145,7 +152,8 @@ async def test_trying_a_disabled_key_raises_one_critical_alert(
     for _ in range(3):
         verdict = await api.post("/v1/verify", json={"key": key["key"]})
         assert verdict.json()["code"] == "disabled"
-    found = await only_alert(db["usage"], key["id"], "disabled_key_in_use")
+    # 50 published requests, and the 3 refusals the keys service reports.
+    found = await only_alert(db["usage"], key["id"], "disabled_key_in_use", 50 + 3)
     assert found == [("disabled_key_in_use", "critical")]
     listed = await _list_alerts(api, account, key_id=key["id"], kind="disabled_key_in_use")
     assert listed[0]["evidence"]["key_status"] == "disabled"
@@ -163,7 +171,7 @@ async def test_a_key_used_again_after_forty_idle_days_raises_one_alert(
     await publish(producer, old)
     await wait_counted(db["usage"], key["id"], len(old))
     await publish(producer, steady(key["id"], account.id, now_minute(5), 3, 3))
-    found = await only_alert(db["usage"], key["id"], "dormant_key_reactivated")
+    found = await only_alert(db["usage"], key["id"], "dormant_key_reactivated", len(old) + 9)
     assert found == [("dormant_key_reactivated", "warning")]
     listed = await _list_alerts(api, account, key_id=key["id"])
     assert listed[0]["observed"] >= 39
@@ -197,13 +205,15 @@ async def test_a_record_delivered_twice_is_counted_once(
     account: Account,
 ) -> None:
     key = await create_key(api)
-    records = steady(key["id"], account.id, now_minute(20), 2, 10)
+    # Within the dedup horizon (15 minutes of event time, USAGE_DEDUP_HORIZON_MINUTES):
+    # a redelivery later than that would be counted again, as docs/usage-detectors.md says.
+    records = steady(key["id"], account.id, now_minute(6), 2, 10)
     await publish(producer, records + records[:7])
     marker = record(key["id"], account.id, now_minute(1))
-    await publish(producer, [marker, *records[5:9]])
+    await publish(producer, [*records[5:9], marker])
     await wait_counted(db["usage"], key["id"], len(records) + 1)
 
-    async def settled() -> bool:  # the duplicates were read after the marker's batch
+    async def settled() -> bool:  # one partition, in order: the duplicates came before it
         return bool(
             await db["usage"].fetchval(
                 "SELECT count(*) FROM seen_records WHERE record_id = $1", marker.record_id
