@@ -73,7 +73,12 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
         for e in list(errors)[:20]
     ]
     fields = {d["field"].split(".")[0] for d in details}
-    code = f"{fields.pop()}_invalid" if len(fields) == 1 and "" not in fields else "invalid_request"
+    # A header's name is spelt like `Idempotency-Key`; its code like a field's.
+    code = (
+        f"{fields.pop().lower().replace('-', '_')}_invalid"
+        if len(fields) == 1 and "" not in fields
+        else "invalid_request"
+    )
     return {"error": {"code": code, "message": "The request is not valid.", "details": details}}
 
 

@@ -86,3 +86,44 @@ async def test_unused_key_is_marked_and_disabled_in_one_click(console: Console) 
     assert "disabled" in await page.locator(f"tr[data-key-id='{key_id}']").inner_text()
     assert await page.locator(f"tr[data-key-id='{key_id}'] [data-testid=unused]").count() == 0
     assert (await console.verify(secret))["code"] == "disabled"
+
+
+async def test_a_secret_form_sent_again_changes_nothing_more(console: Console) -> None:
+    """Refreshing the page that shows a new secret sends its form again: the console then
+    says it was done already, and no second key or rotation is made."""
+    page = console.page
+    await console.sign_in()
+    await page.goto("/console/settings/access-keys/new")
+    await page.get_by_label("Name").fill("Refreshed-Once")
+    sent = await page.locator("form:has([name=once])").evaluate(
+        "f => Object.fromEntries(new FormData(f))"
+    )
+    await page.get_by_role("button", name="Create").click()
+    secret = await page.get_by_test_id("secret").input_value()
+
+    again = await page.request.post("/console/settings/access-keys", form=sent)
+    assert again.status == 409
+    text = await again.text()
+    assert "Already done" in text and secret not in text
+    async with console.account.client() as api:
+        names = [k["name"] for k in (await api.get("/v1/keys")).json()["items"]]
+        assert names.count("Refreshed-Once") == 1
+
+        await page.get_by_role("link", name="Done").click()
+        key_id = page.url.split("?")[0].split("/")[-1]
+        rotate_form = page.locator(f"form[action$='/{key_id}/rotate']")
+        resent = await rotate_form.evaluate("f => Object.fromEntries(new FormData(f))")
+        await page.get_by_role("button", name="Rotate").click()
+        rotated = await page.get_by_test_id("secret").input_value()
+        twice = await page.request.post(
+            f"/console/settings/access-keys/{key_id}/rotate", form=resent
+        )
+        assert twice.status == 409 and "Already done" in await twice.text()
+        await page.reload()  # what a person does: the browser sends the form again
+        await page.get_by_role("heading", name="Already done").wait_for()
+        await console.shot("11-form-sent-again")
+        await page.get_by_role("link", name="Open the key").click()
+        assert page.url.split("?")[0].endswith(f"/access-keys/{key_id}")
+        events = (await api.get(f"/v1/keys/{key_id}/events")).json()["items"]
+        assert [e["event_type"] for e in events].count("KeyRotated") == 1
+        assert (await api.post("/v1/verify", json={"key": rotated})).json()["valid"] is True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from contracts import KeyAttributes, KeyPatch
+from contracts import CommandResult, KeyAttributes, KeyPatch
 from services.keys.adapters.crypto import SecretHasher, SecretVault
 from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
 from services.keys.domain import errors
@@ -59,6 +59,67 @@ async def in_transaction(
             # Jittered backoff, so writers racing on one key stop colliding in lockstep.
             await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - not crypto
     raise AssertionError("unreachable")
+
+
+# Names the ids of requests made once (uuid5 of account, action and the caller's token).
+REQUEST_NAMESPACE = uuid.UUID("6f1c3b0e-4d7a-5c2b-9e8f-0a1b2c3d4e5f")
+
+
+@dataclass(frozen=True)
+class Once:
+    """A request to carry out once: the caller's token (an HTTP Idempotency-Key, a console
+    form's one-time field) for an action ("create", "rotate <key id>")."""
+
+    command_type: str
+    action: str
+    token: str | None
+
+    def request_id(self, account_id: str) -> uuid.UUID | None:
+        """The token means something only within its account and action, so another
+        account, or the rotation of another key, never matches it."""
+        if self.token is None:
+            return None
+        return uuid.uuid5(REQUEST_NAMESPACE, f"{account_id}\n{self.action}\n{self.token}")
+
+
+async def once(
+    tx: KeysTransaction,
+    request: Once | None,
+    account_id: str,
+    meta: Meta,
+    work: Callable[[], Awaitable[Outcome]],
+) -> Outcome:
+    """Run `work` at most once per request: its id is stored with the change, in its
+    transaction, like a Kafka command's. A repeat (a retry after a lost answer, a refreshed
+    page) is refused with what the first one did: the secret that one handed out is not
+    kept, so it cannot be answered again."""
+    request_id = request.request_id(account_id) if request is not None else None
+    if request is None or request_id is None:
+        return await work()
+    done = await tx.command_result(request_id)
+    if done is not None:
+        what = "created" if request.command_type == "CreateKey" else "rotated"
+        raise errors.AlreadyDone(
+            f"This request was made before: key {done.key_id} ({done.prefix}...) was {what}"
+            " then, and its secret was handed out in that answer only. Find the key in the"
+            " list; rotate it if that secret was lost.",
+            done.key_id,
+        )
+    outcome = await work()
+    result = CommandResult(
+        command_id=request_id,
+        status="accepted",
+        key_id=outcome.key.key_id,
+        event_ids=[e.event_id for e in outcome.events],
+        prefix=outcome.key.prefix,
+        account_id=account_id,
+        command_type=request.command_type,
+        actor=meta.actor,
+        correlation_id=meta.correlation_id,
+    )
+    # A concurrent twin makes this a VersionConflict: the retry then finds it done.
+    await tx.save_command_result(request_id, account_id, request.command_type, result)
+    return outcome
 
 
 def check_grantable(holder_scopes: Sequence[str], granted: Sequence[str]) -> None:

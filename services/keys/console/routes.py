@@ -159,6 +159,8 @@ class Console:
         context = {
             "me": me,
             "csrf": self.secrets.csrf_token(me.session.token) if me else None,
+            # A form that hands out a secret is carried out once per rendering of it.
+            "once": new_token(),
             "base": BASE,
             "keys_page": KEYS_PAGE,
             **values,
@@ -230,10 +232,15 @@ class Console:
         me: SignedIn,
         work: Callable[[Any, str, Meta], Awaitable[use_cases.Outcome]],
         retry: bool = True,
+        once: use_cases.Once | None = None,
     ) -> use_cases.Outcome:
-        meta = self.meta(me, request)
+        """Run a change as the signed-in person; `once` makes a form that hands out a
+        secret take effect once, however often it is sent (a refreshed page)."""
+        meta, account = self.meta(me, request), me.account_id
         return await use_cases.in_transaction(
-            self.ctx.uow, lambda tx: work(tx, me.account_id, meta), retry_conflicts=retry
+            self.ctx.uow,
+            lambda tx: use_cases.once(tx, once, account, meta, lambda: work(tx, account, meta)),
+            retry_conflicts=retry,
         )
 
     def cookie(
@@ -276,6 +283,11 @@ class Console:
             return await render()
         except errors.DomainError as error:
             status = STATUS_OF_CODE.get(error.code, 400)
+            if isinstance(error, errors.AlreadyDone):  # e.g. a page that was refreshed
+                return self.page(
+                    request, "error.html", me, status, title="Already done",
+                    message=error.message, key_link=f"{KEYS_PAGE}/{error.key_id}",
+                )  # fmt: skip
             return self.page(
                 request, "error.html", me, status, title="Not done", message=error.message
             )
@@ -494,6 +506,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 request,
                 me,
                 lambda tx, account, m: use_cases.create(tx, c.ctx.tools, account, attributes, m),
+                once=use_cases.Once("CreateKey", "console create", _token(values)),
             )
             return secret_page(request, me, outcome, "created")
 
@@ -600,6 +613,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             outcome = await c.change(
                 request, me,
                 lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, seconds, m),
+                once=use_cases.Once("RotateKey", f"console rotate {key_id}", _token(values)),
             )  # fmt: skip
             if key_id == me.session.key_id and outcome.secret is not None:
                 await c.store.reseal(me.session, outcome.secret.plaintext)  # stay signed in
@@ -731,6 +745,12 @@ async def _shown(read: Awaitable[dict[str, Any]]) -> tuple[dict[str, Any], str |
     except BackendError as error:
         nothing: dict[str, Any] = {"items": [], "next_cursor": None}
         return nothing, None if error.status == 404 else str(error)
+
+
+def _token(values: dict[str, Any]) -> str | None:
+    """The form's one-time field (absent from a form rendered before it existed)."""
+    token = _one(values, "once")
+    return token[:64] if token else None
 
 
 def _back(key_id: uuid.UUID, done: str) -> RedirectResponse:

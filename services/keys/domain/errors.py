@@ -6,6 +6,7 @@ is decided once, in the HTTP entrypoint, from the code.
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 
@@ -63,3 +64,13 @@ class SecretUnavailable(DomainError):
 
 class InsufficientScope(DomainError):
     code = "insufficient_scope"
+
+
+class AlreadyDone(DomainError):
+    """The same request (Idempotency-Key, console form) was carried out before."""
+
+    code = "already_done"
+
+    def __init__(self, message: str, key_id: uuid.UUID | None) -> None:
+        super().__init__(message)
+        self.key_id = key_id

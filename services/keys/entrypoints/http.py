@@ -59,9 +59,22 @@ STATUS_OF_CODE = {
     errors.RevealDisabled.code: 403,
     errors.SecretUnavailable.code: 410,
     errors.InsufficientScope.code: 403,
+    errors.AlreadyDone.code: 409,
 }
 MAX_VERSION = 2**31 - 1
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Your id for this request (e.g. a UUID), printable ASCII: sent again with"
+        " a retry, it makes sure the key is created (or rotated) once. A repeat answers 409"
+        " already_done naming the key, since the secret is handed out once.",
+    ),
+]
 Cursor = Annotated[
     str | None, Query(max_length=200, description="next_cursor of the previous page.")
 ]
@@ -142,18 +155,24 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         work: Callable[[KeysTransaction, str, Meta], Awaitable[use_cases.Outcome]],
         retry: bool = True,
         grants: list[str] | None = None,
+        once: use_cases.Once | None = None,
     ) -> use_cases.Outcome:
         """A manager's change to a key of its own account: authenticate, check that the
         scopes it would grant are its own, then run the use case with the caller's account
-        and request metadata."""
+        and request metadata, at most once per request when `once` names it."""
         principal = await manager(request)
         if grants is not None:
             try:
                 use_cases.check_grantable(principal.scopes, grants)
             except errors.DomainError as error:
                 raise domain_error(error) from None
-        request_meta = meta(principal, request)
-        return await run(lambda tx: work(tx, principal.account_id, request_meta), retry)
+        account, request_meta = principal.account_id, meta(principal, request)
+        return await run(
+            lambda tx: use_cases.once(
+                tx, once, account, request_meta, lambda: work(tx, account, request_meta)
+            ),
+            retry,
+        )
 
     @router.post(
         "/keys",
@@ -162,11 +181,14 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         tags=["keys"],
         summary="Create a key; the secret is in the answer",
     )
-    async def create_key(body: KeyAttributes, request: Request) -> KeyWithSecret:
+    async def create_key(
+        body: KeyAttributes, request: Request, idempotency_key: IdempotencyKey = None
+    ) -> KeyWithSecret:
         outcome = await act(
             request,
             lambda tx, account, m: use_cases.create(tx, ctx.tools, account, body, m),
             grants=body.scopes,
+            once=use_cases.Once("CreateKey", "create", idempotency_key),
         )
         return KeyWithSecret(**KeyView.of(outcome.key).model_dump(), key=_secret(outcome).plaintext)
 
@@ -273,12 +295,16 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         summary="A new secret under the same key id; the old one works until the grace period ends",
     )
     async def rotate_key(
-        key_id: uuid.UUID, request: Request, body: RotateBody | None = None
+        key_id: uuid.UUID,
+        request: Request,
+        body: RotateBody | None = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> KeyWithSecret:
         grace = (body or RotateBody()).grace_period_seconds
         outcome = await act(
             request,
             lambda tx, account, m: use_cases.rotate(tx, ctx.tools, account, key_id, grace, m),
+            once=use_cases.Once("RotateKey", f"rotate {key_id}", idempotency_key),
         )
         return KeyWithSecret(**KeyView.of(outcome.key).model_dump(), key=_secret(outcome).plaintext)
 
