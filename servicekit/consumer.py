@@ -123,6 +123,8 @@ class BatchProcessor(Generic[T]):
         self.sub = subscription
         self.dead_letters = dead_letters
         self.max_backoff = max_backoff
+        self.subscriber: Any = None
+        """FastStream's subscriber, once registered on a broker (its aiokafka consumer)."""
 
     async def process(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
@@ -244,7 +246,7 @@ def subscribe(
 
     consume.__annotations__ = {"records": list[sub.payload], "return": None}  # type: ignore[name-defined]
     consume.__name__ = f"consume_{sub.topic.replace('.', '_').replace('-', '_')}"
-    broker.subscriber(
+    processor.subscriber = broker.subscriber(
         sub.topic,
         group_id=sub.group_id,
         batch=True,
@@ -256,5 +258,31 @@ def subscribe(
         parser=_lenient_parser,
         title=sub.title or f"{sub.topic}:consume",
         description=sub.description,
-    )(consume)
+    )
+    processor.subscriber(consume)
     return processor
+
+
+async def positioned(processor: BatchProcessor[Any], timeout: float = 60.0) -> int:
+    """Wait until a started reader holds its partitions, each at a fixed position; returns
+    how many. A group-less reader starting at `latest` (a cache listener) learns its
+    position only from its first offset request: until then, an event published meanwhile
+    would be skipped, so a service waits for this before it says it is ready."""
+    consumer = getattr(processor.subscriber, "consumer", None)
+    if consumer is None:
+        raise RuntimeError(f"the reader of {processor.sub.topic} has not started")
+
+    async def held() -> int:
+        while not consumer.assignment():  # noqa: ASYNC110 - aiokafka has no public event
+            await asyncio.sleep(0.05)  # for the assignment of a group-less subscription
+        partitions = consumer.assignment()
+        for partition in partitions:
+            await consumer.position(partition)
+        return len(partitions)
+
+    try:
+        return await asyncio.wait_for(held(), timeout)
+    except TimeoutError:
+        raise RuntimeError(
+            f"the reader of {processor.sub.topic} got no partitions in {timeout:.0f} s"
+        ) from None

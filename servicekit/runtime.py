@@ -20,7 +20,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from servicekit import db
-from servicekit.consumer import BatchProcessor, Subscription, subscribe
+from servicekit.consumer import BatchProcessor, Subscription, positioned, subscribe
 from servicekit.http import create_app
 from servicekit.kafka import DeadLetters, Headers, KafkaProducer
 from servicekit.logging import configure_logging, get_logger
@@ -123,6 +123,10 @@ class Runtime:
             )
         await self.producer.start()
         await self.broker.start()
+        for processor in self.processors.values():
+            if processor.sub.group_id is None:  # reads from its start: fix where that is
+                held = await positioned(processor)
+                log.info("reader_positioned", topic=processor.sub.topic, partitions=held)
         for hook in self._on_start:
             await hook()
         log.info("started", port=self.settings.http_port)

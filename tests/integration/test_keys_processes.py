@@ -4,6 +4,7 @@ refused by the others, and every committed event reaches `keys.events`, none ski
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import Counter
@@ -66,6 +67,16 @@ async def test_a_key_changed_on_one_instance_is_refused_by_the_other(
         another_keys_instance(stack, tmp_path / "keys-b.log") as b_url,
         account.client(b_url) as on_b,
     ):
+        # B said it was ready only once its cache listener had its place on keys.events:
+        # an event published from then on, as the first one below, cannot be skipped.
+        text = (tmp_path / "keys-b.log").read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        events = [line.get("event") for line in lines]
+        assert "reader_positioned" in events and events.index("reader_positioned") < events.index(
+            "started"
+        ), events
+        positioned = lines[events.index("reader_positioned")]
+        assert positioned["topic"] == KEYS_EVENTS and positioned["partitions"] > 0
         disables, revokes = [], []
         for round_ in range(5):
             key = (await api.post("/v1/keys", json={"name": f"shared-{round_}"})).json()
