@@ -49,12 +49,21 @@ def _field_path(loc: Any) -> list[Any]:
 class ApiError(Exception):
     """An error a route raises on purpose: status, stable code, message for a person."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.extra = extra or {}
+        """More fields of the error body, for programs (e.g. the key a repeat names)."""
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -85,7 +94,7 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        response = error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message, **exc.extra)
         if exc.headers:
             response.headers.update(exc.headers)
         return response

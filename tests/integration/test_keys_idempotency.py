@@ -8,11 +8,15 @@ import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from tests.support.accounts import new_account
+from contracts import CommandResult, KeyAttributes
+from services.keys.app import use_cases
+from tests.support.accounts import Account, new_account
 from tests.support.stack import Stack
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -43,6 +47,7 @@ async def test_a_create_sent_again_with_its_idempotency_key_makes_one_key(
     assert again.status_code == 409, again.text
     error = again.json()["error"]
     assert error["code"] == "already_done"
+    assert (error["key_id"], error["prefix"]) == (made["id"], made["prefix"])
     assert made["id"] in error["message"] and made["prefix"] in error["message"]
     assert made["key"] not in again.text, "the secret is handed out once"
     assert await names(api) == ["nightly batch"]
@@ -69,6 +74,70 @@ async def test_concurrent_creates_with_one_idempotency_key_make_one_key(
     )
     assert sorted(a.status_code for a in answers) == [201] + [409] * 7, [a.text for a in answers]
     assert await names(api) == ["raced"]
+
+
+async def test_an_idempotency_key_sent_with_another_request_is_refused(
+    api: httpx.AsyncClient,
+) -> None:
+    token = str(uuid.uuid4())
+    first = await api.post("/v1/keys", json={"name": "first"}, headers=once(token))
+    assert first.status_code == 201, first.text
+    other = await api.post("/v1/keys", json={"name": "second"}, headers=once(token))
+    assert other.status_code == 422, other.text
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert await names(api) == ["first"]
+    twice = await api.post(
+        "/v1/keys",
+        json={"name": "third"},
+        headers=[("Idempotency-Key", str(uuid.uuid4())), ("Idempotency-Key", token)],
+    )
+    assert twice.status_code == 400 and "one Idempotency-Key" in twice.text
+    assert await names(api) == ["first"]
+
+
+async def test_a_twin_that_commits_first_makes_the_other_answer_already_done(
+    stack: Stack, api: httpx.AsyncClient, account: Account, db: dict[str, asyncpg.Connection]
+) -> None:
+    """The race, made certain: the twin's row is written and held uncommitted while the
+    request runs, so the request finds nothing, makes its key, then waits on that row;
+    once the twin commits, the request's transaction is rolled back and retried, and the
+    retry answers 409 naming the twin's key. No second key is left behind."""
+    token, body = str(uuid.uuid4()), {"name": "raced"}
+    request = use_cases.Once(
+        "CreateKey", "create", token, KeyAttributes.model_validate(body).model_dump_json()
+    )
+    request_id, twins_key = request.request_id(account.id), uuid.uuid4()
+    result = CommandResult(
+        command_id=request_id, status="accepted", key_id=twins_key, prefix="ig_live_Tw1n"
+    )
+    holder, watcher = db["keys"], await asyncpg.connect(stack.database("keys"))
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute(
+            "INSERT INTO processed_commands"
+            " (command_id, account_id, command_type, result, request_digest)"
+            " VALUES ($1, $2, 'CreateKey', $3::jsonb, $4)",
+            request_id, account.id, result.model_dump_json(), request.digest,
+        )  # fmt: skip
+        sent = asyncio.create_task(api.post("/v1/keys", json=body, headers=once(token)))
+
+        async def waiting_on_the_twin() -> bool:
+            return bool(
+                await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'INSERT INTO processed_commands%'"
+                )
+            )
+
+        await wait_until(waiting_on_the_twin, timeout=15, what="the request to wait on the twin")
+        await held.commit()
+        answer = await sent
+    finally:
+        await watcher.close()
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["key_id"] == str(twins_key)
+    assert await names(api) == [], "the request's own key was rolled back"
 
 
 async def test_a_refused_create_does_not_use_up_its_idempotency_key(

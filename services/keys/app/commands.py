@@ -82,6 +82,27 @@ def _who_tried_what(command: Command) -> dict[str, Any]:
     }
 
 
+def _answer(command: Command, stored: CommandResult) -> CommandResult:
+    """A stored result answers a redelivery of its own command. A command that reuses the
+    id of another (another account's, another type's) is refused, never told what the
+    other one did; the refusal is not stored, the id being taken."""
+    if stored.account_id in (None, command.account_id) and stored.command_type in (
+        None,
+        command.command_type,
+    ):
+        return stored
+    return CommandResult(
+        command_id=command.command_id,
+        status="rejected",
+        key_id=command.key_id,
+        error=CommandError(
+            code="command_id_reused",
+            message="This command_id was used for another command; give each command its own.",
+        ),
+        **_who_tried_what(command),
+    )
+
+
 async def execute(
     uow: KeysUnitOfWork, tools: use_cases.SecretTools, command: Command, meta: Meta
 ) -> CommandResult:
@@ -90,7 +111,7 @@ async def execute(
     async def attempt(tx: KeysTransaction) -> CommandResult:
         stored = await tx.command_result(command.command_id)
         if stored is not None:
-            return stored
+            return _answer(command, stored)
         outcome = await _dispatch(tx, tools, command, meta)
         result = _accepted(command, outcome)
         await tx.save_command_result(
@@ -108,7 +129,7 @@ async def execute(
     async def store_rejection(tx: KeysTransaction) -> CommandResult:
         stored = await tx.command_result(command.command_id)
         if stored is not None:
-            return stored
+            return _answer(command, stored)
         await tx.save_command_result(
             command.command_id, command.account_id, command.command_type, result
         )

@@ -87,17 +87,36 @@ class KeysTransaction:
         )
         return None if raw is None else CommandResult.model_validate_json(raw)
 
+    async def request_made(
+        self, request_id: uuid.UUID
+    ) -> tuple[CommandResult, bytes | None] | None:
+        """A request made once before: its result and the digest of what it asked."""
+        row = await self.conn.fetchrow(
+            "SELECT result, request_digest FROM processed_commands WHERE command_id = $1",
+            request_id,
+        )
+        if row is None:
+            return None
+        return CommandResult.model_validate_json(row["result"]), row["request_digest"]
+
     async def save_command_result(
-        self, command_id: uuid.UUID, account_id: str, command_type: str, result: CommandResult
+        self,
+        command_id: uuid.UUID,
+        account_id: str,
+        command_type: str,
+        result: CommandResult,
+        request_digest: bytes | None = None,
     ) -> None:
         try:
             await self.conn.execute(
-                "INSERT INTO processed_commands (command_id, account_id, command_type, result)"
-                " VALUES ($1, $2, $3, $4::jsonb)",
+                "INSERT INTO processed_commands"
+                " (command_id, account_id, command_type, result, request_digest)"
+                " VALUES ($1, $2, $3, $4::jsonb, $5)",
                 command_id,
                 account_id,
                 command_type,
                 result.model_dump_json(),
+                request_digest,
             )
         except asyncpg.UniqueViolationError:
             # Another process applied the same command concurrently; the retry reads its result.

@@ -9,6 +9,7 @@ on the fresh state (unless the caller pinned a version with If-Match).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -68,11 +69,13 @@ REQUEST_NAMESPACE = uuid.UUID("6f1c3b0e-4d7a-5c2b-9e8f-0a1b2c3d4e5f")
 @dataclass(frozen=True)
 class Once:
     """A request to carry out once: the caller's token (an HTTP Idempotency-Key, a console
-    form's one-time field) for an action ("create", "rotate <key id>")."""
+    form's one-time field) for an action ("create", "rotate <key id>"), and what it asks
+    (its canonical form: the same token with another request is refused)."""
 
     command_type: str
     action: str
     token: str | None
+    asks: str = ""
 
     def request_id(self, account_id: str) -> uuid.UUID | None:
         """The token means something only within its account and action, so another
@@ -80,6 +83,10 @@ class Once:
         if self.token is None:
             return None
         return uuid.uuid5(REQUEST_NAMESPACE, f"{account_id}\n{self.action}\n{self.token}")
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.asks.encode()).digest()
 
 
 async def once(
@@ -96,14 +103,21 @@ async def once(
     request_id = request.request_id(account_id) if request is not None else None
     if request is None or request_id is None:
         return await work()
-    done = await tx.command_result(request_id)
-    if done is not None:
+    made = await tx.request_made(request_id)
+    if made is not None:
+        done, digest = made
+        if digest != request.digest:
+            raise errors.IdempotencyKeyReused(
+                "This Idempotency-Key was used before for a different request; use a new key"
+                " for each request, the same one only to retry it unchanged."
+            )
         what = "created" if request.command_type == "CreateKey" else "rotated"
         raise errors.AlreadyDone(
             f"This request was made before: key {done.key_id} ({done.prefix}...) was {what}"
             " then, and its secret was handed out in that answer only. Find the key in the"
             " list; rotate it if that secret was lost.",
             done.key_id,
+            done.prefix,
         )
     outcome = await work()
     result = CommandResult(
@@ -118,7 +132,9 @@ async def once(
         correlation_id=meta.correlation_id,
     )
     # A concurrent twin makes this a VersionConflict: the retry then finds it done.
-    await tx.save_command_result(request_id, account_id, request.command_type, result)
+    await tx.save_command_result(
+        request_id, account_id, request.command_type, result, request.digest
+    )
     return outcome
 
 

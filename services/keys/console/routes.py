@@ -14,6 +14,7 @@ with the signed-in person's key.
 from __future__ import annotations
 
 import inspect
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -502,11 +503,14 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 attributes = _attributes(values, _offered_scopes(me))
             except FormInvalid as invalid:
                 return new_key_form(request, me, values, invalid.fields)
+            # What the person sent, not the attributes: "expires in 30 days" is the same
+            # request on a refresh, though its date has moved on.
+            sent = json.dumps(values, sort_keys=True)
             outcome = await c.change(
                 request,
                 me,
                 lambda tx, account, m: use_cases.create(tx, c.ctx.tools, account, attributes, m),
-                once=use_cases.Once("CreateKey", "console create", _token(values)),
+                once=_once(values, "CreateKey", "console create", sent),
             )
             return secret_page(request, me, outcome, "created")
 
@@ -613,7 +617,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             outcome = await c.change(
                 request, me,
                 lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, seconds, m),
-                once=use_cases.Once("RotateKey", f"console rotate {key_id}", _token(values)),
+                once=_once(values, "RotateKey", f"console rotate {key_id}", str(seconds)),
             )  # fmt: skip
             if key_id == me.session.key_id and outcome.secret is not None:
                 await c.store.reseal(me.session, outcome.secret.plaintext)  # stay signed in
@@ -747,10 +751,12 @@ async def _shown(read: Awaitable[dict[str, Any]]) -> tuple[dict[str, Any], str |
         return nothing, None if error.status == 404 else str(error)
 
 
-def _token(values: dict[str, Any]) -> str | None:
-    """The form's one-time field (absent from a form rendered before it existed)."""
-    token = _one(values, "once")
-    return token[:64] if token else None
+def _once(values: dict[str, Any], command_type: str, action: str, sent: str) -> use_cases.Once:
+    """A form carried out once: its one-time field (absent from a form rendered before it
+    existed) and what it says are the request, so a refreshed page is a repeat, while the
+    same form changed (back, edit, send again) is a new request."""
+    token = _one(values, "once")[:64]
+    return use_cases.Once(command_type, action, f"{token}\n{sent}" if token else None, sent)
 
 
 def _back(key_id: uuid.UUID, done: str) -> RedirectResponse:

@@ -71,6 +71,13 @@ class AlreadyDone(DomainError):
 
     code = "already_done"
 
-    def __init__(self, message: str, key_id: uuid.UUID | None) -> None:
+    def __init__(self, message: str, key_id: uuid.UUID | None, prefix: str | None) -> None:
         super().__init__(message)
         self.key_id = key_id
+        self.prefix = prefix
+
+
+class IdempotencyKeyReused(DomainError):
+    """The same Idempotency-Key came with a different request."""
+
+    code = "idempotency_key_reused"

@@ -60,6 +60,7 @@ STATUS_OF_CODE = {
     errors.SecretUnavailable.code: 410,
     errors.InsufficientScope.code: 403,
     errors.AlreadyDone.code: 409,
+    errors.IdempotencyKeyReused.code: 422,
 }
 MAX_VERSION = 2**31 - 1
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
@@ -81,7 +82,10 @@ Cursor = Annotated[
 
 
 def domain_error(error: errors.DomainError) -> ApiError:
-    return ApiError(STATUS_OF_CODE.get(error.code, 400), error.code, error.message)
+    extra = None
+    if isinstance(error, errors.AlreadyDone):  # what a client that lost the answer needs
+        extra = {"key_id": str(error.key_id), "prefix": error.prefix}
+    return ApiError(STATUS_OF_CODE.get(error.code, 400), error.code, error.message, extra=extra)
 
 
 def _if_match(value: str | None) -> int | None:
@@ -161,6 +165,8 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         scopes it would grant are its own, then run the use case with the caller's account
         and request metadata, at most once per request when `once` names it."""
         principal = await manager(request)
+        if once is not None and len(request.headers.getlist("idempotency-key")) > 1:
+            raise ApiError(400, "bad_request", "Send one Idempotency-Key header, not several.")
         if grants is not None:
             try:
                 use_cases.check_grantable(principal.scopes, grants)
@@ -188,7 +194,7 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
             request,
             lambda tx, account, m: use_cases.create(tx, ctx.tools, account, body, m),
             grants=body.scopes,
-            once=use_cases.Once("CreateKey", "create", idempotency_key),
+            once=use_cases.Once("CreateKey", "create", idempotency_key, body.model_dump_json()),
         )
         return KeyWithSecret(**KeyView.of(outcome.key).model_dump(), key=_secret(outcome).plaintext)
 
@@ -304,7 +310,7 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         outcome = await act(
             request,
             lambda tx, account, m: use_cases.rotate(tx, ctx.tools, account, key_id, grace, m),
-            once=use_cases.Once("RotateKey", f"rotate {key_id}", idempotency_key),
+            once=use_cases.Once("RotateKey", f"rotate {key_id}", idempotency_key, str(grace)),
         )
         return KeyWithSecret(**KeyView.of(outcome.key).model_dump(), key=_secret(outcome).plaintext)
 
