@@ -22,7 +22,7 @@ from contracts import (
 )
 from services.keys.app import use_cases
 from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
-from services.keys.domain.errors import DomainError, VersionConflict
+from services.keys.domain.errors import CommandIdReused, DomainError, VersionConflict
 from services.keys.domain.recorded import Meta
 
 
@@ -48,18 +48,6 @@ async def _dispatch(
     if isinstance(command, RevokeKey):
         return await use_cases.revoke(tx, account, key_id, command.data.reason, meta)
     raise AssertionError(f"unhandled command type {command.command_type}")
-
-
-def _accepted(command: Command, outcome: use_cases.Outcome) -> CommandResult:
-    prefix = outcome.key.prefix if isinstance(command, (CreateKey, RotateKey)) else None
-    return CommandResult(
-        command_id=command.command_id,
-        status="accepted",
-        key_id=outcome.key.key_id,
-        event_ids=[e.event_id for e in outcome.events],
-        prefix=prefix,
-        **_who_tried_what(command),
-    )
 
 
 def _rejected(command: Command, error: DomainError) -> CommandResult:
@@ -91,15 +79,9 @@ def _answer(command: Command, stored: CommandResult) -> CommandResult:
         command.command_type,
     ):
         return stored
-    return CommandResult(
-        command_id=command.command_id,
-        status="rejected",
-        key_id=command.key_id,
-        error=CommandError(
-            code="command_id_reused",
-            message="This command_id was used for another command; give each command its own.",
-        ),
-        **_who_tried_what(command),
+    return _rejected(
+        command,
+        CommandIdReused("This command_id was used for another command; give each its own."),
     )
 
 
@@ -113,7 +95,11 @@ async def execute(
         if stored is not None:
             return _answer(command, stored)
         outcome = await _dispatch(tx, tools, command, meta)
-        result = _accepted(command, outcome)
+        result = outcome.accepted(
+            command.command_id,
+            with_prefix=isinstance(command, (CreateKey, RotateKey)),
+            **_who_tried_what(command),
+        )
         await tx.save_command_result(
             command.command_id, command.account_id, command.command_type, result
         )

@@ -82,10 +82,8 @@ class KeysTransaction:
 
     # --- idempotency of commands --------------------------------------------------------
     async def command_result(self, command_id: uuid.UUID) -> CommandResult | None:
-        raw = await self.conn.fetchval(
-            "SELECT result FROM processed_commands WHERE command_id = $1", command_id
-        )
-        return None if raw is None else CommandResult.model_validate_json(raw)
+        made = await self.request_made(command_id)
+        return None if made is None else made[0]
 
     async def request_made(
         self, request_id: uuid.UUID

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from contracts import CommandResult, KeyAttributes, KeyPatch
 from services.keys.adapters.crypto import SecretHasher, SecretVault
@@ -42,6 +42,18 @@ class Outcome:
     events: list[RecordedEvent]
     secret: NewSecret | None = None
     """Only for create, rotate and reveal: handed to the caller, never stored in clear."""
+
+    def accepted(self, command_id: uuid.UUID, with_prefix: bool, **who: Any) -> CommandResult:
+        """The stored result of a command (or request made once) that had this outcome;
+        `who` is the command's context (account_id, command_type, actor, correlation_id)."""
+        return CommandResult(
+            command_id=command_id,
+            status="accepted",
+            key_id=self.key.key_id,
+            event_ids=[e.event_id for e in self.events],
+            prefix=self.key.prefix if with_prefix else None,
+            **who,
+        )
 
 
 async def in_transaction(
@@ -77,11 +89,9 @@ class Once:
     token: str | None
     asks: str = ""
 
-    def request_id(self, account_id: str) -> uuid.UUID | None:
+    def request_id(self, account_id: str) -> uuid.UUID:
         """The token means something only within its account and action, so another
         account, or the rotation of another key, never matches it."""
-        if self.token is None:
-            return None
         return uuid.uuid5(REQUEST_NAMESPACE, f"{account_id}\n{self.action}\n{self.token}")
 
     @property
@@ -100,9 +110,9 @@ async def once(
     transaction, like a Kafka command's. A repeat (a retry after a lost answer, a refreshed
     page) is refused with what the first one did: the secret that one handed out is not
     kept, so it cannot be answered again."""
-    request_id = request.request_id(account_id) if request is not None else None
-    if request is None or request_id is None:
+    if request is None or request.token is None:
         return await work()
+    request_id = request.request_id(account_id)
     made = await tx.request_made(request_id)
     if made is not None:
         done, digest = made
@@ -120,12 +130,9 @@ async def once(
             done.prefix,
         )
     outcome = await work()
-    result = CommandResult(
-        command_id=request_id,
-        status="accepted",
-        key_id=outcome.key.key_id,
-        event_ids=[e.event_id for e in outcome.events],
-        prefix=outcome.key.prefix,
+    result = outcome.accepted(
+        request_id,
+        with_prefix=True,
         account_id=account_id,
         command_type=request.command_type,
         actor=meta.actor,

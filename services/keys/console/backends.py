@@ -37,22 +37,31 @@ class Backends:
             await self._client.aclose()
             self._client = None
 
-    async def _get(
-        self, service: str, url: str, access_key: str, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        query = {k: v for k, v in params.items() if v not in (None, "")}
+    async def _send(
+        self, service: str, url: str, access_key: str, params: dict[str, Any], stream: bool
+    ) -> httpx.Response:
+        """GET with the person's key; what is not a 200 becomes a BackendError."""
+        request = self._http().build_request(
+            "GET", url, params=_query(params), headers={"Authorization": f"Bearer {access_key}"}
+        )
         try:
-            response = await self._http().get(
-                url, params=query, headers={"Authorization": f"Bearer {access_key}"}
-            )
+            response = await self._http().send(request, stream=stream)
         except httpx.HTTPError as error:
             raise BackendError(
                 f"The {service} service did not answer ({type(error).__name__})."
             ) from None
         if response.status_code != 200:
+            await response.aread()
+            await response.aclose()
             raise BackendError(
                 f"The {service} service answered: {_message(response)}", response.status_code
             )
+        return response
+
+    async def _get(
+        self, service: str, url: str, access_key: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        response = await self._send(service, url, access_key, params, stream=False)
         try:
             body = response.json()
         except ValueError:
@@ -64,33 +73,13 @@ class Backends:
         return body
 
     async def audit_events(self, access_key: str, **filters: Any) -> dict[str, Any]:
-        return await self._get(
-            "audit", f"{self.audit_url}/v1/audit/events", access_key, _query(filters)
-        )
+        return await self._get("audit", f"{self.audit_url}/v1/audit/events", access_key, filters)
 
     async def open_export(self, access_key: str, output: str, **filters: Any) -> httpx.Response:
         """The audit service's export (csv or jsonl), to stream through without buffering;
         the caller closes it."""
-        query = {k: v for k, v in _query(filters).items() if v not in (None, "")}
-        request = self._http().build_request(
-            "GET",
-            f"{self.audit_url}/v1/audit/events",
-            params={**query, "format": output},
-            headers={"Authorization": f"Bearer {access_key}"},
-        )
-        try:
-            response = await self._http().send(request, stream=True)
-        except httpx.HTTPError as error:
-            raise BackendError(
-                f"The audit service did not answer ({type(error).__name__})."
-            ) from None
-        if response.status_code != 200:
-            await response.aread()
-            await response.aclose()
-            raise BackendError(
-                f"The audit service answered: {_message(response)}", response.status_code
-            )
-        return response
+        url, query = f"{self.audit_url}/v1/audit/events", {**filters, "format": output}
+        return await self._send("audit", url, access_key, query, stream=True)
 
     async def key_usage(
         self, access_key: str, key_id: uuid.UUID, start: datetime, end: datetime, granularity: str
@@ -99,20 +88,20 @@ class Backends:
             "usage",
             f"{self.usage_url}/v1/usage/keys/{key_id}",
             access_key,
-            {
-                "from": start.isoformat(),
-                "to": end.isoformat(),
-                "granularity": granularity,
-                "limit": 1000,
-            },
+            {"from": start, "to": end, "granularity": granularity, "limit": 1000},
         )
 
     async def alerts(self, access_key: str, **filters: Any) -> dict[str, Any]:
-        return await self._get("usage", f"{self.usage_url}/v1/alerts", access_key, _query(filters))
+        return await self._get("usage", f"{self.usage_url}/v1/alerts", access_key, filters)
 
 
-def _query(filters: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items()}
+def _query(params: dict[str, Any]) -> dict[str, Any]:
+    """The query string's values: times in ISO 8601, filters not set left out."""
+    return {
+        k: v.isoformat() if isinstance(v, datetime) else v
+        for k, v in params.items()
+        if v not in (None, "")
+    }
 
 
 def _message(response: httpx.Response) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts import DEVELOPMENT, PRODUCTION, STAGING
+
 
 @dataclass(frozen=True)
 class NameGroup:
@@ -18,7 +20,7 @@ NAME_GROUPS = (
     NameGroup("By environment", ("Staging Environment", "Live Production", "Testing-Environment")),
 )
 
-ENVIRONMENTS = ("production", "staging", "development")
+ENVIRONMENTS = (PRODUCTION, STAGING, DEVELOPMENT)
 
 DESCRIPTION_TEMPLATE = (
     "Intended use: <how the key will be used>\n"

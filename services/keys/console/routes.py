@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
@@ -33,10 +33,13 @@ from starlette.background import BackgroundTask
 
 from contracts import (
     ALL_PLATFORM_SCOPES,
+    PRODUCTION,
     SCOPE_KEYS_MANAGE,
     SCOPE_KEYS_VERIFY_ANY_ACCOUNT,
+    AlertKind,
     KeyAttributes,
     KeyPatch,
+    Severity,
 )
 from servicekit.errors import ApiError
 from services.keys.adapters import event_store, queries
@@ -58,11 +61,7 @@ from services.keys.console.sessions import (
 from services.keys.domain import errors
 from services.keys.domain.recorded import Meta
 from services.keys.entrypoints.auth import Principal, authenticate_header
-from services.keys.entrypoints.http import (
-    STATUS_OF_CODE,
-    decode_list_cursor,
-    encode_list_cursor,
-)
+from services.keys.entrypoints.http import STATUS_OF_CODE, key_list_page
 from services.keys.entrypoints.schemas import EventView, KeyView
 
 BASE = "/console"
@@ -97,10 +96,8 @@ AUDIT_ACTIONS = (
     "key.created", "key.updated", "key.disabled", "key.enabled", "key.rotated",
     "key.revealed", "key.revoked", "key.expired", "command.rejected", "alert.raised",
 )  # fmt: skip
-ALERT_KINDS = (
-    "volume_spike", "rate_limit_exceeded", "new_source_network", "auth_failure_burst",
-    "disabled_key_in_use", "dormant_key_reactivated", "unused_key",
-)  # fmt: skip
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 
 class SignInRequired(Exception):
@@ -377,21 +374,23 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
 
     # -- sign-in and sign-out -------------------------------------------------------------
 
+    def sign_in_form(
+        request: Request, next_page: str, status: int = 200, **shown: str | None
+    ) -> Response:
+        """The sign-in form, with a fresh nonce (cookie) its CSRF token is bound to."""
+        nonce = new_token()
+        response = c.page(
+            request, "sign_in.html", None, status,
+            sign_in_csrf=c.secrets.csrf_token(f"sign-in:{nonce}"), next=next_page, **shown,
+        )  # fmt: skip
+        c.cookie(request, response, SIGN_IN_COOKIE, nonce, max_age=3600)
+        return response
+
     @router.get(f"{BASE}/sign-in")
     async def sign_in_page(
         request: Request, next: str = KEYS_PAGE, notice: str | None = None
     ) -> Response:
-        nonce = new_token()
-        response = c.page(
-            request,
-            "sign_in.html",
-            None,
-            sign_in_csrf=c.secrets.csrf_token(f"sign-in:{nonce}"),
-            next=_local(next),
-            notice=SIGN_IN_NOTICES.get(notice or ""),
-        )
-        c.cookie(request, response, SIGN_IN_COOKIE, nonce, max_age=3600)
-        return response
+        return sign_in_form(request, _local(next), notice=SIGN_IN_NOTICES.get(notice or ""))
 
     @router.post(f"{BASE}/sign-in")
     async def sign_in(request: Request) -> Response:
@@ -408,14 +407,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
         next_page = _local(next_page if isinstance(next_page, str) else KEYS_PAGE)
 
         def again(message: str, status: int) -> Response:
-            retry_nonce = new_token()
-            response = c.page(
-                request, "sign_in.html", None, status,
-                sign_in_csrf=c.secrets.csrf_token(f"sign-in:{retry_nonce}"),
-                next=next_page, error=message,
-            )  # fmt: skip
-            c.cookie(request, response, SIGN_IN_COOKIE, retry_nonce, max_age=3600)
-            return response
+            return sign_in_form(request, next_page, status, error=message)
 
         if not access_key or len(access_key) > 512:
             return again("Paste an access key of this account.", 400)
@@ -465,12 +457,10 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
         request: Request, cursor: str | None = None, done: str | None = None
     ) -> Response:
         async def render(me: SignedIn) -> Response:
-            after = decode_list_cursor(cursor) if cursor else None
-            rows = await queries.list_keys(c.ctx.pool(), me.account_id, 51, after, None)
-            keys = [KeyView.of(k, used) for k, used in rows[:50]]
-            more = encode_list_cursor(rows[49][0]) if len(rows) > 50 else None
+            listed = await key_list_page(c.ctx.pool(), me.account_id, 50, cursor, None)
             return c.page(
-                request, "keys.html", me, keys=keys, more=more, unused=_unused,
+                request, "keys.html", me, keys=listed.items, more=listed.next_cursor,
+                unused=_unused,
                 notice=DONE_MESSAGES.get(done or ""), tab="keys",
             )  # fmt: skip
 
@@ -494,7 +484,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     @router.get(f"{KEYS_PAGE}/new")
     async def new_key_page(request: Request) -> Response:
         me = await c.signed_in(request)
-        return new_key_form(request, me, {"environment": "production"})
+        return new_key_form(request, me, {"environment": PRODUCTION})
 
     @router.post(KEYS_PAGE)
     async def create_key(request: Request) -> Response:
@@ -675,13 +665,14 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 c.backends.alerts(
                     me.session.access_key,
                     kind=kind if kind in ALERT_KINDS else None,
-                    severity=severity if severity in ("info", "warning", "critical") else None,
+                    severity=severity if severity in SEVERITIES else None,
                     limit=100,
                 )
             )
             return c.page(
                 request, "usage.html", me, alerts=alerts["items"], alerts_error=alerts_error,
                 unused_keys=unused_keys, kinds=ALERT_KINDS, kind=kind, severity=severity,
+                severities=SEVERITIES,
                 unused=_unused, unused_after_days=naming.UNUSED_AFTER_DAYS, tab="usage",
             )  # fmt: skip
 
@@ -697,10 +688,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                     cursor=request.query_params.get("cursor"), **filters,
                 )
             )  # fmt: skip
-            shown = {
-                k: request.query_params.get(k, "")
-                for k in ("key_id", "actor_id", "action", "since", "until")
-            }
+            shown = {k: request.query_params.get(k, "") for k in filters}
             return c.page(
                 request, "audit.html", me, records=page["items"], audit_error=audit_error,
                 next_cursor=page.get("next_cursor"), filters=shown, actions=AUDIT_ACTIONS,
@@ -815,7 +803,7 @@ def _attributes(values: dict[str, Any], offered_scopes: list[str]) -> KeyAttribu
     raw: dict[str, Any] = {
         "name": _one(values, "name"),
         "description": _one(values, "description") or None,
-        "environment": _one(values, "environment") or "production",
+        "environment": _one(values, "environment") or PRODUCTION,
         "scopes": scopes,
         "rate_limit_per_hour": rate or None,
         "expires_at": datetime.now(UTC) + timedelta(days=int(days)) if days else None,

@@ -7,7 +7,7 @@ is decided once, in the HTTP entrypoint, from the code.
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class DomainError(Exception):
@@ -16,6 +16,11 @@ class DomainError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Fields a program needs beyond the code (added to the HTTP error body)."""
+        return {}
 
 
 class KeyNotFound(DomainError):
@@ -76,8 +81,18 @@ class AlreadyDone(DomainError):
         self.key_id = key_id
         self.prefix = prefix
 
+    @property
+    def details(self) -> dict[str, Any]:  # what a client that lost the first answer needs
+        return {"key_id": str(self.key_id), "prefix": self.prefix}
+
 
 class IdempotencyKeyReused(DomainError):
     """The same Idempotency-Key came with a different request."""
 
     code = "idempotency_key_reused"
+
+
+class CommandIdReused(DomainError):
+    """A command came with the id of another (another account's, another type's)."""
+
+    code = "command_id_reused"

@@ -82,10 +82,8 @@ Cursor = Annotated[
 
 
 def domain_error(error: errors.DomainError) -> ApiError:
-    extra = None
-    if isinstance(error, errors.AlreadyDone):  # what a client that lost the answer needs
-        extra = {"key_id": str(error.key_id), "prefix": error.prefix}
-    return ApiError(STATUS_OF_CODE.get(error.code, 400), error.code, error.message, extra=extra)
+    status = STATUS_OF_CODE.get(error.code, 400)
+    return ApiError(status, error.code, error.message, extra=error.details)
 
 
 def _if_match(value: str | None) -> int | None:
@@ -112,12 +110,12 @@ def _decode_cursor(cursor: str, arity: int) -> list[str]:
     return parts
 
 
-def encode_list_cursor(last: AccessKey) -> str:
+def _encode_list_cursor(last: AccessKey) -> str:
     """Where the next page of an account's key list starts (newest first)."""
     return _encode_cursor(last.created_at.isoformat(), str(last.key_id))
 
 
-def decode_list_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _decode_list_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     created, key_id = _decode_cursor(cursor, 2)
     try:
         at, after = datetime.fromisoformat(created), uuid.UUID(key_id)
@@ -127,6 +125,18 @@ def decode_list_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     if at is None or after is None or at.tzinfo is None or not 2000 <= at.year <= 9000:
         raise ApiError(400, "bad_cursor", "The cursor is not one this API issued.")
     return at, after
+
+
+async def key_list_page(
+    pool: Any, account_id: str, limit: int, cursor: str | None, status: str | None
+) -> KeyList:
+    """One page of an account's keys, newest first, and where the next one starts."""
+    after = _decode_list_cursor(cursor) if cursor else None
+    rows = await queries.list_keys(pool, account_id, limit + 1, after, status)
+    return KeyList(
+        items=[KeyView.of(k, used) for k, used in rows[:limit]],
+        next_cursor=_encode_list_cursor(rows[limit - 1][0]) if len(rows) > limit else None,
+    )
 
 
 def _secret(outcome: use_cases.Outcome) -> NewSecret:
@@ -208,11 +218,7 @@ def build_router(ctx: KeysContext) -> APIRouter:  # noqa: PLR0915 - one block pe
         status: Annotated[str | None, Query(pattern="^(active|disabled|revoked|expired)$")] = None,
     ) -> KeyList:
         principal = await manager(request)
-        after = decode_list_cursor(cursor) if cursor else None
-        rows = await queries.list_keys(ctx.pool(), principal.account_id, limit + 1, after, status)
-        items = [KeyView.of(k, used) for k, used in rows[:limit]]
-        next_cursor = encode_list_cursor(rows[limit - 1][0]) if len(rows) > limit else None
-        return KeyList(items=items, next_cursor=next_cursor)
+        return await key_list_page(ctx.pool(), principal.account_id, limit, cursor, status)
 
     @router.get(
         "/keys/{key_id}",
