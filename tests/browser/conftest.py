@@ -79,6 +79,11 @@ class Console:
         assert SECRET_PATTERN.fullmatch(secret), "the page shows a well-formed key"
         return secret
 
+    async def open_created(self) -> str:
+        """From the page of a new secret, "Done" to the key's page; returns the key id."""
+        await self.page.get_by_role("link", name="Done").click()
+        return self.page.url.split("?")[0].split("/")[-1]
+
     async def verify(self, secret: str) -> dict[str, Any]:
         """What a gateway hears from /v1/verify about the secret."""
         async with self.account.client() as api:

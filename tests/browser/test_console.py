@@ -59,8 +59,7 @@ async def test_product_flow_in_the_browser(
     await console.shot("04-new-key-shown")
 
     # It is in the list, and a gateway's /v1/verify accepts it.
-    await page.get_by_role("link", name="Done").click()
-    key_id = page.url.split("/")[-1].split("?")[0]
+    key_id = await console.open_created()
     await page.get_by_role("link", name="All access keys").click()
     row = page.locator(f"tr[data-key-id='{key_id}']")
     assert "Production-LLM-API" in await row.inner_text()

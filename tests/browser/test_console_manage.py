@@ -15,9 +15,8 @@ async def test_rename_rotate_view_again_disable_enable_revoke(console: Console) 
     page = console.page
     await console.sign_in()
     first = await console.create_key("WebApp-Integration", "Used by the web app.")
-    await page.get_by_role("link", name="Done").click()
+    key_id = await console.open_created()
     key_url = page.url.split("?")[0]
-    key_id = key_url.split("/")[-1]
 
     await page.get_by_label("Name", exact=True).fill("Mobile-App-Access")
     await page.get_by_label("Description", exact=True).fill(
@@ -114,8 +113,7 @@ async def test_a_secret_form_sent_again_changes_nothing_more(console: Console) -
         names = [k["name"] for k in (await api.get("/v1/keys")).json()["items"]]
         assert names.count("Refreshed-Once") == 1 and names.count("Refreshed-Changed") == 1
 
-        await page.get_by_role("link", name="Done").click()
-        key_id = page.url.split("?")[0].split("/")[-1]
+        key_id = await console.open_created()
         rotate_form = page.locator(f"form[action$='/{key_id}/rotate']")
         resent = await rotate_form.evaluate("f => Object.fromEntries(new FormData(f))")
         await page.get_by_role("button", name="Rotate").click()

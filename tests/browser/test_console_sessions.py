@@ -36,8 +36,7 @@ async def test_a_form_without_the_sessions_csrf_token_changes_nothing(console: C
     page = console.page
     await console.sign_in()
     secret = await console.create_key("CSRF target", "")
-    await page.get_by_role("link", name="Done").click()
-    key_id = page.url.split("?")[0].split("/")[-1]
+    key_id = await console.open_created()
     disable = f"/console/settings/access-keys/{key_id}/disable"
     forged = await page.request.post(disable, form={"csrf_token": "0" * 64})
     assert (
@@ -106,7 +105,7 @@ async def test_bad_input_of_any_kind_gets_a_page_never_a_500(console: Console) -
     page = console.page
     await console.sign_in()
     await console.create_key("Target", "")
-    await page.get_by_role("link", name="Done").click()
+    await console.open_created()
     key_page = page.url.split("?")[0]
     token = await page.locator("input[name=csrf_token]").first.input_value()
     keys = "/console/settings/access-keys"

@@ -25,20 +25,15 @@ from pydantic import ValidationError
 
 from contracts import (
     KEYS_EVENTS,
-    DisableKey,
-    DisableKeyData,
-    EnableKey,
-    EnableKeyData,
-    KeyPatch,
-    UpdateKey,
     parse_event,
 )
-from devstack import paths, services
+from devstack import paths
 from devstack import stack as local_stack
 from servicekit.kafka import KafkaProducer
 from tests.support.accounts import Account, new_account
 from tests.support.kafka import Record, TopicTail
-from tests.support.keys_processes import issue, send
+from tests.support.keys_processes import contending_command, send
+from tests.support.processes import SERVICE
 from tests.support.stack import Stack
 from tests.support.usage import now_minute, publish, steady
 from tests.support.wait import wait_until
@@ -46,7 +41,6 @@ from tests.support.wait import wait_until
 FULL = os.environ.get("FAULTS_FULL") == "1"
 """`FAULTS_FULL=1`: the long form (the issue's rounds); otherwise the same checks, fewer."""
 RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "faults"
-SERVICE = {s.name: s for s in services.SERVICES}
 NAMES = tuple(SERVICE)
 
 
@@ -100,11 +94,6 @@ def pids() -> dict[str, int | None]:
     return {name: SERVICE[name].process.pid() for name in NAMES}
 
 
-async def restart_service(stack: Stack, name: str) -> None:
-    services.start(SERVICE[name], stack.kafka, stack.database_url)
-    await services.wait_ready(SERVICE[name], timeout=90)
-
-
 async def ensure_stack_up() -> None:
     """Whatever a scenario stopped or killed runs again and answers: the scenarios after
     it need the whole stack."""
@@ -119,10 +108,9 @@ class Load:
     `usage.records`, for one account, until stopped; each step retried through outages
     (a usage record is re-sent with the same record_id, so it can count only once)."""
 
-    def __init__(self, producer: KafkaProducer, account: Account, keys_url: str | None = None):
+    def __init__(self, producer: KafkaProducer, account: Account):
         self.producer = producer
         self.account = account
-        self.keys_url = keys_url
         self.key_ids: list[str] = []
         self.records: set[uuid.UUID] = set()
         self.commands = 0
@@ -185,7 +173,7 @@ class Load:
 
     async def _create_keys(self) -> None:
         """One key after the other (it waits out outages), a few a second."""
-        async with self.account.client(self.keys_url) as client:
+        async with self.account.client() as client:
             while not self._stop.is_set():
                 try:
                     response = await client.post("/v1/keys", json={"name": "load"})
@@ -204,14 +192,9 @@ class Load:
         if not self.key_ids:
             return
         key_id = uuid.UUID(self._rng.choice(self.key_ids))
-        kind = self._rng.randrange(3)
-        command = (
-            issue(UpdateKey, self.account.id, KeyPatch(name=f"n{self.commands}"), key_id)
-            if kind == 0
-            else issue(DisableKey, self.account.id, DisableKeyData(reason="load"), key_id)
-            if kind == 1
-            else issue(EnableKey, self.account.id, EnableKeyData(), key_id)
-        )
+        # A random kind (i % 3), and a name never used before (i grows with the count).
+        i = 3 * self.commands + self._rng.randrange(3)
+        command = contending_command(self.account.id, key_id, i)
         await self._retry("a command", lambda: send(self.producer, command))
         self.commands += 1
 
@@ -277,10 +260,12 @@ def _event_ids(records: list[Record], accounts: set[str]) -> Counter[uuid.UUID]:
 
 
 async def reconcile(
-    stack: Stack, tail: TopicTail, accounts: set[str], loads: list[Load], timeout: float = 180
+    stack: Stack, tail: TopicTail, load: Load, timeout: float = 180
 ) -> Reconciliation:
-    """Wait until the platform has drained, then compare store, topic, audit and usage.
-    `tail` must have been opened before the accounts were created."""
+    """Wait until the platform has drained, then compare store, topic, audit and usage
+    for the load's account. `tail` must have been opened before the account was created.
+    Connections of its own: the databases may have restarted under the test's."""
+    accounts = {load.account.id}
     conns = {n: await asyncpg.connect(stack.database(n)) for n in ("keys", "audit", "usage")}
     try:
         rows = await conns["keys"].fetch(
@@ -306,8 +291,8 @@ async def reconcile(
             return Counter({r["source_id"]: r["n"] for r in found})
 
         wanted = {f"event:{e}" for e in stored}
-        key_ids = [uuid.UUID(k) for load in loads for k in load.key_ids]
-        published = sum(len(load.records) for load in loads)
+        key_ids = [uuid.UUID(k) for k in load.key_ids]
+        published = len(load.records)
 
         async def counted() -> int:
             total = await conns["usage"].fetchval(
@@ -361,4 +346,4 @@ async def under_load(stack: Stack, producer: KafkaProducer, prefix: str) -> Asyn
                 yield loaded
             finally:
                 await ensure_stack_up()
-        loaded.result = await reconcile(stack, tail, {account.id}, [loaded.load])
+        loaded.result = await reconcile(stack, tail, loaded.load)

@@ -15,13 +15,12 @@ from typing import Any
 import asyncpg
 import httpx
 
-from contracts import DisableKey, DisableKeyData, EnableKey, EnableKeyData, KeyPatch, UpdateKey
 from services.keys.adapters import event_store
 from services.keys.domain.key import replay
 from tests.faults.support import MARKS, report
 from tests.support.accounts import Account
 from tests.support.kafka import TopicTail
-from tests.support.keys_processes import CommandResults, issue, send_from_processes
+from tests.support.keys_processes import CommandResults, contending_commands, send_from_processes
 from tests.support.stack import Stack
 
 pytestmark = MARKS
@@ -46,18 +45,6 @@ def _http_sender(
                 answer = client.post(f"{path}/enable")
             statuses[answer.status_code] += 1
     out.put(dict(statuses))
-
-
-def _commands(account_id: str, key_id: uuid.UUID) -> list[Any]:
-    commands: list[Any] = []
-    for i in range((PROCESSES - HTTP_PROCESSES) * PER_PROCESS):
-        if i % 3 == 0:
-            commands.append(issue(UpdateKey, account_id, KeyPatch(name=f"kafka-{i}"), key_id))
-        elif i % 3 == 1:
-            commands.append(issue(DisableKey, account_id, DisableKeyData(reason="kafka"), key_id))
-        else:
-            commands.append(issue(EnableKey, account_id, EnableKeyData(), key_id))
-    return commands
 
 
 async def _over_http(account: Account, key_id: str) -> Counter[int]:
@@ -99,7 +86,9 @@ async def test_conflicting_commands_from_four_processes_lose_no_update(
 ) -> None:
     created = await api.post("/v1/keys", json={"name": "contended"})
     key_id = created.json()["id"]
-    commands = _commands(account.id, uuid.UUID(key_id))
+    commands = contending_commands(
+        account.id, uuid.UUID(key_id), (PROCESSES - HTTP_PROCESSES) * PER_PROCESS
+    )
     async with TopicTail(stack.kafka, "keys.command-results") as tail:
         results = CommandResults(tail)
         http_statuses, _ = await asyncio.gather(

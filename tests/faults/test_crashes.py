@@ -5,7 +5,8 @@ audit log exactly once, and usage counted every record once."""
 from __future__ import annotations
 
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import MARKS, NAMES, SERVICE, report, restart_service, scale, under_load
+from tests.faults.support import MARKS, NAMES, report, scale, under_load
+from tests.support.processes import SERVICE, restart_service
 from tests.support.stack import Stack
 
 pytestmark = MARKS

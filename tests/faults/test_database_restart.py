@@ -11,31 +11,15 @@ from collections import Counter
 import httpx
 import pytest
 
-from devstack import postgres
+from devstack import postgres, services
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import (
-    MARKS,
-    NAMES,
-    SERVICE,
-    pids,
-    report,
-    scale,
-    under_load,
-)
+from tests.faults.support import MARKS, NAMES, pids, report, scale, under_load
+from tests.support.processes import SERVICE
 from tests.support.stack import Stack
-from tests.support.wait import wait_until
 
 pytestmark = MARKS
 PROBES = scale(3, 10)  # rounds of requests while the database is down
 TIMEOUT = 20.0  # the client's: an answer after this is a hang
-
-
-async def _all_ready(client: httpx.AsyncClient) -> bool:
-    try:
-        answers = [await client.get(f"{SERVICE[n].url}/ready") for n in NAMES]
-    except httpx.TransportError:
-        return False
-    return all(a.status_code == 200 for a in answers)
 
 
 async def test_a_database_restart_mid_stream_answers_503_and_loses_nothing(
@@ -73,9 +57,8 @@ async def test_a_database_restart_mid_stream_answers_503_and_loses_nothing(
                     assert answer.status_code in (200, 503), (url, answer.text)
             await asyncio.sleep(0.5)
         await asyncio.to_thread(postgres.start)
-        await wait_until(
-            lambda: _all_ready(client), timeout=90, interval=0.5, what="every /ready 200"
-        )
+        for name in NAMES:  # every /ready answers 200 again
+            await services.wait_ready(SERVICE[name], timeout=90)
         await loaded.load.progressed(20)
     survived = pids() == before
     result, load = loaded.result, loaded.load

@@ -17,8 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from servicekit.http import MAX_BODY_BYTES
-from tests.faults.support import MARKS, NAMES, SERVICE, generating, report, scale
+from tests.faults.support import MARKS, NAMES, generating, report, scale
 from tests.support.accounts import Account
+from tests.support.processes import SERVICE
 from tests.support.stack import Stack
 
 pytestmark = MARKS

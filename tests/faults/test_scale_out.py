@@ -12,9 +12,9 @@ from datetime import datetime
 from pathlib import Path
 
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import MARKS, NAMES, SERVICE, fault_log, report, under_load
+from tests.faults.support import MARKS, NAMES, fault_log, report, under_load
 from tests.support.accounts import Account
-from tests.support.processes import another_instance
+from tests.support.processes import SERVICE, another_instance
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
 

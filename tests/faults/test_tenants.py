@@ -13,8 +13,9 @@ import asyncpg
 import httpx
 
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import MARKS, NAMES, SERVICE, report
+from tests.faults.support import MARKS, NAMES, report
 from tests.support.accounts import Account, other_accounts_key
+from tests.support.processes import SERVICE
 from tests.support.stack import Stack
 from tests.support.usage import now_minute, publish, record, wait_counted
 

@@ -12,8 +12,9 @@ import pytest
 
 from contracts import ALL_TOPICS
 from devstack import paths
-from tests.faults.support import MARKS, NAMES, SERVICE, report
+from tests.faults.support import MARKS, NAMES, report
 from tests.support.accounts import Account
+from tests.support.processes import SERVICE
 from tests.support.secrets import database_dump, leaks, topic_text
 from tests.support.stack import Stack
 

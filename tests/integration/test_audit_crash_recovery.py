@@ -17,9 +17,9 @@ from tests.support.audit import (
     cli_verdict,
     key_stream,
     publish,
-    restart_audit,
     wait_for_records,
 )
+from tests.support.processes import restart_service
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
 
@@ -52,12 +52,12 @@ async def test_three_crashes_mid_batch_during_a_stream_lose_and_double_nothing(
             await wait_until(moved, timeout=90, interval=0.02, what="the audit log to grow")
             AUDIT.process.kill()
             crashed_at.append(await chain_length(audit_db, stream.account_id))
-            await restart_audit(stack)
+            await restart_service(stack, "audit")
         for rest in parts[CRASHES:]:
             await publish(producer, rest)
         await wait_for_records(audit_db, stream.account_id, total, timeout=120)
     finally:
-        await restart_audit(stack)  # never leave the stack without its audit service
+        await restart_service(stack, "audit")  # never leave the stack without its audit service
 
     assert all(0 < n < total for n in crashed_at), crashed_at
     rows = await audit_db.fetch(

@@ -45,6 +45,7 @@ from tests.support.kafka import TopicTail, header
 from tests.support.keys_processes import (
     BILLING,
     CommandResults,
+    contending_commands,
     issue,
     send,
     send_from_processes,
@@ -237,18 +238,6 @@ async def test_commands_that_break_a_rule_are_rejected_with_its_code(
 ALLOWED_REFUSALS = {"key_already_disabled", "key_already_active", "nothing_to_change"}
 
 
-def _contending_commands(account_id: str, key_id: uuid.UUID, count: int) -> list[CommandEnvelope]:
-    commands: list[CommandEnvelope] = []
-    for i in range(count):
-        if i % 3 == 0:
-            commands.append(issue(UpdateKey, account_id, KeyPatch(name=f"billing-{i}"), key_id))
-        elif i % 3 == 1:
-            commands.append(issue(DisableKey, account_id, DisableKeyData(reason=f"#{i}"), key_id))
-        else:
-            commands.append(issue(EnableKey, account_id, EnableKeyData(), key_id))
-    return commands
-
-
 async def _contending_http_writes(api: httpx.AsyncClient, key_id: str, count: int) -> list[Any]:
     async def write(i: int) -> httpx.Response:
         if i % 3 == 0:
@@ -269,7 +258,7 @@ async def test_fifty_conflicting_commands_on_one_key_lose_no_update(
 ) -> None:
     created = (await api.post("/v1/keys", json={"name": "contended"})).json()
     key_id = uuid.UUID(created["id"])
-    commands = _contending_commands(account.id, key_id, 50)
+    commands = contending_commands(account.id, key_id, 50)
 
     # Five sender processes at once, while the owner edits the same key over HTTP.
     _, responses = await asyncio.gather(

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from contracts import USAGE_ALERTS, Alert
-from devstack.services import SERVICES
 from servicekit.kafka import KafkaProducer
 from tests.support.accounts import Account
 from tests.support.kafka import TopicTail
+from tests.support.processes import SERVICE
 from tests.support.stack import Stack
 from tests.support.usage import (
     alerts_of,
@@ -28,10 +28,8 @@ from tests.support.usage import (
     steady,
     wait_alert,
     wait_counted,
+    wait_seen,
 )
-from tests.support.wait import wait_until
-
-USAGE = next(s for s in SERVICES if s.name == "usage")
 
 pytestmark = pytest.mark.stack
 
@@ -155,7 +153,7 @@ async def test_trying_a_disabled_key_raises_one_critical_alert(
     # 50 published requests, and the 3 refusals the keys service reports.
     found = await only_alert(db["usage"], key["id"], "disabled_key_in_use", 50 + 3)
     assert found == [("disabled_key_in_use", "critical")]
-    listed = await _list_alerts(api, account, key_id=key["id"], kind="disabled_key_in_use")
+    listed = await _list_alerts(account, key_id=key["id"], kind="disabled_key_in_use")
     assert listed[0]["evidence"]["key_status"] == "disabled"
     assert listed[0]["evidence"]["status_code"] in (401, None)
 
@@ -170,10 +168,12 @@ async def test_a_key_used_again_after_forty_idle_days_raises_one_alert(
     old = steady(key["id"], account.id, now_minute(40 * 24 * 60), 10, 3)
     await publish(producer, old)
     await wait_counted(db["usage"], key["id"], len(old))
-    await publish(producer, steady(key["id"], account.id, now_minute(5), 3, 3))
-    found = await only_alert(db["usage"], key["id"], "dormant_key_reactivated", len(old) + 9)
+    recent = steady(key["id"], account.id, now_minute(5), 3, 3)
+    await publish(producer, recent)
+    total = len(old + recent)
+    found = await only_alert(db["usage"], key["id"], "dormant_key_reactivated", total)
     assert found == [("dormant_key_reactivated", "warning")]
-    listed = await _list_alerts(api, account, key_id=key["id"])
+    listed = await _list_alerts(account, key_id=key["id"])
     assert listed[0]["observed"] >= 39
 
 
@@ -212,15 +212,7 @@ async def test_a_record_delivered_twice_is_counted_once(
     marker = record(key["id"], account.id, now_minute(1))
     await publish(producer, [*records[5:9], marker])
     await wait_counted(db["usage"], key["id"], len(records) + 1)
-
-    async def settled() -> bool:  # one partition, in order: the duplicates came before it
-        return bool(
-            await db["usage"].fetchval(
-                "SELECT count(*) FROM seen_records WHERE record_id = $1", marker.record_id
-            )
-        )
-
-    await wait_until(settled)
+    await wait_seen(db["usage"], [marker.record_id])  # so the duplicates before it are, too
     assert (
         await db["usage"].fetchval(
             "SELECT sum(requests) FROM rollups WHERE key_id = $1", uuid.UUID(key["id"])
@@ -229,9 +221,9 @@ async def test_a_record_delivered_twice_is_counted_once(
     )
 
 
-async def _list_alerts(api: httpx.AsyncClient, account: Account, **filters: str) -> list[dict]:  # type: ignore[type-arg]
-    async with httpx.AsyncClient(headers=account.headers) as client:
-        response = await client.get(f"{USAGE.url}/v1/alerts", params=filters)
+async def _list_alerts(account: Account, **filters: str) -> list[dict]:  # type: ignore[type-arg]
+    async with account.client(SERVICE["usage"].url) as client:
+        response = await client.get("/v1/alerts", params=filters)
     assert response.status_code == 200, response.text
     items: list[dict] = response.json()["items"]  # type: ignore[type-arg]
     return items

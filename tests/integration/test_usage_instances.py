@@ -29,6 +29,7 @@ from tests.support.usage import (
     usage_instance,
     wait_alert,
     wait_counted,
+    wait_seen,
 )
 from tests.support.wait import wait_until
 
@@ -64,21 +65,20 @@ async def test_an_active_key_unused_for_thirty_days_raises_one_info_alert(
             USAGE_UNUSED_KEY_SCAN_SECONDS="1",
         ) as usage,
     ):
-        old_use = [
-            *steady(str(unused.key_id), account.id, now_minute(35 * 24 * 60), 5, 2),
+        unused_traffic = steady(str(unused.key_id), account.id, now_minute(35 * 24 * 60), 5, 2)
+        used_traffic = [  # in one partition, in this order
             *steady(str(used.key_id), account.id, now_minute(35 * 24 * 60), 5, 2),
+            *steady(str(used.key_id), account.id, now_minute(3 * 24 * 60), 5, 2),
         ]
-        recent = steady(str(used.key_id), account.id, now_minute(3 * 24 * 60), 5, 2)
         conn = await asyncpg.connect(usage.database)
         try:
             # The traffic is counted before the keys are known: the scan (every second)
             # only looks at known keys, so it never sees them as never used, which they
             # were not (a first alert for "unused since created" then a second one for
             # "unused since 35 days ago" would be two idle stretches).
-            await publish(producer, old_use, records)
-            await wait_counted(conn, str(unused.key_id), 10)
-            await publish(producer, recent, records)
-            await wait_counted(conn, str(used.key_id), 20)
+            await publish(producer, unused_traffic + used_traffic, records)
+            await wait_counted(conn, str(unused.key_id), len(unused_traffic))
+            await wait_counted(conn, str(used.key_id), len(used_traffic))
             for event in (unused, used):
                 await producer.send(
                     events, event.model_dump_json().encode(), str(event.key_id).encode()
@@ -208,15 +208,7 @@ async def test_killed_mid_stream_the_service_counts_every_record_exactly_once(
             # partition, in order, so once every marker is counted, so is every re-send.
             markers = [record(key, "crash-test", start) for key in keys]
             await publish(producer, markers, records)
-
-            async def markers_counted() -> bool:
-                found: int = await conn.fetchval(
-                    "SELECT count(*) FROM seen_records WHERE record_id = ANY($1::uuid[])",
-                    [m.record_id for m in markers],
-                )
-                return found == len(markers)
-
-            await wait_until(markers_counted, timeout=60, what="the markers to be counted")
+            await wait_seen(conn, [m.record_id for m in markers])
             total = len(traffic) + len(markers)
             assert await conn.fetchval("SELECT sum(requests) FROM rollups") == total
             assert await conn.fetchval("SELECT count(*) FROM seen_records") == total

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 
 from devstack import services
+from tests.support.processes import service_cli
 from tests.support.stack import Stack
 
 
@@ -44,15 +44,8 @@ async def new_account(stack: Stack, prefix: str = "acct") -> Account:
 
 
 def keys_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """The operators' keys CLI, run as `make up` would run it against this stack."""
-    done = subprocess.run(
-        [sys.executable, "-m", "services.keys.cli", *args],
-        env=services.service_env(stack.kafka, stack.database_url, "keys"),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    """The operators' keys CLI against this stack; it must succeed."""
+    done = service_cli(stack, "keys", *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 

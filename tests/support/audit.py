@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,14 +23,13 @@ from contracts import (
     KeyUpdatedData,
     event_headers,
 )
-from devstack import services
 from servicekit.kafka import KafkaProducer
-from tests.support.processes import ROOT, service_env
+from tests.support.processes import SERVICE, service_cli
 from tests.support.stack import Stack
 from tests.support.wait import wait_until
 
 SCRIPT_ACTOR = Actor(type="service", id="audit-scenario", ip="198.51.100.7", user_agent="tests/1")
-AUDIT = next(s for s in services.SERVICES if s.name == "audit")
+AUDIT = SERVICE["audit"]
 
 
 @dataclass(frozen=True)
@@ -116,15 +114,7 @@ async def wait_for_checkpoint(
 
 def audit_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m services.audit.cli ARGS` with the audit service's environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "services.audit.cli", *args],
-        env=service_env(stack, "audit"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return service_cli(stack, "audit", *args)
 
 
 async def cli_verdict(stack: Stack, account_id: str) -> tuple[int, dict[str, Any]]:
@@ -134,12 +124,6 @@ async def cli_verdict(stack: Stack, account_id: str) -> tuple[int, dict[str, Any
     assert len(reports) == 1, done.stdout + done.stderr
     report: dict[str, Any] = reports[0]
     return done.returncode, report
-
-
-async def restart_audit(stack: Stack) -> None:
-    """Start the audit service if it is not running, and wait until it is ready."""
-    services.start(AUDIT, stack.kafka, stack.database_url)
-    await services.wait_ready(AUDIT, timeout=90)
 
 
 async def audit_get(client: httpx.AsyncClient, path: str, **params: Any) -> httpx.Response:

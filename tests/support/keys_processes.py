@@ -14,7 +14,19 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, TypeVar
 
-from contracts import KEYS_COMMANDS, Actor, CommandEnvelope, CommandResult, ContractModel
+from contracts import (
+    KEYS_COMMANDS,
+    Actor,
+    CommandEnvelope,
+    CommandResult,
+    ContractModel,
+    DisableKey,
+    DisableKeyData,
+    EnableKey,
+    EnableKeyData,
+    KeyPatch,
+    UpdateKey,
+)
 from servicekit.kafka import KafkaProducer
 from tests.support.kafka import Record, TopicTail
 from tests.support.processes import another_instance
@@ -39,6 +51,19 @@ def issue(
             "data": data,
         }
     )
+
+
+def contending_command(account_id: str, key_id: uuid.UUID, i: int) -> CommandEnvelope:
+    """The i-th of a run of commands that contend for one key: rename, disable, enable."""
+    if i % 3 == 0:
+        return issue(UpdateKey, account_id, KeyPatch(name=f"contender-{i}"), key_id)
+    if i % 3 == 1:
+        return issue(DisableKey, account_id, DisableKeyData(reason=f"#{i}"), key_id)
+    return issue(EnableKey, account_id, EnableKeyData(), key_id)
+
+
+def contending_commands(account_id: str, key_id: uuid.UUID, count: int) -> list[CommandEnvelope]:
+    return [contending_command(account_id, key_id, i) for i in range(count)]
 
 
 def wire(command: CommandEnvelope) -> tuple[bytes, bytes]:

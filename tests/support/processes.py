@@ -26,10 +26,34 @@ def free_port() -> int:
         return port
 
 
+SERVICE = {s.name: s for s in services.SERVICES}
+"""The stack's services by name (keys, audit, usage)."""
+
+
+async def restart_service(stack: Stack, name: str) -> None:
+    """Start the service if it is not running, and wait until it is ready."""
+    services.start(SERVICE[name], stack.kafka, stack.database_url)
+    await services.wait_ready(SERVICE[name], timeout=90)
+
+
 def service_env(stack: Stack, service: str, **overrides: str) -> dict[str, str]:
     env = services.service_env(stack.kafka, stack.database_url, service)
     env.update(overrides)
     return env
+
+
+def service_cli(stack: Stack, service: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m services.<service>.cli ARGS` with the service's environment, as `make up`
+    would run it against this stack; the caller judges the exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", f"services.{service}.cli", *args],
+        env=service_env(stack, service),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def spawn(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

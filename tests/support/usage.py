@@ -127,6 +127,19 @@ async def wait_counted(usage_db: asyncpg.Connection, key_id: str, expected: int)
     await wait_until(done, timeout=60, what=f"{expected} requests of {key_id} to be counted")
 
 
+async def wait_seen(usage_db: asyncpg.Connection, record_ids: Sequence[uuid.UUID]) -> None:
+    """Until each record id is claimed: a key's records travel in one partition, in order,
+    so every record of that key sent before one of these has been handled too."""
+
+    async def seen() -> bool:
+        found: int = await usage_db.fetchval(
+            "SELECT count(*) FROM seen_records WHERE record_id = ANY($1::uuid[])", record_ids
+        )
+        return found == len(set(record_ids))
+
+    await wait_until(seen, timeout=60, what=f"{len(record_ids)} marker records to be counted")
+
+
 async def alerts_of(usage_db: asyncpg.Connection, key_id: str) -> list[tuple[str, str]]:
     """(kind, severity) of the key's alerts, oldest first."""
     rows = await usage_db.fetch(
