@@ -23,6 +23,15 @@ from pydantic_core import CoreSchema
 
 from contracts.base import ContractModel, Text, UtcDatetime
 
+# What the checks below allow, as patterns for the JSON Schema (and so the OpenAPI
+# documents): control characters (Cc) nowhere, and at the ends no character that
+# str.strip() removes; a test holds the patterns and the checks equal. (Lone surrogates,
+# Cs, are refused too; no pattern says so, as JSON Schema tools cannot generate them.)
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"
+_SPACE = "\\x20\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+NAME_PATTERN: Final = f"^[^{_CONTROL}{_SPACE}]([^{_CONTROL}]*[^{_CONTROL}{_SPACE}])?$"
+DESCRIPTION_PATTERN: Final = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$"
+
 
 def _check_name(value: str) -> str:
     if not value.strip():
@@ -47,11 +56,23 @@ def _check_unique(scopes: list[str]) -> list[str]:
     return scopes
 
 
-KeyName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_check_name)]
-KeyDescription = Annotated[str, Field(max_length=1000), AfterValidator(_check_description)]
+KeyName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={"pattern": NAME_PATTERN}),
+    AfterValidator(_check_name),
+]
+KeyDescription = Annotated[
+    str,
+    Field(max_length=1000, json_schema_extra={"pattern": DESCRIPTION_PATTERN}),
+    AfterValidator(_check_description),
+]
 Environment = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 Scope = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*(:[a-z0-9_*-]+)+$")]
-Scopes = Annotated[list[Scope], Field(max_length=50), AfterValidator(_check_unique)]
+Scopes = Annotated[
+    list[Scope],
+    Field(max_length=50, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_check_unique),
+]
 RateLimitPerHour = Annotated[int, Field(ge=1, le=10**9)]
 KeyPrefix = Annotated[str, Field(pattern=r"^[a-z]{2,8}_[a-z0-9]{1,16}_[A-Za-z0-9]{4}$")]
 """The display start of a secret (``ig_live_Ab3d``): enough to recognise a key, not to use it."""
@@ -132,7 +153,14 @@ class KeyPatch(ContractModel):
         # The serializer above hides the fields from pydantic; the output shape is the input's.
         if handler.mode == "serialization":
             return cls.model_json_schema(mode="validation")  # flat: no nested models to $ref
-        return handler(core_schema)
+        schema = handler(core_schema)
+        # As the validator says: at least one field, and name and scopes never null.
+        schema["minProperties"] = 1
+        for never_null in ("name", "scopes"):
+            prop = schema["properties"][never_null]
+            prop.update(next(b for b in prop.pop("anyOf") if b.get("type") != "null"))
+            prop.pop("default", None)
+        return schema
 
 
 PATCHABLE_FIELDS: Final = ("name", "description", "scopes", "rate_limit_per_hour", "expires_at")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ _STATUS_CODES = {
 }
 
 
+_FASTAPI_UNPARSABLE_BODY = "There was an error parsing the body"
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 _DATABASE_UNAVAILABLE = (
     OSError,  # refused, reset, timed out: the server is down or restarting
@@ -81,14 +83,25 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
         }
         for e in list(errors)[:20]
     ]
-    fields = {d["field"].split(".")[0] for d in details}
-    # A header's name is spelt like `Idempotency-Key`; its code like a field's.
-    code = (
-        f"{fields.pop().lower().replace('-', '_')}_invalid"
-        if len(fields) == 1 and "" not in fields
-        else "invalid_request"
-    )
+    # A header's name is spelt like `Idempotency-Key`; its code like a field's. A field
+    # that is no name of ours (an unknown one, sent by the client) gets the general code.
+    fields = {d["field"].split(".")[0].lower().replace("-", "_") for d in details}
+    known = len(fields) == 1 and re.fullmatch(r"[a-z][a-z0-9_]{0,63}", next(iter(fields)))
+    code = f"{fields.pop()}_invalid" if known else "invalid_request"
     return {"error": {"code": code, "message": "The request is not valid.", "details": details}}
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route at this path (RFC 9110's Allow): Starlette names only
+    those of the first route that matches the path, and a resource's methods may be
+    declared by several routes."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and pattern.match(path):
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -104,10 +117,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(validation_error_body(exc.errors()), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message)
+        if exc.status_code == 400 and message == _FASTAPI_UNPARSABLE_BODY:
+            code, message = "malformed_body", "The body is not JSON in UTF-8."
+        response = error_response(exc.status_code, code, message)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)
+        return response
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         # A dependency that is down is not our bug: 503, as /ready says, so callers retry.

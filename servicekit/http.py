@@ -11,17 +11,29 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.errors import install_error_handlers
 from servicekit.logging import bind_context, clear_context
 from servicekit.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from servicekit.openapi import install_contract
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, Literal["ok", "down"]] = Field(description="Each dependency's state.")
+
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 MAX_BODY_BYTES = 64 * 1024
@@ -41,12 +53,19 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_contract(app)
 
     @app.get("/health", tags=["operations"], summary="The process is alive")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Health:
+        return Health(status="ok")
 
-    @app.get("/ready", tags=["operations"], summary="Broker and database answer (503 otherwise)")
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Broker and database answer (503 otherwise)",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency is down."}},
+    )
     async def ready() -> JSONResponse:
         checks = {name: await check() for name, check in readiness.items()}
         ok = all(checks.values())

@@ -26,7 +26,7 @@ from services.keys.console.routes import install as install_console
 from services.keys.console.sessions import ConsoleSecrets, SessionStore
 from services.keys.domain.recorded import RecordedEvent
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
-from services.keys.entrypoints.http import build_router
+from services.keys.entrypoints.http import api_router
 from services.keys.entrypoints.verify import VerifyFastPath
 from services.keys.settings import KeysSettings
 
@@ -127,7 +127,7 @@ def build(settings: KeysSettings) -> FastAPI:
     runtime.on_stop(stop_workers)
     runtime.on_stop(stop_console)
     app = runtime.create_app()
-    app.include_router(build_router(ctx))
+    app.include_router(api_router)
     install_console(app, browser_console)
     app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request
     app.state.keys = ctx

@@ -1,0 +1,1 @@
+"""The key service's HTTP API (INTERFACE.md), one module per resource."""
