@@ -92,6 +92,18 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a whole number is expected, not true or false")
+    return value
+
+
+NOT_A_BOOL = BeforeValidator(_not_a_bool)
+"""For a whole number as JSON Schema's `integer` means it: 3 and 3.0, never `true` (which
+pydantic would otherwise read as 1). Put after the number's Field(...) in an Annotated:
+before it, pydantic leaves the bounds out of the JSON Schema."""
+Whole = Annotated[int, NOT_A_BOOL]
+
 Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})]
 """Free text that every service can store: no NUL, which would poison a PostgreSQL insert."""
 

@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from contracts.base import ContractModel, Text, UtcDatetime
+from contracts.base import NOT_A_BOOL, ContractModel, Text, UtcDatetime
 
 # What the checks below allow, as patterns for the JSON Schema (and so the OpenAPI
 # documents): control characters (Cc) nowhere, and at the ends no character that
@@ -73,7 +73,7 @@ Scopes = Annotated[
     Field(max_length=50, json_schema_extra={"uniqueItems": True}),
     AfterValidator(_check_unique),
 ]
-RateLimitPerHour = Annotated[int, Field(ge=1, le=10**9)]
+RateLimitPerHour = Annotated[int, Field(ge=1, le=10**9), NOT_A_BOOL]
 KeyPrefix = Annotated[str, Field(pattern=r"^[a-z]{2,8}_[a-z0-9]{1,16}_[A-Za-z0-9]{4}$")]
 """The display start of a secret (``ig_live_Ab3d``): enough to recognise a key, not to use it."""
 KeyStatus = Literal["active", "disabled", "revoked", "expired"]

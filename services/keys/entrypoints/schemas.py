@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, KeyStatus, Reason
-from contracts.base import UtcDatetime
+from contracts.base import UtcDatetime, Whole
 from contracts.commands import MAX_GRACE_PERIOD_SECONDS
 from services.keys.domain.key import AccessKey
 from services.keys.domain.recorded import RecordedEvent
@@ -88,7 +88,7 @@ class ReasonBody(Body):
 
 
 class RotateBody(Body):
-    grace_period_seconds: int = Field(
+    grace_period_seconds: Whole = Field(
         0,
         ge=0,
         le=MAX_GRACE_PERIOD_SECONDS,

@@ -1,0 +1,1 @@
+"""The HTTP contract: each service fuzzed from its own OpenAPI document."""
