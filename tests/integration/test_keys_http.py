@@ -668,3 +668,14 @@ async def test_the_event_store_refuses_to_change_or_forget_an_event(
 
     after = [tuple(r) for r in await conn.fetch("SELECT * FROM events WHERE key_id = $1", key_id)]
     assert after == before
+
+
+@pytest.mark.parametrize("reason", ["", "\x00", "x" * 501])
+async def test_a_revoke_reason_that_breaks_the_rules_is_a_422_not_a_500(
+    api: httpx.AsyncClient, reason: str
+) -> None:
+    key = await create_key(api)
+    response = await api.delete(f"/v1/keys/{key['id']}", params={"reason": reason})
+    assert response.status_code == 422, response.text
+    assert error_code(response) == "reason_invalid"
+    assert (await api.get(f"/v1/keys/{key['id']}")).json()["status"] == "active"
