@@ -226,3 +226,13 @@ def test_appending_skips_recorded_and_repeated_sources_and_carries_names() -> No
     assert appended.records[0].prev_hash == b"h" * 32
     assert appended.heads["acme"].seq == 10 and appended.heads["other"].seq == 1
     assert appended.names[key_id].name == "second" and appended.names[key_id].version == 2
+
+
+def test_a_rejection_or_an_alert_is_left_unnamed_when_written_as_it_may_come_first() -> None:
+    key_id = uuid.uuid4()
+    rejected = dataclasses.replace(entry(1, key_id=key_id), action="command.rejected")
+    alerted = dataclasses.replace(entry(2, key_id=key_id), action="alert.raised")
+    disabled = entry(3, key_id=key_id)
+    heads = {"acme": ChainHead("acme", 0, GENESIS)}
+    appended = append_entries(KEY, heads, [rejected, alerted, disabled], set(), {key_id: "ci"}, T0)
+    assert [r.key_name for r in appended.records] == [None, None, "ci"]

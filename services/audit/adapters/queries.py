@@ -14,8 +14,31 @@ from typing import Any, Final
 from uuid import UUID
 
 from services.audit.adapters.chain_store import RECORD_COLUMNS
+from services.audit.domain.entries import KEY_EVENT_ACTIONS
 
-_SELECT: Final = f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_records"
+_KEY_EVENTS: Final = ", ".join(f"'{action}'" for action in sorted(KEY_EVENT_ACTIONS))
+_NAMED_BY: Final = (
+    "SELECT n.key_name FROM audit_records n WHERE n.account_id = r.account_id"
+    f" AND n.key_id = r.key_id AND n.action IN ({_KEY_EVENTS}) AND n.key_name IS NOT NULL"
+)
+_KEY_NAME: Final = (
+    "COALESCE(r.key_name, CASE WHEN r.key_id IS NOT NULL"
+    f" AND r.action NOT IN ({_KEY_EVENTS}) THEN COALESCE("
+    f"({_NAMED_BY} AND n.occurred_at <= r.occurred_at"
+    " ORDER BY n.occurred_at DESC, n.seq DESC LIMIT 1),"
+    f" ({_NAMED_BY} ORDER BY n.occurred_at, n.seq LIMIT 1)) END) AS key_name"
+)
+"""The key's name as the API shows it. A record of the key's own events stores it (hashed).
+A rejection or an alert is read from another topic than the key's events, in no order with
+them, so it stores none: its name is taken, when read, from the key's event records (which
+are hashed): the name the key had at the record's time, or, for a record older than all of
+them (clocks of two services), its first name. So the answer does not depend on which topic
+audit read first, and a name learnt later shows at once."""
+_SELECT: Final = (
+    "SELECT "
+    + ", ".join(_KEY_NAME if c == "key_name" else f"r.{c}" for c in RECORD_COLUMNS)
+    + " FROM audit_records r"
+)
 EXPORT_PREFETCH: Final = 500
 
 

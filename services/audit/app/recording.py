@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from services.audit.adapters.chain_store import SOURCE_UNIQUE, ChainStore, ChainTransaction
 from services.audit.domain.appending import Appended, append_entries
 from services.audit.domain.chain import ChainKey
-from services.audit.domain.entries import Entry
+from services.audit.domain.entries import KEY_EVENT_ACTIONS, Entry
 
 RECORDS_APPENDED = Counter(
     "instagen_audit_records_appended_total", "Audit records appended to a chain", ["action"]
@@ -41,9 +41,12 @@ async def append(
     then a recorded one fails the insert) with the heads of their chains locked."""
     heads = await tx.lock_heads(e.account_id for e in entries)
     recorded = await tx.recorded([e.source_id for e in entries]) if skip_recorded else set()
-    names = await tx.key_names(
-        e.key_id for e in entries if e.key_id is not None and e.key_name is None
-    )
+    unnamed = {
+        e.key_id
+        for e in entries
+        if e.key_id is not None and e.key_name is None and e.action in KEY_EVENT_ACTIONS
+    }
+    names = await tx.key_names(unnamed) if unnamed else {}
     appended = append_entries(key, heads, entries, recorded, names, clock())
     await tx.append(appended.records)
     await tx.move_heads(appended.heads.values())

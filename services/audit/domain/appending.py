@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.audit.domain.chain import ChainKey
-from services.audit.domain.entries import Entry
+from services.audit.domain.entries import KEY_EVENT_ACTIONS, Entry
 from services.audit.domain.records import AuditRecord, ChainHead
 
 
@@ -41,7 +41,9 @@ def append_entries(
 
     `heads` must hold every chain the entries name, as locked for this batch; `names` the
     current name of the keys they are about. A key renamed in the batch carries its new
-    name on the records that follow. The same source twice in a batch is recorded once.
+    name on the records that follow. Only a key's own events are named here (see
+    KEY_EVENT_ACTIONS): a rejection or an alert may be read before the key's events, so its
+    name is left to the reader. The same source twice in a batch is recorded once.
     """
     done = set(recorded)
     ends = {account: (head.seq, head.hash) for account, head in heads.items()}
@@ -58,7 +60,8 @@ def append_entries(
             version = entry.key_version or 0
             if newest is None or newest.version < version:
                 appended.names[key_id] = KeyName(entry.account_id, entry.key_name, version)
-        name = known.get(key_id) if key_id is not None else None
+        own_event = entry.action in KEY_EVENT_ACTIONS
+        name = known.get(key_id) if key_id is not None and own_event else None
         seq, prev = ends[entry.account_id]
         record = key.seal(entry.account_id, seq, prev, entry, name, new_id(), recorded_at)
         ends[entry.account_id] = (record.seq, record.hash)

@@ -24,6 +24,10 @@ EVENT_ACTIONS: Final = {
     "KeyExpired": "key.expired",
 }
 ACTIONS: Final = (*EVENT_ACTIONS.values(), COMMAND_REJECTED, ALERT_RAISED, RETENTION_APPLIED)
+KEY_EVENT_ACTIONS: Final = frozenset(EVENT_ACTIONS.values())
+"""Records of the key's own events: read from its partition of keys.events in order, so the
+key's name is known when they are written. A rejection or an alert comes from another topic,
+with no order against keys.events: its name is resolved when it is read (adapters/queries)."""
 
 UNATTRIBUTED: Final = "_unattributed"
 """The chain of records whose account could not be read (a command too broken to parse).
