@@ -38,3 +38,11 @@ class UsageRecord(ContractModel):
     tokens_in: int = Field(ge=0, le=MAX_TOKENS, description="Prompt tokens consumed.")
     tokens_out: int = Field(ge=0, le=MAX_TOKENS, description="Output tokens produced.")
     latency_ms: float = Field(ge=0, description="Time to serve the request, in milliseconds.")
+
+
+REFUSED_STATUSES: Final = frozenset({401, 403})
+"""A record with one of these statuses is a request refused for the key itself (unknown,
+disabled, revoked or expired secret; a permission it lacks), such as the keys service's own
+refusals: an attempt, not a use. Every other record, whatever the upstream answered
+(2xx-5xx, a rate limit's 429 included), is a use of the key. This is the one meaning of a
+key's "last used" for every service: docs/last-used.md."""

@@ -27,6 +27,7 @@ from services.keys.console.sessions import ConsoleSecrets, SessionStore
 from services.keys.domain.recorded import RecordedEvent
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
 from services.keys.entrypoints.http import api_router
+from services.keys.entrypoints.last_use import last_use_subscription
 from services.keys.entrypoints.verify import VerifyFastPath
 from services.keys.settings import KeysSettings
 
@@ -81,7 +82,7 @@ def build(settings: KeysSettings) -> FastAPI:
             USAGE_RECORDS, UsageRecord, "Refused verifications of known keys (status 401)."
         )
     )
-    tracker = LastUsedTracker(lambda seen: queries.record_last_used(pool(), seen))
+    tracker = LastUsedTracker(lambda latest: queries.record_last_used(pool(), latest))
     ctx = KeysContext(uow, tools, verifier, reporter, tracker, pool)
     publisher = EventPublisher(
         lambda: asyncpg.connect(settings.service_database),
@@ -99,6 +100,7 @@ def build(settings: KeysSettings) -> FastAPI:
     uow.after_commit(after_commit)
     runtime.subscribe(command_subscription(runtime, ctx))
     runtime.subscribe(cache_subscription(ctx))
+    runtime.subscribe(last_use_subscription(ctx))
 
     workers = [
         Periodic("refusal-reporter", 0.2, reporter.flush),

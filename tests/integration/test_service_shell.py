@@ -20,7 +20,11 @@ from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.stack
 SERVICES = ("keys", "audit", "usage")
-READS = {"keys": {KEYS_COMMANDS}, "audit": {KEYS_EVENTS}, "usage": {USAGE_RECORDS, KEYS_EVENTS}}
+READS = {
+    "keys": {KEYS_COMMANDS, KEYS_EVENTS, USAGE_RECORDS},
+    "audit": {KEYS_EVENTS},
+    "usage": {USAGE_RECORDS, KEYS_EVENTS},
+}
 
 
 @pytest.mark.parametrize("service", SERVICES)

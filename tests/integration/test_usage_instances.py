@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from contracts import KEYS_EVENTS, Actor, KeyCreated, KeyCreatedData
+from contracts import KEYS_EVENTS, Actor, KeyCreated, KeyCreatedData, format_utc
 from servicekit.kafka import KafkaProducer
 from tests.support.accounts import Account
 from tests.support.kafka import TopicTail
@@ -53,7 +53,7 @@ async def test_an_active_key_unused_for_thirty_days_raises_one_info_alert(
     stack: Stack, producer: KafkaProducer, account: Account, tmp_path: Path
 ) -> None:
     long_ago = datetime.now(UTC) - timedelta(days=40)
-    unused, used = key_created(account.id, long_ago, 1), key_created(account.id, long_ago, 2)
+    unused, used, refused = (key_created(account.id, long_ago, n) for n in (1, 2, 3))
     async with (
         scratch_topic(stack.kafka, "test.usage.records") as records,
         scratch_topic(stack.kafka, "test.keys.events") as events,
@@ -70,29 +70,47 @@ async def test_an_active_key_unused_for_thirty_days_raises_one_info_alert(
             *steady(str(used.key_id), account.id, now_minute(35 * 24 * 60), 5, 2),
             *steady(str(used.key_id), account.id, now_minute(3 * 24 * 60), 5, 2),
         ]
+        last_use = steady(str(refused.key_id), account.id, now_minute(35 * 24 * 60), 5, 2)
+        refused_traffic = [  # tried since, but only refused: not a use (docs/last-used.md)
+            *last_use,
+            *steady(str(refused.key_id), account.id, now_minute(3 * 24 * 60), 5, 2, status=401),
+            *steady(str(refused.key_id), account.id, now_minute(60), 1, 2, status=403),
+        ]
         conn = await asyncpg.connect(usage.database)
         try:
             # The traffic is counted before the keys are known: the scan (every second)
             # only looks at known keys, so it never sees them as never used, which they
             # were not (a first alert for "unused since created" then a second one for
             # "unused since 35 days ago" would be two idle stretches).
-            await publish(producer, unused_traffic + used_traffic, records)
+            await publish(producer, unused_traffic + used_traffic + refused_traffic, records)
             await wait_counted(conn, str(unused.key_id), len(unused_traffic))
             await wait_counted(conn, str(used.key_id), len(used_traffic))
-            for event in (unused, used):
+            await wait_counted(conn, str(refused.key_id), len(refused_traffic))
+            for event in (unused, used, refused):
                 await producer.send(
                     events, event.model_dump_json().encode(), str(event.key_id).encode()
                 )
             await wait_alert(conn, str(unused.key_id), "unused_key")
-            await asyncio.sleep(3)  # three more scans find the same idle stretch
+            await wait_alert(conn, str(refused.key_id), "unused_key")
+            await asyncio.sleep(3)  # three more scans find the same idle stretches
             assert await alerts_of(conn, str(unused.key_id)) == [("unused_key", "info")]
             assert await alerts_of(conn, str(used.key_id)) == [
                 ("dormant_key_reactivated", "warning")  # used after 32 idle days
+            ]
+            assert sorted(await alerts_of(conn, str(refused.key_id))) == [
+                ("dormant_key_reactivated", "warning"),  # tried after 32 idle days
+                ("unused_key", "info"),
             ]
             body = await conn.fetchval(
                 "SELECT body::text FROM alerts WHERE key_id = $1", unused.key_id
             )
             assert "disable" in body
+            evidence = await conn.fetchval(
+                "SELECT body->'evidence'->>'last_used_at' FROM alerts"
+                " WHERE key_id = $1 AND kind = 'unused_key'",
+                refused.key_id,
+            )
+            assert evidence == format_utc(last_use[-1].occurred_at)
         finally:
             await conn.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -112,14 +113,21 @@ async def due_to_expire(pool: Any, now: datetime, limit: int = 200) -> list[uuid
     return [r["key_id"] for r in rows]
 
 
-async def record_last_used(pool: Any, seen: dict[uuid.UUID, datetime]) -> None:
-    if not seen:
+async def record_last_used(pool: Any, latest: Mapping[tuple[str, str], datetime]) -> None:
+    """Move each key's last use forward to `latest` in one statement: never back (a replay
+    or a late record changes nothing), never past now (a gateway's clock running ahead),
+    and only for a key of the account the use names (other ids are not ours to mark)."""
+    if not latest:
         return
     await pool.execute(
-        "INSERT INTO key_last_used (key_id, last_used_at)"
-        " SELECT * FROM unnest($1::uuid[], $2::timestamptz[])"
-        " ON CONFLICT (key_id) DO UPDATE"
-        " SET last_used_at = greatest(key_last_used.last_used_at, EXCLUDED.last_used_at)",
-        list(seen),
-        list(seen.values()),
+        "INSERT INTO key_last_used AS u (key_id, last_used_at)"
+        " SELECT s.key_id, least(max(s.at), now())"
+        " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS s(key_id, account_id, at)"
+        " JOIN key_state k ON k.key_id = s.key_id AND k.account_id = s.account_id"
+        " GROUP BY s.key_id"
+        " ON CONFLICT (key_id) DO UPDATE SET last_used_at = EXCLUDED.last_used_at"
+        " WHERE u.last_used_at < EXCLUDED.last_used_at",
+        [key_id for key_id, _ in latest],
+        [account_id for _, account_id in latest],
+        list(latest.values()),
     )

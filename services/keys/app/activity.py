@@ -1,15 +1,23 @@
 """What verification leaves behind: refusals of known keys on `usage.records` (so a leaked
-key that was disabled can be seen being tried), and when each key was last used."""
+key that was disabled can be seen being tried), and when each key was last used.
+
+A key's last use (docs/last-used.md) is the newest request made with it that was not
+refused for the key itself: learned from `usage.records` (`latest_uses`, the authority:
+gateways publish every request there), and from the key service's own acceptance of a
+key calling the platform's API (`LastUsedTracker`). /v1/verify does not mark the key it
+verifies as used: the gateway's usage record of the request does."""
 
 from __future__ import annotations
 
 import ipaddress
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from contracts import UsageRecord
+from contracts.usage import REFUSED_STATUSES
 from servicekit.logging import get_logger
 from servicekit.runtime import Topic
 from services.keys.app.verification import KnownSecret
@@ -70,21 +78,49 @@ def _address_or_unknown(text: str | None) -> str:
         return UNKNOWN_SOURCE_IP
 
 
+class Use(NamedTuple):
+    """What a usage record says about its key's last use, and no more."""
+
+    key_id: str
+    """Canonical uuid text."""
+    account_id: str
+    at: datetime
+    status_code: int
+
+
+LastUses = Mapping[tuple[str, str], datetime]
+"""The latest use per (key id, account id claimed for it)."""
+SaveLastUses = Callable[[LastUses], Awaitable[None]]
+
+
+def latest_uses(uses: Iterable[Use]) -> dict[tuple[str, str], datetime]:
+    """A batch of records folded into the latest use per key; refusals do not count."""
+    latest: dict[tuple[str, str], datetime] = {}
+    for key_id, account_id, at, status in uses:
+        if status in REFUSED_STATUSES:
+            continue
+        seen = latest.get((key_id, account_id))
+        if seen is None or at > seen:
+            latest[key_id, account_id] = at
+    return latest
+
+
 class LastUsedTracker:
-    """Remembers the latest successful verification per key; flushed in one statement."""
+    """Remembers the latest accepted caller of the platform's own API per key (console,
+    management API, whoami, a gateway's own key); flushed in one statement."""
 
-    def __init__(self, save: Callable[[dict[uuid.UUID, datetime]], Awaitable[None]]) -> None:
+    def __init__(self, save: SaveLastUses) -> None:
         self._save = save
-        self._seen: dict[uuid.UUID, datetime] = {}
+        self._seen: dict[tuple[str, str], datetime] = {}
 
-    def touch(self, key_id: uuid.UUID) -> None:
-        self._seen[key_id] = datetime.now(UTC)
+    def touch(self, key_id: uuid.UUID, account_id: str) -> None:
+        self._seen[str(key_id), account_id] = datetime.now(UTC)
 
     async def flush(self) -> None:
         seen, self._seen = self._seen, {}
         try:
             await self._save(seen)
         except Exception:
-            for key_id, at in seen.items():
-                self._seen[key_id] = max(at, self._seen.get(key_id, at))
+            for key, at in seen.items():
+                self._seen[key] = max(at, self._seen.get(key, at))
             raise

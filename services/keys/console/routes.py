@@ -308,10 +308,8 @@ class Console:
             raise ApiError(404, "not_found", f"No key {key_id} in this account.")
         return KeyView.of(*found)
 
-    async def usage_chart(
-        self, me: SignedIn, key_id: uuid.UUID, range_name: str
-    ) -> tuple[Chart, datetime | None]:
-        """The chart of the range, and when the usage service last saw the key used."""
+    async def usage_chart(self, me: SignedIn, key_id: uuid.UUID, range_name: str) -> Chart:
+        """The chart of the range (the key's last use is the key service's own value)."""
         span, _, granularity = RANGES[range_name]
         now = datetime.now(UTC)
         try:
@@ -321,11 +319,9 @@ class Console:
         except BackendError as error:
             if error.status != 404:
                 raise
-            usage = {"items": [], "last_used_at": None}  # not yet known to the usage service
+            usage = {"items": []}  # not yet known to the usage service
         try:
-            last = usage.get("last_used_at")
-            seen = moment(last) if last else None
-            return build_chart(range_name, now, usage["items"]), seen
+            return build_chart(range_name, now, usage["items"])
         except (KeyError, TypeError, ValueError, AttributeError):
             raise BackendError(
                 "The usage service answered with data the console cannot read."
@@ -529,13 +525,9 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 ]
             chart, usage_error = None, None
             try:
-                chart, seen_by_usage = await c.usage_chart(me, key_id, chosen)
+                chart = await c.usage_chart(me, key_id, chosen)
             except BackendError as error:
                 usage_error = str(error)
-            else:
-                # Gateways that report usage without asking /v1/verify still count as use.
-                if seen_by_usage and (key.last_used_at is None or seen_by_usage > key.last_used_at):
-                    key = key.model_copy(update={"last_used_at": seen_by_usage})
             alerts, alerts_error = await _shown(
                 c.backends.alerts(me.session.access_key, key_id=key_id, limit=20)
             )

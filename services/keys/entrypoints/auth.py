@@ -72,7 +72,7 @@ async def authenticate_header(
     known = verdict.known
     if scope is not None and scope not in known.scopes:
         raise ApiError(403, "insufficient_scope", f"This key lacks the scope {scope}.")
-    ctx.tracker.touch(known.key_id)
+    ctx.tracker.touch(known.key_id, known.account_id)  # a use of the platform's own API
     return Principal(
         known.key_id, known.account_id, known.environment, known.scopes, client_ip, user_agent
     )

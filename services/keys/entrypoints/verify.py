@@ -54,9 +54,9 @@ async def verify_answer(
         # A key only ever sees its own account's data; the platform's gateways hold
         # keys:verify:any-account to verify every account's keys.
         return 200, _NOT_FOUND, {}
-    if verdict.valid:
-        ctx.tracker.touch(known.key_id)
-    elif verdict.code in ("disabled", "revoked", "expired"):
+    # A valid key is not marked used here: the gateway's usage record of the request is
+    # its use (docs/last-used.md); a verifier that caches would not ask on each request.
+    if verdict.code in ("disabled", "revoked", "expired"):
         ctx.reporter.report(
             known, request.source_ip or client_ip, request.user_agent, request.endpoint
         )

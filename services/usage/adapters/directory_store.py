@@ -68,14 +68,23 @@ async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
 
 async def unused_candidates(pool: Any, idle_before: float) -> list[tuple[str, float, float | None]]:
     """Active keys created before `idle_before` and not used since: (key_id, created_at,
-    last_used_at) in epoch seconds."""
+    last_used_at) in epoch seconds. A use is a request not refused for the key itself
+    (contracts.usage.REFUSED_STATUSES, the rollups' auth_failures), as the keys service
+    counts it: the latest is the last request of the newest minute with one (to the minute
+    when that minute also holds refusals); only keys refused since are looked up again."""
     rows = await pool.fetch(
         "SELECT d.key_id::text, extract(epoch FROM d.created_at)::float8,"
-        " extract(epoch FROM a.last_used_at)::float8"
+        " extract(epoch FROM coalesce(u.last_at, CASE WHEN a.last_failure_at IS NULL"
+        "  THEN a.last_used_at END))::float8"
         " FROM key_directory d LEFT JOIN key_activity a USING (key_id)"
+        " LEFT JOIN LATERAL (SELECT r.last_at FROM rollups r WHERE r.key_id = d.key_id"
+        "  AND r.requests > r.auth_failures AND a.last_failure_at IS NOT NULL"
+        "  ORDER BY r.minute DESC LIMIT 1) u ON true"
         " WHERE d.status = 'active' AND d.created_at <= to_timestamp($1)"
         " AND (d.expires_at IS NULL OR d.expires_at > now())"
-        " AND (a.last_used_at IS NULL OR a.last_used_at <= to_timestamp($1))",
+        " AND (a.last_used_at IS NULL OR a.last_used_at <= to_timestamp($1)"
+        "  OR a.last_failure_at > to_timestamp($1))"
+        " AND (u.last_at IS NULL OR u.last_at <= to_timestamp($1))",
         idle_before,
     )
     return [(r[0], r[1], r[2]) for r in rows]

@@ -30,8 +30,13 @@ async def key_owner(pool: Any, key_id: uuid.UUID) -> str | None:
 
 
 async def last_used_at(pool: Any, key_id: uuid.UUID) -> datetime | None:
+    """The key's last use: the last request of the newest minute with a request that was not
+    refused for the key (contracts.usage.REFUSED_STATUSES are the rollups' auth_failures),
+    to the minute when that minute also holds refusals."""
     value: datetime | None = await pool.fetchval(
-        "SELECT last_at FROM rollups WHERE key_id = $1 ORDER BY minute DESC LIMIT 1", key_id
+        "SELECT last_at FROM rollups WHERE key_id = $1 AND requests > auth_failures"
+        " ORDER BY minute DESC LIMIT 1",
+        key_id,
     )
     return value
 

@@ -41,7 +41,9 @@ class KeyUsage(BaseModel):
     granularity: Granularity
     from_: UtcDatetime = Field(alias="from", serialization_alias="from")
     to: UtcDatetime
-    last_used_at: UtcDatetime | None = Field(description="The key's latest request seen.")
+    last_used_at: UtcDatetime | None = Field(
+        description="The key's latest request not refused for the key (401, 403), to the minute."
+    )
     totals: UsageCounters = Field(description="Over the buckets of this page.")
     items: list[UsageBucket] = Field(description="Buckets with usage, newest first.")
     next_cursor: str | None
