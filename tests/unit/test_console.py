@@ -9,7 +9,7 @@ import pytest
 
 from services.keys.console.backends import BackendError, Backends
 from services.keys.console.chart import build_chart
-from services.keys.console.routes import FormInvalid, _attributes, _local
+from services.keys.console.forms import FormInvalid, key_attributes, local_page
 from services.keys.console.sessions import ConsoleSecrets, Session, SignInThrottle
 
 NOW = datetime(2026, 11, 26, 18, 30, tzinfo=UTC)
@@ -55,11 +55,11 @@ def test_an_empty_chart_is_flat_at_zero() -> None:
     ],
 )
 def test_after_sign_in_only_console_pages_are_a_destination(target: str, goes_to: str) -> None:
-    assert _local(target) == goes_to
+    assert local_page(target) == goes_to
 
 
-def test_the_create_form_becomes_key_attributes() -> None:
-    made = _attributes(
+def test_the_create_form_becomes_keykey_attributes() -> None:
+    made = key_attributes(
         {
             "name": " Production-LLM-API ",
             "description": "Used by the chatbot.\nContact: dev-team@company.com",
@@ -77,7 +77,7 @@ def test_the_create_form_becomes_key_attributes() -> None:
     assert made.expires_at is not None
     assert timedelta(days=29) < made.expires_at - datetime.now(UTC) <= timedelta(days=30)
     with pytest.raises(FormInvalid) as invalid:
-        _attributes({"name": "", "rate_limit_per_hour": "many"}, [])
+        key_attributes({"name": "", "rate_limit_per_hour": "many"}, [])
     assert set(invalid.value.fields) == {"name", "rate_limit_per_hour"}
     for refused, field in (
         ({"name": "x", "expires_in_days": "\u00b2"}, "expires_at"),
@@ -86,7 +86,7 @@ def test_the_create_form_becomes_key_attributes() -> None:
         ({"name": ["a", "b"]}, "name"),
     ):
         with pytest.raises(FormInvalid) as invalid:
-            _attributes(refused, ["usage:read"])
+            key_attributes(refused, ["usage:read"])
         assert set(invalid.value.fields) == {field}, refused
 
 
