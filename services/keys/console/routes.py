@@ -45,7 +45,6 @@ from services.keys.console.reads import (
     unused_keys,
 )
 from services.keys.console.refusals import REFUSALS, refusal_page
-from services.keys.entrypoints.http import key_list_page
 from services.keys.entrypoints.schemas import KeyView
 
 AUDIT_ACTIONS = (
@@ -83,20 +82,6 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     c = console
 
     # -- the keys -------------------------------------------------------------------------
-
-    @router.get(KEYS_PAGE)
-    async def list_page(
-        request: Request, cursor: str | None = None, done: str | None = None
-    ) -> Response:
-        async def render(me: SignedIn) -> Response:
-            listed = await key_list_page(c.ctx.pool(), me.account_id, 50, cursor, None)
-            return c.page(
-                request, "keys.html", me, keys=listed.items, more=listed.next_cursor,
-                unused=unused,
-                notice=DONE_MESSAGES.get(done or ""), tab="keys",
-            )  # fmt: skip
-
-        return await _view(c, request, render)
 
     def new_key_form(
         request: Request,
