@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -10,13 +9,10 @@ from typing import Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from contracts import (
-    ALL_PLATFORM_SCOPES,
-    PRODUCTION,
-    SCOPE_KEYS_VERIFY_ANY_ACCOUNT,
     AlertKind,
     KeyPatch,
     Severity,
@@ -30,12 +26,11 @@ from services.keys.console.chart import RANGES
 from services.keys.console.context import BASE, DONE_MESSAGES, KEYS_PAGE, Console, back_to_key
 from services.keys.console.forms import (
     GRACE_CHOICES,
-    FormInvalid,
-    key_attributes,
     once,
     one,
     read_form,
 )
+from services.keys.console.pages.key_secret import secret_page
 from services.keys.console.reads import (
     key_history,
     key_or_404,
@@ -45,7 +40,6 @@ from services.keys.console.reads import (
     unused_keys,
 )
 from services.keys.console.refusals import REFUSALS, refusal_page
-from services.keys.entrypoints.schemas import KeyView
 
 AUDIT_ACTIONS = (
     "key.created", "key.updated", "key.disabled", "key.enabled", "key.rotated",
@@ -82,56 +76,6 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     c = console
 
     # -- the keys -------------------------------------------------------------------------
-
-    def new_key_form(
-        request: Request,
-        me: SignedIn,
-        form: dict[str, Any],
-        field_errors: dict[str, str] | None = None,
-    ) -> HTMLResponse:
-        return c.page(
-            request, "new_key.html", me, 422 if field_errors else 200,
-            groups=naming.NAME_GROUPS, names=naming.all_names(),
-            environments=naming.ENVIRONMENTS, expiry_choices=naming.EXPIRY_CHOICES,
-            template=naming.DESCRIPTION_TEMPLATE, example=naming.DESCRIPTION_EXAMPLE,
-            scopes=_offered_scopes(me),
-            form=form, field_errors=field_errors or {}, tab="keys",
-        )  # fmt: skip
-
-    @router.get(f"{KEYS_PAGE}/new")
-    async def new_key_page(request: Request) -> Response:
-        me = await signed_in(request, c)
-        return new_key_form(request, me, {"environment": PRODUCTION})
-
-    @router.post(KEYS_PAGE)
-    async def create_key(request: Request) -> Response:
-        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            try:
-                attributes = key_attributes(values, _offered_scopes(me))
-            except FormInvalid as invalid:
-                return new_key_form(request, me, values, invalid.fields)
-            # What the person sent, not the attributes: "expires in 30 days" is the same
-            # request on a refresh, though its date has moved on.
-            sent = json.dumps(values, sort_keys=True)
-            outcome = await c.change(
-                request,
-                me,
-                lambda tx, account, m: use_cases.create(tx, c.ctx.tools, account, attributes, m),
-                once=once(values, "CreateKey", "console create", sent),
-            )
-            return secret_page(request, me, outcome, "created")
-
-        return await _submit(c, request, render)
-
-    def secret_page(
-        request: Request, me: SignedIn, outcome: use_cases.Outcome, how: str
-    ) -> HTMLResponse:
-        if outcome.secret is None:
-            raise RuntimeError("this use case always returns the secret")
-        return c.page(
-            request, "secret.html", me, 201 if how == "created" else 200,
-            key=KeyView.of(outcome.key), secret=outcome.secret.plaintext, how=how, tab="keys",
-        )  # fmt: skip
 
     @router.get(KEYS_PAGE + "/{key_id}")
     async def key_page(
@@ -218,7 +162,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
             )  # fmt: skip
             if key_id == me.session.key_id and outcome.secret is not None:
                 await c.store.reseal(me.session, outcome.secret.plaintext)  # stay signed in
-            return secret_page(request, me, outcome, "rotated")
+            return secret_page(c, request, me, outcome, "rotated")
 
         return await _submit(c, request, render)
 
@@ -229,7 +173,7 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
                 request, me,
                 lambda tx, account, m: use_cases.reveal(tx, c.ctx.tools, account, key_id, m),
             )  # fmt: skip
-            return secret_page(request, me, outcome, "revealed")
+            return secret_page(c, request, me, outcome, "revealed")
 
         return await _submit(c, request, render)
 
@@ -330,13 +274,6 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
         return await _view(c, request, render)
 
     return router
-
-
-def _offered_scopes(me: SignedIn) -> list[str]:
-    """What a new key may be given here: the signed-in key's own platform scopes, but never
-    a platform gateway's (an operator grants that one, with the CLI)."""
-    held = set(me.principal.scopes) - {SCOPE_KEYS_VERIFY_ANY_ACCOUNT}
-    return [scope for scope in ALL_PLATFORM_SCOPES if scope in held]
 
 
 def _audit_filters(request: Request) -> dict[str, Any]:
