@@ -14,7 +14,6 @@ from starlette.background import BackgroundTask
 
 from contracts import (
     AlertKind,
-    KeyPatch,
     Severity,
 )
 from servicekit.errors import ApiError
@@ -22,8 +21,7 @@ from services.keys.app import use_cases
 from services.keys.console import naming
 from services.keys.console.backends import BackendError
 from services.keys.console.caller import SignedIn, signed_in
-from services.keys.console.chart import RANGES
-from services.keys.console.context import BASE, DONE_MESSAGES, KEYS_PAGE, Console, back_to_key
+from services.keys.console.context import BASE, KEYS_PAGE, Console, back_to_key
 from services.keys.console.forms import (
     GRACE_CHOICES,
     once,
@@ -32,9 +30,7 @@ from services.keys.console.forms import (
 )
 from services.keys.console.pages.key_secret import secret_page
 from services.keys.console.reads import (
-    key_history,
     key_or_404,
-    key_usage,
     shown,
     unused,
     unused_keys,
@@ -76,49 +72,6 @@ def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block pe
     c = console
 
     # -- the keys -------------------------------------------------------------------------
-
-    @router.get(KEYS_PAGE + "/{key_id}")
-    async def key_page(
-        request: Request, key_id: uuid.UUID, range: str = "24h", done: str | None = None
-    ) -> Response:
-        async def render(me: SignedIn) -> Response:
-            key = await key_or_404(c, me, key_id)
-            history = await key_history(c, key_id)
-            usage = await key_usage(c, me, key, range if range in RANGES else "24h")
-            key = usage.key
-            chart, usage_error = usage.chart, usage.error
-            alerts, alerts_error = await shown(
-                c.backends.alerts(me.session.access_key, key_id=key_id, limit=20)
-            )
-            return c.page(
-                request, "key.html", me, key=key, history=history, chart=chart,
-                usage_error=usage_error, alerts=alerts["items"], alerts_error=alerts_error,
-                ranges=list(RANGES), unused=unused(key), grace_choices=GRACE_CHOICES,
-                reveal_enabled=c.config.reveal_enabled, notice=DONE_MESSAGES.get(done or ""),
-                tab="keys",
-            )  # fmt: skip
-
-        return await _view(c, request, render)
-
-    @router.post(KEYS_PAGE + "/{key_id}/edit")
-    async def edit_key(request: Request, key_id: uuid.UUID) -> Response:
-        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            patch = KeyPatch(
-                name=one(values, "name"), description=one(values, "description") or None
-            )
-            pinned = one(values, "version")
-            if not (pinned.isascii() and pinned.isdigit() and 0 < int(pinned) < 2**31):
-                raise ApiError(422, "invalid", "The form lost the key's version; reload the page.")
-            version = int(pinned)
-            await c.change(
-                request,
-                me,
-                lambda tx, account, m: use_cases.update(tx, account, key_id, patch, m, version),
-                retry=False,
-            )
-            return back_to_key(key_id, "updated")
-
-        return await _submit(c, request, render)
 
     @router.post(KEYS_PAGE + "/{key_id}/disable")
     async def disable_key(request: Request, key_id: uuid.UUID) -> Response:

@@ -1,6 +1,6 @@
 """The console's pages, one module each, declared on APIRouters; ROUTERS in the order they
 are matched (a fixed address such as .../access-keys/new before .../access-keys/{key_id})."""
 
-from services.keys.console.pages import home, keys_list, new_key, sign_in
+from services.keys.console.pages import home, key_page, keys_list, new_key, sign_in
 
-ROUTERS = (home.router, sign_in.router, keys_list.router, new_key.router)
+ROUTERS = (home.router, sign_in.router, keys_list.router, new_key.router, key_page.router)
