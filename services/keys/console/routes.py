@@ -9,7 +9,7 @@ from typing import Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from contracts import (
@@ -17,20 +17,14 @@ from contracts import (
     Severity,
 )
 from servicekit.errors import ApiError
-from services.keys.app import use_cases
 from services.keys.console import naming
 from services.keys.console.backends import BackendError
 from services.keys.console.caller import SignedIn, signed_in
-from services.keys.console.context import BASE, KEYS_PAGE, Console, back_to_key
+from services.keys.console.context import BASE, Console
 from services.keys.console.forms import (
-    GRACE_CHOICES,
-    once,
-    one,
     read_form,
 )
-from services.keys.console.pages.key_secret import secret_page
 from services.keys.console.reads import (
-    key_or_404,
     shown,
     unused,
     unused_keys,
@@ -67,94 +61,11 @@ async def _submit(
         return refusal_page(c, request, me, refused)
 
 
-def build_router(console: Console) -> APIRouter:  # noqa: PLR0915 - one block per page
+def build_router(console: Console) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     c = console
 
     # -- the keys -------------------------------------------------------------------------
-
-    @router.post(KEYS_PAGE + "/{key_id}/disable")
-    async def disable_key(request: Request, key_id: uuid.UUID) -> Response:
-        return await _reasoned(request, key_id, "disabled")
-
-    @router.post(KEYS_PAGE + "/{key_id}/enable")
-    async def enable_key(request: Request, key_id: uuid.UUID) -> Response:
-        return await _reasoned(request, key_id, "enabled")
-
-    async def _reasoned(request: Request, key_id: uuid.UUID, action: str) -> Response:
-        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            reason = one(values, "reason")[:500]
-            if action == "disabled":
-                why = reason or "Disabled in the console"
-                await c.change(
-                    request, me,
-                    lambda tx, account, m: use_cases.disable(tx, account, key_id, why, m),
-                )  # fmt: skip
-            else:
-                await c.change(
-                    request, me,
-                    lambda tx, account, m: use_cases.enable(tx, account, key_id, reason or None, m),
-                )  # fmt: skip
-            if values.get("back") == "list":
-                return RedirectResponse(f"{KEYS_PAGE}?done={action}", status_code=303)
-            return back_to_key(key_id, action)
-
-        return await _submit(c, request, render)
-
-    @router.post(KEYS_PAGE + "/{key_id}/rotate")
-    async def rotate_key(request: Request, key_id: uuid.UUID) -> Response:
-        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            grace = one(values, "grace_period_seconds") or "0"
-            if grace not in {value for value, _ in GRACE_CHOICES}:
-                raise ApiError(422, "invalid", "Choose one of the grace periods offered.")
-            seconds, tools = int(grace), c.ctx.tools
-            outcome = await c.change(
-                request, me,
-                lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, seconds, m),
-                once=once(values, "RotateKey", f"console rotate {key_id}", str(seconds)),
-            )  # fmt: skip
-            if key_id == me.session.key_id and outcome.secret is not None:
-                await c.store.reseal(me.session, outcome.secret.plaintext)  # stay signed in
-            return secret_page(c, request, me, outcome, "rotated")
-
-        return await _submit(c, request, render)
-
-    @router.post(KEYS_PAGE + "/{key_id}/reveal")
-    async def reveal_key(request: Request, key_id: uuid.UUID) -> Response:
-        async def render(me: SignedIn, _: dict[str, Any]) -> Response:
-            outcome = await c.change(
-                request, me,
-                lambda tx, account, m: use_cases.reveal(tx, c.ctx.tools, account, key_id, m),
-            )  # fmt: skip
-            return secret_page(c, request, me, outcome, "revealed")
-
-        return await _submit(c, request, render)
-
-    @router.get(KEYS_PAGE + "/{key_id}/revoke")
-    async def revoke_confirmation(request: Request, key_id: uuid.UUID) -> Response:
-        async def render(me: SignedIn) -> Response:
-            key = await key_or_404(c, me, key_id)
-            return c.page(request, "revoke.html", me, key=key, tab="keys")
-
-        return await _view(c, request, render)
-
-    @router.post(KEYS_PAGE + "/{key_id}/revoke")
-    async def revoke_key(request: Request, key_id: uuid.UUID) -> Response:
-        async def render(me: SignedIn, values: dict[str, Any]) -> Response:
-            key = await key_or_404(c, me, key_id)
-            if one(values, "confirm_name") != key.name:
-                return c.page(
-                    request, "revoke.html", me, 422, key=key, tab="keys",
-                    error="Type the key's name exactly to confirm.",
-                )  # fmt: skip
-            reason = one(values, "reason")[:500] or None
-            await c.change(
-                request, me,
-                lambda tx, account, m: use_cases.revoke(tx, account, key_id, reason, m),
-            )  # fmt: skip
-            return back_to_key(key_id, "revoked")
-
-        return await _submit(c, request, render)
 
     # -- usage and alerts, audit -------------------------------------------------------------
 
