@@ -14,7 +14,6 @@ from fastapi.staticfiles import StaticFiles
 from services.keys.console.caller import SignInRequired, console
 from services.keys.console.context import BASE, HERE, KEYS_PAGE, Console
 from services.keys.console.pages import ROUTERS
-from services.keys.console.routes import build_router
 
 
 def install(app: FastAPI, browser_console: Console) -> None:
@@ -22,7 +21,6 @@ def install(app: FastAPI, browser_console: Console) -> None:
     app.state.console = browser_console
     for router in ROUTERS:
         app.include_router(router)
-    app.include_router(build_router(browser_console))  # the pages not yet moved
     app.mount(f"{BASE}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(SignInRequired, _to_sign_in)
     api_handler = app.exception_handlers[RequestValidationError]

@@ -2,6 +2,7 @@
 are matched (a fixed address such as .../access-keys/new before .../access-keys/{key_id})."""
 
 from services.keys.console.pages import (
+    audit,
     home,
     key_page,
     key_secret,
@@ -9,6 +10,7 @@ from services.keys.console.pages import (
     keys_list,
     new_key,
     sign_in,
+    usage,
 )
 
 ROUTERS = (
@@ -19,4 +21,6 @@ ROUTERS = (
     key_page.router,
     key_status.router,
     key_secret.router,
+    usage.router,
+    audit.router,
 )
