@@ -21,8 +21,8 @@ from services.keys.app.unit_of_work import KeysUnitOfWork
 from services.keys.app.use_cases import SecretTools
 from services.keys.app.verification import Verifier
 from services.keys.console.backends import Backends
-from services.keys.console.routes import Console, ConsoleConfig
-from services.keys.console.routes import install as install_console
+from services.keys.console.context import Console, ConsoleConfig
+from services.keys.console.install import install as install_console
 from services.keys.console.sessions import ConsoleSecrets, SessionStore
 from services.keys.domain.recorded import RecordedEvent
 from services.keys.entrypoints.commands import cache_subscription, command_subscription

@@ -1,16 +1,23 @@
-"""The console's pure parts: the usage chart, form parsing, redirects, CSRF tokens."""
+"""The console's pure parts: the usage chart, form parsing, redirects, CSRF tokens, and
+which answer its routes give before any session is looked at."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from services.keys.app.context import KeysContext
 from services.keys.console.backends import BackendError, Backends
 from services.keys.console.chart import build_chart
-from services.keys.console.routes import FormInvalid, _attributes, _local
-from services.keys.console.sessions import ConsoleSecrets, Session, SignInThrottle
+from services.keys.console.context import Console, ConsoleConfig
+from services.keys.console.forms import FormInvalid, key_attributes, local_page
+from services.keys.console.install import install
+from services.keys.console.sessions import ConsoleSecrets, Session, SessionStore, SignInThrottle
 
 NOW = datetime(2026, 11, 26, 18, 30, tzinfo=UTC)
 
@@ -55,11 +62,11 @@ def test_an_empty_chart_is_flat_at_zero() -> None:
     ],
 )
 def test_after_sign_in_only_console_pages_are_a_destination(target: str, goes_to: str) -> None:
-    assert _local(target) == goes_to
+    assert local_page(target) == goes_to
 
 
-def test_the_create_form_becomes_key_attributes() -> None:
-    made = _attributes(
+def test_the_create_form_becomes_keykey_attributes() -> None:
+    made = key_attributes(
         {
             "name": " Production-LLM-API ",
             "description": "Used by the chatbot.\nContact: dev-team@company.com",
@@ -77,7 +84,7 @@ def test_the_create_form_becomes_key_attributes() -> None:
     assert made.expires_at is not None
     assert timedelta(days=29) < made.expires_at - datetime.now(UTC) <= timedelta(days=30)
     with pytest.raises(FormInvalid) as invalid:
-        _attributes({"name": "", "rate_limit_per_hour": "many"}, [])
+        key_attributes({"name": "", "rate_limit_per_hour": "many"}, [])
     assert set(invalid.value.fields) == {"name", "rate_limit_per_hour"}
     for refused, field in (
         ({"name": "x", "expires_in_days": "\u00b2"}, "expires_at"),
@@ -86,7 +93,7 @@ def test_the_create_form_becomes_key_attributes() -> None:
         ({"name": ["a", "b"]}, "name"),
     ):
         with pytest.raises(FormInvalid) as invalid:
-            _attributes(refused, ["usage:read"])
+            key_attributes(refused, ["usage:read"])
         assert set(invalid.value.fields) == {field}, refused
 
 
@@ -137,3 +144,54 @@ def test_sign_in_guessing_is_slowed_per_address() -> None:
     throttle.refused("a")
     throttle.refused("b")
     assert len(throttle._refused) == 2, "memory stays bounded"
+
+
+class NoSessions:
+    """A session store that knows no session: every caller is signed out."""
+
+    async def find(self, token: str | None) -> Session | None:
+        return None
+
+
+def signed_out_console() -> httpx.AsyncClient:
+    """The console on an app of its own, where nobody is signed in."""
+    app = FastAPI()
+    install(
+        app,
+        Console(
+            cast(KeysContext, None),  # never reached: nobody is signed in
+            cast(SessionStore, NoSessions()),
+            ConsoleSecrets(b"k" * 32),
+            Backends("http://127.0.0.1:9", "http://127.0.0.1:9"),
+            ConsoleConfig(reveal_enabled=False, secure_cookies=False),
+        ),
+    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://console")
+
+
+async def test_an_address_that_names_no_key_is_no_page_whether_signed_in_or_not() -> None:
+    keys = "/console/settings/access-keys"
+    a_key = f"{keys}/{uuid.uuid4()}"
+    async with signed_out_console() as client:
+        for path in (f"{keys}/not-a-uuid", f"{keys}/not-a-uuid/revoke"):
+            answer = await client.get(path)
+            assert (answer.status_code, answer.headers["content-type"][:9]) == (404, "text/html")
+            assert "There is no such page" in answer.text
+        assert (await client.post(f"{keys}/not-a-uuid/disable", data={})).status_code == 404
+        answer = await client.get(f"{a_key}?range=7d")
+        assert answer.status_code == 303, "a key's address: sign in first, then back to it"
+        assert answer.headers["location"] == (
+            "/console/sign-in?next=" + a_key.replace("/", "%2F") + "%3Frange%3D7d"
+        )
+        answer = await client.post(f"{a_key}/disable", data={})
+        assert answer.status_code == 303, "a form: sign in first, then to the keys"
+        assert (
+            answer.headers["location"]
+            == "/console/sign-in?next=%2Fconsole%2Fsettings%2Faccess-keys"
+        )
+
+
+async def test_the_console_is_not_part_of_the_api_document() -> None:
+    async with signed_out_console() as client:
+        document = (await client.get("/openapi.json")).json()
+    assert document.get("paths", {}) == {}, "console routes stay out of the OpenAPI document"
