@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -88,3 +89,16 @@ def header(record: Record, name: str) -> str | None:
             text: str = value.decode()
             return text
     return None
+
+
+async def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
+    """The offset `group` committed on the partition: the next one it will read."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-offsets")
+    await admin.start()
+    try:
+        place = TopicPartition(topic, partition)
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[place])
+    finally:
+        await admin.close()
+    found = offsets.get(place)
+    return None if found is None or found.offset < 0 else found.offset

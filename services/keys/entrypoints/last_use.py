@@ -32,7 +32,7 @@ _TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-
 class _UseFields(BaseModel):
     """The fields of `UsageRecord` a last use needs, with the contract's own types."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, title="UsageRecord")
 
     key_id: UUID
     account_id: AccountId
