@@ -43,6 +43,23 @@ async def test_each_service_answers_the_operational_endpoints(
     assert READS[service] <= addresses
 
 
+@pytest.mark.parametrize("service", SERVICES)
+async def test_every_operation_behind_a_key_declares_the_bearer_scheme(
+    stack: Stack, http: httpx.AsyncClient, service: str
+) -> None:
+    """A client generated from the document sends the key as the document says: through
+    the security scheme, not an `Authorization` parameter of its own."""
+    document = (await http.get(f"{stack.url(service)}/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/v1/"):
+                assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
+                assert "401" in operation["responses"], (method, path)
+            headers = {p["name"].lower() for p in operation.get("parameters", [])}
+            assert "authorization" not in headers, (method, path)
+
+
 async def test_an_unknown_route_answers_the_error_shape(
     stack: Stack, http: httpx.AsyncClient
 ) -> None:
