@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -58,6 +60,22 @@ async def test_every_operation_behind_a_key_declares_the_bearer_scheme(
                 assert "401" in operation["responses"], (method, path)
             headers = {p["name"].lower() for p in operation.get("parameters", [])}
             assert "authorization" not in headers, (method, path)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_an_undeclared_method_is_a_405_naming_the_declared_ones(
+    stack: Stack, http: httpx.AsyncClient, service: str
+) -> None:
+    base = stack.url(service)
+    document = (await http.get(f"{base}/openapi.json")).json()
+    for template, operations in document["paths"].items():
+        declared = {method.upper() for method in operations}
+        path = re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), template)
+        for method in {"PUT", "DELETE", "PATCH", "POST"} - declared:
+            answer = await http.request(method, base + path)
+            assert answer.status_code == 405, (method, path, answer.text)
+            assert answer.json()["error"]["code"] == "method_not_allowed"
+            assert set(answer.headers["allow"].split(", ")) - {"HEAD"} == declared, (method, path)
 
 
 async def test_an_unknown_route_answers_the_error_shape(
