@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -37,10 +37,19 @@ class ContractModel(BaseModel):
 
 
 def _reject_non_text_times(value: Any) -> Any:
-    # Pydantic would read a bare number as a Unix timestamp; the wire format is ISO-8601 only.
-    if isinstance(value, int | float):
+    # Pydantic would read a number as a Unix timestamp, in a string too (a query's
+    # `since=0.5`); the wire format is ISO-8601 only.
+    if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
         raise ValueError("expected an ISO-8601 timestamp with a timezone, got a number")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -66,6 +75,27 @@ UtcDatetime = Annotated[
     PlainSerializer(format_utc, return_type=str, when_used="json"),
 ]
 """A timezone-aware instant, normalised to UTC, written as ``2026-11-26T18:00:00.123456Z``."""
+
+
+def _to_utc_held(value: datetime) -> datetime:
+    offset = value.utcoffset()
+    if offset is None:
+        return _to_utc(value)  # refused: no timezone
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # before the first time there is, or after the last
+        return (datetime.min if offset > timedelta(0) else datetime.max).replace(tzinfo=UTC)
+
+
+TimeBound = Annotated[
+    datetime,
+    BeforeValidator(_reject_non_text_times),
+    AfterValidator(_to_utc_held),
+    PlainSerializer(format_utc, return_type=str, when_used="json"),
+]
+"""A bound of a time window in a query (`since`, `from`): a UtcDatetime, except that a
+valid timestamp beyond the times there are once in UTC (0001-01-01T00:00:00+01:00) is the
+first or last of them rather than an error, as a window bound means the same then."""
 
 
 def _canonical_ip(value: str) -> str:

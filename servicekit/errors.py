@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from servicekit.logging import get_logger
 
@@ -91,17 +92,22 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
     return {"error": {"code": code, "message": "The request is not valid.", "details": details}}
 
 
+_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def _allowed_methods(request: Request) -> str:
-    """Every method of every route at this path (RFC 9110's Allow): Starlette names only
-    those of the first route that matches the path, and a resource's methods may be
-    declared by several routes."""
-    path = request.url.path
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        pattern = getattr(route, "path_regex", None)
-        if pattern is not None and pattern.match(path):
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+    """Every method some route answers at this path (RFC 9110's Allow): Starlette names
+    only those of the first route that matches the path, a resource's methods may be
+    declared by several routes, and those of an included router sit behind it (so each
+    method is asked of every route, as the router itself would)."""
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,7 +18,7 @@ from services.audit.app.context import AuditContext
 from services.audit.app.recording import Recorder
 from services.audit.domain.chain import ChainKey
 from services.audit.entrypoints.consumers import subscriptions
-from services.audit.entrypoints.http import build_router
+from services.audit.entrypoints.http import api_router
 from services.audit.settings import AuditSettings
 
 DESCRIPTION = "Records who did what to which access key, in a tamper-evident log."
@@ -69,7 +69,9 @@ def build(settings: AuditSettings) -> FastAPI:
     runtime.on_start(start)
     runtime.on_stop(stop)
     app = runtime.create_app()
-    app.include_router(build_router(AuditContext(pool, key, callers)))
+    app.include_router(api_router)
+    app.state.audit = AuditContext(pool, key, callers)
+    app.state.callers = callers
     return app
 
 

@@ -18,7 +18,7 @@ from services.usage.app.ingest import Ingestor
 from services.usage.app.outbox import Outbox
 from services.usage.app.unused import find_unused_keys
 from services.usage.entrypoints.consumers import subscriptions
-from services.usage.entrypoints.http import build_router
+from services.usage.entrypoints.http import api_router
 from services.usage.settings import UsageSettings
 
 DESCRIPTION = "Per-key usage from the gateways' records, and alerts on unusual key activity."
@@ -80,8 +80,9 @@ def build(settings: UsageSettings) -> FastAPI:
     runtime.on_start(start)
     runtime.on_stop(stop)
     app = runtime.create_app()
-    app.include_router(build_router(pool, callers))
+    app.include_router(api_router)
     app.state.usage = ctx
+    app.state.callers = callers
     return app
 
 

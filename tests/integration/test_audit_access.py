@@ -3,12 +3,14 @@ that account's records; a key that changes loses its cached access at once."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import httpx
 import pytest
 
+from services.audit.domain.entries import ACTIONS
 from tests.support.accounts import Account, new_account
 from tests.support.audit import audit_get
 from tests.support.stack import Stack
@@ -113,9 +115,13 @@ async def test_bad_filters_are_refused_with_a_reason(stack: Stack, account: Acco
         for params, status, code in (
             ({"action": "key.exploded"}, 422, "action_invalid"),
             ({"cursor": "not-a-cursor"}, 400, "bad_cursor"),
-            ({"limit": 500}, 422, "limit_invalid"),
+            ({"cursor": ""}, 400, "bad_cursor"),
+            ({"cursor": "MjAyNi0xMS0yNlQxODowMDowMHwx"}, 400, "bad_cursor"),  # the old form
+            ({"limit": 0}, 422, "limit_invalid"),
             ({"format": "xml"}, 422, "format_invalid"),
             ({"since": "yesterday"}, 422, "since_invalid"),
+            ({"since": "0.5"}, 422, "since_invalid"),  # a number is not a time
+            ({"actor_id": "a\x00b"}, 422, "actor_id_invalid"),
         ):
             answer = await audit_get(audit, "/v1/audit/events", **params)
             assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), params
@@ -145,3 +151,26 @@ async def test_filters_narrow_the_log_by_action_actor_and_time(
             until=disabled["occurred_at"],
         )
         assert [i["audit_id"] for i in window.json()["items"]] == [created["audit_id"]]
+
+
+async def test_every_filter_its_document_allows_is_answered(stack: Stack, account: Account) -> None:
+    """The document's shapes are the validation's: each action it lists, any cursor of its
+    pattern (the extremes too), a limit above a page's 200, a time that is beyond the
+    times there are once in UTC: each answers a page, none is refused."""
+    async with account.client(stack.url("audit")) as audit:
+        document = (await audit.get("/openapi.json")).json()
+        operation = document["paths"]["/v1/audit/events"]["get"]
+        schemas = {p["name"]: p["schema"] for p in operation["parameters"]}
+        assert set(schemas["action"]["enum"]) == set(ACTIONS)
+        cursors = ["0.0", "-999999999999999999.999999999999999999", "999999999999999999.1"]
+        assert all(re.fullmatch(schemas["cursor"]["pattern"], c) for c in cursors)
+        allowed: list[dict[str, Any]] = [
+            *({"action": action} for action in ACTIONS),
+            *({"cursor": cursor} for cursor in cursors),
+            {"limit": 500},
+            {"since": "0001-01-01T00:00:00+01:00", "until": "9999-12-31T23:59:59-23:59"},
+        ]
+        for params in allowed:
+            answer = await audit_get(audit, "/v1/audit/events", **params)
+            assert answer.status_code == 200, (params, answer.text)
+            assert len(answer.json()["items"]) <= 200

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,39 @@ async def test_each_service_answers_the_operational_endpoints(
     asyncapi = (await http.get(f"{base}/asyncapi")).json()
     addresses = {channel["address"] for channel in asyncapi["channels"].values()}
     assert READS[service] <= addresses
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_every_operation_behind_a_key_declares_the_bearer_scheme(
+    stack: Stack, http: httpx.AsyncClient, service: str
+) -> None:
+    """A client generated from the document sends the key as the document says: through
+    the security scheme, not an `Authorization` parameter of its own."""
+    document = (await http.get(f"{stack.url(service)}/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/v1/"):
+                assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
+                assert "401" in operation["responses"], (method, path)
+            headers = {p["name"].lower() for p in operation.get("parameters", [])}
+            assert "authorization" not in headers, (method, path)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_an_undeclared_method_is_a_405_naming_the_declared_ones(
+    stack: Stack, http: httpx.AsyncClient, service: str
+) -> None:
+    base = stack.url(service)
+    document = (await http.get(f"{base}/openapi.json")).json()
+    for template, operations in document["paths"].items():
+        declared = {method.upper() for method in operations}
+        path = re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), template)
+        for method in {"PUT", "DELETE", "PATCH", "POST"} - declared:
+            answer = await http.request(method, base + path)
+            assert answer.status_code == 405, (method, path, answer.text)
+            assert answer.json()["error"]["code"] == "method_not_allowed"
+            assert set(answer.headers["allow"].split(", ")) - {"HEAD"} == declared, (method, path)
 
 
 async def test_an_unknown_route_answers_the_error_shape(

@@ -3,6 +3,8 @@ day, and the alerts, each account seeing only its own."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +18,7 @@ from tests.support.accounts import Account, new_account
 from tests.support.stack import Stack
 from tests.support.usage import (
     create_key,
+    known_to_usage,
     now_minute,
     publish,
     record,
@@ -70,9 +73,10 @@ async def test_a_keys_usage_reads_per_minute_hour_and_day(
         page = await read(usage, key["id"], window, granularity="minute", limit=2)
         assert [b["requests"] for b in page["items"]] == [6, 5]
         rest = await read(
-            usage, key["id"], window, granularity="minute", limit=10, cursor=page["next_cursor"]
+            usage, key["id"], window, granularity="minute", limit=3, cursor=page["next_cursor"]
         )
         assert [b["requests"] for b in rest["items"]] == [10, 10, 10]
+        assert rest["next_cursor"] is None, "a full last page says there is no next one"
         day = await read(usage, key["id"], window, granularity="day")
         assert day["totals"]["requests"] == 41
 
@@ -118,3 +122,47 @@ async def test_callers_need_an_accepted_key_with_usage_read(
         )
         assert limited.status_code == 403
         assert limited.json()["error"]["code"] == "insufficient_scope"
+
+
+async def test_any_window_its_document_allows_is_answered(
+    db: dict[str, asyncpg.Connection], api: httpx.AsyncClient, usage: httpx.AsyncClient
+) -> None:
+    """A window upside down, or at the ends of the times there are, holds no bucket: it is
+    answered (empty), neither refused nor a 500."""
+    key = await create_key(api)
+    await known_to_usage(db["usage"], key["id"])
+    now = now_minute()
+    async with usage:
+        for window in (
+            {"to": "0001-01-01T00:00:00Z"},  # 24 hours before it: before the first time
+            {"from": "0001-01-01T00:00:00+01:00", "to": "0001-01-01T00:30:00+01:00"},
+            {"to": "9999-12-31T23:59:59-23:59"},
+            {"from": format_utc(now), "to": format_utc(now - timedelta(hours=1))},
+        ):
+            body = await read(usage, key["id"], window)
+            assert (body["items"], body["totals"]["requests"]) == ([], 0), window
+
+
+async def test_a_cursor_of_the_documented_shape_always_reads_a_page(
+    db: dict[str, asyncpg.Connection], api: httpx.AsyncClient, usage: httpx.AsyncClient
+) -> None:
+    key = await create_key(api)
+    await known_to_usage(db["usage"], key["id"])
+    lists = {
+        f"/v1/usage/keys/{key['id']}": ["0", "-999999999999999999", "999999999999999999"],
+        "/v1/alerts": ["0." + str(uuid.UUID(int=0)), "-999999999999999999." + str(uuid.uuid4())],
+    }
+    async with usage:
+        document = (await usage.get("/openapi.json")).json()
+        for path, cursors in lists.items():
+            template = path.replace(key["id"], "{key_id}")
+            parameters = document["paths"][template]["get"]["parameters"]
+            pattern = next(p["schema"]["pattern"] for p in parameters if p["name"] == "cursor")
+            for cursor in cursors:
+                assert re.fullmatch(pattern, cursor), (path, cursor)
+                answer = await usage.get(path, params={"cursor": cursor})
+                assert answer.status_code == 200, (path, cursor, answer.text)
+            for forged in ("", "not-a-cursor", "MjAyNi0xMS0yNlQxODowMDowMA=="):
+                answer = await usage.get(path, params={"cursor": forged})
+                assert answer.status_code == 400, (path, forged, answer.text)
+                assert answer.json()["error"]["code"] == "bad_cursor"

@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts import (
     ALL_TOPICS,
@@ -65,6 +65,7 @@ from contracts import (
     parse_command,
     parse_event,
 )
+from contracts.base import TimeBound
 from contracts.schema import json_schemas, main
 
 # --- strategies: every value the contracts accept, in every shape they accept it ---
@@ -380,9 +381,26 @@ def test_a_time_without_timezone_is_refused(naive: object) -> None:
         AlertWindow(from_=naive, to=datetime(2026, 11, 27, tzinfo=UTC))
 
 
-def test_a_number_is_not_read_as_a_timestamp() -> None:
+@pytest.mark.parametrize("number", ["1764180000", '"1764180000"', '"0.5"', '" 1e9 "'])
+def test_a_number_is_not_read_as_a_timestamp(number: str) -> None:
     with pytest.raises(ValidationError, match="ISO-8601"):
-        AlertWindow.model_validate_json('{"from": 1764180000, "to": "2026-11-27T00:00:00Z"}')
+        AlertWindow.model_validate_json(f'{{"from": {number}, "to": "2026-11-27T00:00:00Z"}}')
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [
+        ("0001-01-01T00:00:00+01:00", datetime.min.replace(tzinfo=UTC)),
+        ("9999-12-31T23:59:59-23:59", datetime.max.replace(tzinfo=UTC)),
+        ("2026-11-26T19:00:00+01:00", datetime(2026, 11, 26, 18, tzinfo=UTC)),
+    ],
+)
+def test_a_window_bound_beyond_the_times_there_are_is_the_first_or_last(
+    text: str, held: datetime
+) -> None:
+    assert TypeAdapter(TimeBound).validate_python(text) == held
+    with pytest.raises(ValidationError):
+        TypeAdapter(TimeBound).validate_python("2026-11-26T19:00:00")  # still: a timezone
 
 
 def test_times_are_stored_in_utc_and_written_with_six_digits_and_z() -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Literal
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -12,6 +13,14 @@ from contracts import Alert
 from contracts.base import UtcDatetime
 
 Granularity = Literal["minute", "hour", "day"]
+
+
+def shifted(at: datetime, by: timedelta) -> datetime:
+    """`at + by`, held to the times there are (years 1 to 9999) rather than overflowing."""
+    try:
+        return at + by
+    except OverflowError:
+        return (datetime.max if by > timedelta(0) else datetime.min).replace(tzinfo=UTC)
 
 
 class UsageCounters(BaseModel):
@@ -26,6 +35,21 @@ class UsageCounters(BaseModel):
     latency_avg_ms: float | None
     latency_max_ms: float | None
 
+    @staticmethod
+    def sums(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The counters over buckets of the read model."""
+        requests = sum(r["requests"] for r in rows)
+        latency = sum(r["latency_sum_ms"] for r in rows)
+        return {
+            **{name: sum(r[name] for r in rows) for name in _SUMS},
+            "latency_avg_ms": round(latency / requests, 3) if requests else None,
+            "latency_max_ms": max((r["latency_max_ms"] for r in rows), default=None),
+        }
+
+
+_SUMS: Final = tuple(n for n in UsageCounters.model_fields if not n.startswith("latency_"))
+"""The counters that add up: all but the latencies."""
+
 
 class UsageBucket(UsageCounters):
     start: UtcDatetime = Field(description="Start of the bucket (UTC, inclusive).")
@@ -33,6 +57,17 @@ class UsageBucket(UsageCounters):
     distinct_networks: int = Field(description="Distinct source /24 or /48 networks.")
     first_at: UtcDatetime
     last_at: UtcDatetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any], granularity: Granularity) -> UsageBucket:
+        return cls(
+            start=row["start"],
+            end=shifted(row["start"], BUCKET_LENGTH[granularity]),
+            distinct_networks=row["distinct_networks"],
+            first_at=row["first_at"],
+            last_at=row["last_at"],
+            **cls.sums([row]),
+        )
 
 
 class KeyUsage(BaseModel):

@@ -1,0 +1,1 @@
+"""The usage service's HTTP resources, one module each."""
