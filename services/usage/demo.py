@@ -170,8 +170,9 @@ def main() -> None:
     usage_port = os.environ.get("USAGE_HTTP_PORT", "8002")
     parser.add_argument("--keys-url", default=f"http://127.0.0.1:{keys_port}")
     parser.add_argument("--usage-url", default=f"http://127.0.0.1:{usage_port}")
+    kafka_port = os.environ.get("KAFKA_PORT", "9092")  # the local stack's, like the ports above
     parser.add_argument(
-        "--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        "--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{kafka_port}")
     )
     parser.add_argument("--watch-seconds", type=float, default=30.0)
     args = parser.parse_args()

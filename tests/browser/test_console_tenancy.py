@@ -3,19 +3,24 @@ page and form that names a key, answers 404 and shows nothing of that account.""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
 from tests.browser.conftest import Console
 from tests.support.accounts import other_accounts_key
+from tests.support.audit import wait_for_records
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.stack
 
 
 async def test_another_accounts_key_is_not_found_in_the_console(
-    console: Console, stack: Stack
+    console: Console, stack: Stack, db: dict[str, asyncpg.Connection]
 ) -> None:
     b, b_key = await other_accounts_key(stack)
+    # Audit reads B's key from keys.events: the audit tab below is asked about a key it
+    # holds, not one it has not read yet.
+    await wait_for_records(db["audit"], b.id, 2)  # B's admin key, then B's key
     page = console.page
     await console.sign_in()
     token = await page.locator("input[name=csrf_token]").first.input_value()

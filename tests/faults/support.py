@@ -114,6 +114,7 @@ class Load:
         self.key_ids: list[str] = []
         self.records: set[uuid.UUID] = set()
         self.commands = 0
+        self.command_ids: list[uuid.UUID] = []
         self.steps = 0
         self.statuses: Counter[int] = Counter()
         self.transport_errors = 0
@@ -197,6 +198,7 @@ class Load:
         command = contending_command(self.account.id, key_id, i)
         await self._retry("a command", lambda: send(self.producer, command))
         self.commands += 1
+        self.command_ids.append(command.command_id)
 
     async def _usage(self) -> None:
         if not self.key_ids:
@@ -268,17 +270,39 @@ async def reconcile(
     accounts = {load.account.id}
     conns = {n: await asyncpg.connect(stack.database(n)) for n in ("keys", "audit", "usage")}
     try:
-        rows = await conns["keys"].fetch(
-            "SELECT event_id FROM events WHERE account_id = ANY($1::text[])", list(accounts)
-        )
-        stored = {r["event_id"] for r in rows}
+
+        async def stored_events() -> set[uuid.UUID]:
+            rows = await conns["keys"].fetch(
+                "SELECT event_id FROM events WHERE account_id = ANY($1::text[])", list(accounts)
+            )
+            return {r["event_id"] for r in rows}
+
+        async def answered() -> bool:
+            found = await conns["keys"].fetchval(
+                "SELECT count(*) FROM processed_commands WHERE command_id = ANY($1::uuid[])",
+                load.command_ids,
+            )
+            return bool(found == len(set(load.command_ids)))
+
+        # The commands sent last may still be in the keys service's hands: the store is
+        # read once each has its answer (one never answered leaves its events unknown).
+        with contextlib.suppress(AssertionError):
+            await wait_until(answered, timeout=timeout, interval=0.2, what="every command answered")
+        stored = await stored_events()
         deadline = time.monotonic() + timeout  # then what is missing counts as lost
 
-        def complete(records: list[Record]) -> bool:
-            return time.monotonic() > deadline or stored <= set(_event_ids(records, accounts))
+        records: list[Record] = []
 
-        records = await tail.collect(complete, timeout=timeout + 30)
+        def complete(new: list[Record]) -> bool:
+            seen = set(_event_ids(records + new, accounts))
+            return time.monotonic() > deadline or stored <= seen
+
+        records += await tail.collect(complete, timeout=timeout + 30)
         records += await tail.settle(quiet=2.0)
+        # A key creation the load gave up on when it stopped may have been stored since
+        # (the service finishes a request whose client left): the store is read again.
+        stored = await stored_events()
+        records += await tail.collect(complete, timeout=timeout + 30)
         topic = _event_ids(records, accounts)
 
         async def audit_rows() -> Counter[str]:

@@ -20,7 +20,7 @@ from tests.support.wait import wait_until
 
 pytestmark = MARKS
 GROUPS = {  # each service's consumer group reads these topics, 3 partitions each
-    "keys": ("keys.commands",),
+    "keys": ("keys.commands", "usage.records"),  # the latter for each key's last use
     "audit": ("keys.events", "keys.command-results", "usage.alerts"),
     "usage": ("keys.events", "usage.records"),
 }

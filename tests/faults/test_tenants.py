@@ -15,6 +15,7 @@ import httpx
 from servicekit.kafka import KafkaProducer
 from tests.faults.support import MARKS, NAMES, report
 from tests.support.accounts import Account, other_accounts_key
+from tests.support.audit import wait_for_records
 from tests.support.processes import SERVICE
 from tests.support.stack import Stack
 from tests.support.usage import now_minute, publish, record, wait_counted
@@ -52,9 +53,11 @@ async def test_another_accounts_ids_are_not_found_on_every_endpoint_of_every_ser
     db: dict[str, asyncpg.Connection],
 ) -> None:
     b, b_key = await other_accounts_key(stack)
-    # B's key has a history in audit and in usage too.
+    # B's key has a history in audit and in usage too (each read from its own topic: the
+    # scenario waits for both, or it could prove only that an unknown key is not found).
     await publish(producer, [record(b_key["id"], b.id, now_minute())])
     await wait_counted(db["usage"], b_key["id"], 1)
+    await wait_for_records(db["audit"], b.id, 2)  # B's admin key, then B's key
     hidden = {
         "B's account id": b.id,
         "B's key name": b_key["name"],

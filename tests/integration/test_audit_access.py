@@ -4,7 +4,6 @@ that account's records; a key that changes loses its cached access at once."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import httpx
@@ -100,14 +99,13 @@ async def test_a_revoked_key_loses_its_cached_access_at_once(
     reader = await _new_key(api, "Auditor", ["audit:read"])
     async with _client(stack, reader["key"]) as audit:
         assert (await audit_get(audit, "/v1/audit/events")).status_code == 200  # now cached
-        revoked_at = time.monotonic()
         assert (await api.delete(f"/v1/keys/{reader['id']}")).status_code == 200
 
         async def refused() -> bool:
             return (await audit.get("/v1/audit/events")).status_code == 401
 
+        # Well within the 30 s the answer is cached: only the change on keys.events does it.
         await wait_until(refused, timeout=10, what="the revoked key to be refused")
-    assert time.monotonic() - revoked_at < 10  # well within the 30 s the answer is cached
 
 
 async def test_bad_filters_are_refused_with_a_reason(stack: Stack, account: Account) -> None:

@@ -4,7 +4,6 @@ the log holds each event exactly once, in a chain that verifies."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import asyncpg
@@ -34,7 +33,6 @@ async def test_three_crashes_mid_batch_during_a_stream_lose_and_double_nothing(
     audit_db = db["audit"]
     stream = key_stream(f"crash-{uuid.uuid4().hex[:12]}", keys=KEYS, per_key=PER_KEY)
     total = len(stream.events)
-    began = time.monotonic()
     crashed_at: list[int] = []
     # One part of the stream per crash (and a last one after it), so each crash has new
     # events to land on however fast the restarted consumer catches up.
@@ -73,4 +71,3 @@ async def test_three_crashes_mid_batch_during_a_stream_lose_and_double_nothing(
     assert seqs == list(range(1, total + 1))
     status, report = await cli_verdict(stack, stream.account_id)
     assert status == 0 and report["valid"], report
-    assert time.monotonic() - began < 150

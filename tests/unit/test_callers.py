@@ -18,6 +18,7 @@ from contracts import EVENT_TYPE_HEADER, KEYS_EVENTS
 from servicekit.callers import CallerDirectory, key_change_subscription
 from servicekit.consumer import Received
 from servicekit.errors import ApiError
+from tests.support.wait import wait_until
 
 KEY_ID = uuid.uuid4()
 GOOD, BAD = "ig_live_good-secret", "ig_live_bad-secret"
@@ -31,6 +32,10 @@ class KeysService:
     scopes: list[str] = field(default_factory=lambda: ["audit:read"])
     asked: int = 0
     gate: asyncio.Event | None = None
+
+    async def holding(self) -> bool:
+        """A question has arrived (and waits at the gate, if there is one)."""
+        return self.asked > 0
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.asked += 1
@@ -151,7 +156,7 @@ async def test_concurrent_requests_with_one_key_ask_once(
 ) -> None:
     keys.gate = asyncio.Event()
     waiting = [asyncio.create_task(directory.authenticate(f"Bearer {GOOD}")) for _ in range(20)]
-    await asyncio.sleep(0.01)
+    await wait_until(keys.holding, timeout=5, interval=0.001, what="whoami asked")
     keys.gate.set()
     callers = await asyncio.gather(*waiting)
     assert keys.asked == 1 and {c.key_id for c in callers} == {KEY_ID}
@@ -171,7 +176,7 @@ async def test_an_answer_that_arrives_after_its_key_changed_is_not_kept(
 ) -> None:
     keys.gate = asyncio.Event()
     asking = asyncio.create_task(directory.authenticate(f"Bearer {GOOD}"))
-    await asyncio.sleep(0.01)
+    await wait_until(keys.holding, timeout=5, interval=0.001, what="whoami asked")
     directory.forget_key(str(KEY_ID))  # e.g. revoked while whoami was answering
     keys.gate.set()
     await asking
