@@ -8,57 +8,42 @@ that follows the document is never refused for a cursor; one of another shape is
 
 from __future__ import annotations
 
-import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import Query
 
-from servicekit.errors import ApiError
+from servicekit.paging import UUID, cursor_fields, cursor_query, decode_instant, encode_instant
 from services.keys.adapters import queries
 from services.keys.domain.key import AccessKey
 from services.keys.entrypoints.schemas import KeyList, KeyView
 
-_UUID: Final = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-KEY_LIST_CURSOR: Final = rf"^[0-9]{{1,16}}\.{_UUID}$"
+# At most 16 digits: every such instant (1970 to 2286) is one PostgreSQL can compare.
+KEY_LIST_CURSOR: Final = rf"^[0-9]{{1,16}}\.{UUID}$"
 """`<created_at in microseconds since 1970>.<key id>` of the last key of a page."""
 HISTORY_CURSOR: Final = r"^[1-9][0-9]{0,8}$"
 """The stream version of the last event of a page."""
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 
 def cursor(pattern: str) -> Any:
-    """A `cursor` query parameter: its shape declared, its check ours (400 bad_cursor)."""
-    return Query(
-        max_length=200,
-        description="next_cursor of the previous page.",
-        json_schema_extra={"pattern": pattern},
-    )
-
-
-def _bad_cursor() -> ApiError:
-    return ApiError(400, "bad_cursor", "The cursor is not one this API issued.")
+    return cursor_query(pattern, "opaque, as the previous page gave it")
 
 
 def decode_list_cursor(text: str) -> tuple[datetime, uuid.UUID]:
-    if not re.fullmatch(KEY_LIST_CURSOR, text):
-        raise _bad_cursor()
-    micros, key_id = text.split(".")
-    return _EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(key_id)
+    micros, key_id = cursor_fields(KEY_LIST_CURSOR, text)
+    return decode_instant(micros), uuid.UUID(key_id)
 
 
 def encode_list_cursor(last: AccessKey) -> str:
-    micros = (last.created_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{last.key_id}"
+    return f"{encode_instant(last.created_at)}.{last.key_id}"
 
 
 def decode_history_cursor(text: str) -> int:
-    if not re.fullmatch(HISTORY_CURSOR, text):
-        raise _bad_cursor()
-    return int(text)
+    (version,) = cursor_fields(HISTORY_CURSOR, text)
+    return int(version)
 
 
 async def key_list_page(
