@@ -24,7 +24,8 @@ from typing import Any, Literal, TypeVar
 from bench.environment import Environment, capture_environment
 
 RESULTS_DIR = Path(__file__).parent / "results"
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_BOOTSTRAP = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+"""The local stack's broker, on the port `make up` gave it (KAFKA_PORT), unless told otherwise."""
 
 Better = Literal["higher", "lower"]
 
