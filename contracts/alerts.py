@@ -21,6 +21,8 @@ AlertKind = Literal[
     "disabled_key_in_use",
     "dormant_key_reactivated",
     "unused_key",
+    "key_reported_leaked",
+    "canary_key_used",
 ]
 Severity = Literal["info", "warning", "critical"]
 

@@ -19,7 +19,7 @@ from contracts.base import (
     UtcDatetime,
     require_in_schema,
 )
-from contracts.keys import KeyAttributes, KeyPatch, Reason
+from contracts.keys import KeyAttributes, KeyPatch, LeakSource, LeakUrl, Reason
 from contracts.results import CommandError, CommandResult, extract_command_id
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "DisableKeyData",
     "EnableKey",
     "EnableKeyData",
+    "ReportLeakedKey",
+    "ReportLeakedKeyData",
     "RevokeKey",
     "RevokeKeyData",
     "RotateKey",
@@ -94,6 +96,14 @@ class RotateKeyData(ContractModel):
     )
 
 
+class ReportLeakedKeyData(ContractModel):
+    """A report that the key's secret was found where it should not be. Never the secret:
+    the sender found the key it names (by the secret's lookup) before sending."""
+
+    source: LeakSource = Field(description="Who found it: github, public, a scanner's name.")
+    url: LeakUrl | None = Field(default=None, description="Where it was found, if known.")
+
+
 class CreateKey(CommandEnvelope):
     """Issue a new key; ``key_id`` may be chosen by the sender or left to the service."""
 
@@ -127,8 +137,15 @@ class RevokeKey(CommandEnvelope):
     data: RevokeKeyData
 
 
+class ReportLeakedKey(CommandEnvelope):
+    """The key's secret leaked: quarantine or revoke it by the environment's policy."""
+
+    command_type: Literal["ReportLeakedKey"] = "ReportLeakedKey"
+    data: ReportLeakedKeyData
+
+
 Command = Annotated[
-    CreateKey | UpdateKey | DisableKey | EnableKey | RotateKey | RevokeKey,
+    CreateKey | UpdateKey | DisableKey | EnableKey | RotateKey | RevokeKey | ReportLeakedKey,
     Field(discriminator="command_type"),
 ]
 # The title names the union in error messages instead of a generated "tagged-union[...]".
@@ -142,6 +159,7 @@ COMMAND_TYPES: Final = (
     "EnableKey",
     "RotateKey",
     "RevokeKey",
+    "ReportLeakedKey",
 )
 
 

@@ -15,6 +15,9 @@ from contracts.keys import (
     PATCHABLE_FIELDS,
     KeyAttributes,
     KeyPrefix,
+    LeakAction,
+    LeakSource,
+    LeakUrl,
     Reason,
     dump_field_value,
     validate_field_value,
@@ -112,3 +115,15 @@ class KeyRevokedData(ContractModel):
 
 class KeyExpiredData(ContractModel):
     expires_at: UtcDatetime = Field(description="The expiry time that was reached.")
+
+
+class KeyReportedLeakedData(ContractModel):
+    """Someone reported the key's secret as leaked; never the secret. Appended before the
+    KeyDisabled or KeyRevoked that the report caused, in the same transaction."""
+
+    source: LeakSource = Field(description="Who reported it: github, public, a scanner's name.")
+    url: LeakUrl | None = Field(default=None, description="Where the secret was found, if known.")
+    action: LeakAction = Field(
+        description="What the report did: quarantined (disabled, reason reported_leaked),"
+        " revoked, or none (the key was already out of use, or a canary)."
+    )

@@ -26,6 +26,7 @@ from contracts.event_data import (
     KeyDisabledData,
     KeyEnabledData,
     KeyExpiredData,
+    KeyReportedLeakedData,
     KeyRevealedData,
     KeyRevokedData,
     KeyRotatedData,
@@ -129,6 +130,13 @@ class KeyExpired(EventEnvelope):
     data: KeyExpiredData
 
 
+class KeyReportedLeaked(EventEnvelope):
+    """A report that the secret leaked; the KeyDisabled or KeyRevoked it caused follows."""
+
+    event_type: Literal["KeyReportedLeaked"] = "KeyReportedLeaked"
+    data: KeyReportedLeakedData
+
+
 Event = Annotated[
     KeyCreated
     | KeyUpdated
@@ -137,7 +145,8 @@ Event = Annotated[
     | KeyRotated
     | KeyRevealed
     | KeyRevoked
-    | KeyExpired,
+    | KeyExpired
+    | KeyReportedLeaked,
     Field(discriminator="event_type"),
 ]
 # The title names the union in error messages instead of a generated "tagged-union[...]".
@@ -151,6 +160,7 @@ EVENT_TYPES: Final = (
     "KeyRevealed",
     "KeyRevoked",
     "KeyExpired",
+    "KeyReportedLeaked",
 )
 
 

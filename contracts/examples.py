@@ -20,6 +20,8 @@ from contracts.commands import (
     DisableKeyData,
     EnableKey,
     EnableKeyData,
+    ReportLeakedKey,
+    ReportLeakedKeyData,
     RevokeKey,
     RevokeKeyData,
     RotateKey,
@@ -31,6 +33,7 @@ from contracts.event_data import (
     KeyDisabledData,
     KeyEnabledData,
     KeyExpiredData,
+    KeyReportedLeakedData,
     KeyRevealedData,
     KeyRevokedData,
     KeyRotatedData,
@@ -42,12 +45,19 @@ from contracts.events import (
     KeyDisabled,
     KeyEnabled,
     KeyExpired,
+    KeyReportedLeaked,
     KeyRevealed,
     KeyRevoked,
     KeyRotated,
     KeyUpdated,
 )
-from contracts.keys import SCOPE_KEYS_VERIFY, SCOPE_USAGE_READ, KeyAttributes, KeyPatch
+from contracts.keys import (
+    QUARANTINE_REASON,
+    SCOPE_KEYS_VERIFY,
+    SCOPE_USAGE_READ,
+    KeyAttributes,
+    KeyPatch,
+)
 from contracts.results import CommandResult
 from contracts.usage import UsageRecord
 
@@ -60,7 +70,8 @@ EXPIRES_AT = BASE_TIME + timedelta(days=90)
 def example_events(
     *, key_id: UUID | None = None, account_id: str = "demo", first_position: int = 1
 ) -> list[Event]:
-    """A key's whole life, one event of each type: created ... expired, then revoked."""
+    """A key's whole life, one event of each type: created ... reported leaked (and so
+    disabled) ... expired, then revoked."""
     key_id = key_id or uuid4()
     payloads: list[tuple[type[Event], ContractModel]] = [
         (
@@ -82,8 +93,16 @@ def example_events(
                 after={"scopes": [SCOPE_KEYS_VERIFY, SCOPE_USAGE_READ], "expires_at": EXPIRES_AT},
             ),
         ),
-        (KeyDisabled, KeyDisabledData(reason="suspicious traffic from a new network")),
-        (KeyEnabled, KeyEnabledData(reason="traffic confirmed legitimate")),
+        (
+            KeyReportedLeaked,
+            KeyReportedLeakedData(
+                source="github",
+                url="https://github.com/octo/demo/blob/abc123/.env",
+                action="quarantined",
+            ),
+        ),
+        (KeyDisabled, KeyDisabledData(reason=QUARANTINE_REASON)),
+        (KeyEnabled, KeyEnabledData(reason="the leaked secret was rotated out")),
         (
             KeyRotated,
             KeyRotatedData(
@@ -130,6 +149,12 @@ def example_commands(*, key_id: UUID | None = None, account_id: str = "demo") ->
             command_id=uuid4(),
             key_id=key_id,
             data=RotateKeyData(grace_period_seconds=3600),
+            **common,
+        ),
+        ReportLeakedKey(
+            command_id=uuid4(),
+            key_id=key_id,
+            data=ReportLeakedKeyData(source="secret-scanner", url="https://paste.example/x1"),
             **common,
         ),
         RevokeKey(command_id=uuid4(), key_id=key_id, data=RevokeKeyData(reason=None), **common),

@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     SerializerFunctionWrapHandler,
+    StrictBool,
     TypeAdapter,
     model_serializer,
     model_validator,
@@ -79,6 +80,14 @@ KeyPrefix = Annotated[str, Field(pattern=r"^[a-z]{2,8}_[a-z0-9]{1,16}_[A-Za-z0-9
 KeyStatus = Literal["active", "disabled", "revoked", "expired"]
 Reason = Annotated[Text, Field(min_length=1, max_length=500)]
 """Why a person or a policy acted on a key; shown in the audit trail."""
+LeakSource = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+"""Who reported a leaked key: ``github``, ``public``, an internal scanner's name."""
+LeakUrl = Annotated[Text, Field(min_length=1, max_length=2000)]
+"""Where the leaked secret was found (a commit, a paste), as the reporter gave it."""
+LeakAction = Literal["quarantined", "revoked", "none"]
+"""What a report did: disabled with reason ``reported_leaked``, revoked, or nothing more."""
+QUARANTINE_REASON: Final = "reported_leaked"
+"""The reason of the KeyDisabled that quarantines a key reported leaked."""
 
 PRODUCTION: Final = "production"
 STAGING: Final = "staging"
@@ -113,6 +122,11 @@ class KeyAttributes(ContractModel):
     )
     expires_at: UtcDatetime | None = Field(
         default=None, description="When the key stops working; null means never."
+    )
+    canary: StrictBool = Field(
+        default=False,
+        description="A decoy planted to catch intruders: never valid, every use raises a"
+        " critical alert. Set at creation only.",
     )
 
 

@@ -13,18 +13,22 @@ from servicekit.runtime import Runtime, serve
 from servicekit.settings import load_settings
 from services.keys.adapters import queries
 from services.keys.adapters.crypto import SecretHasher, SecretVault, decode_key_material
+from services.keys.adapters.github_keys import GitHubKeys
 from services.keys.adapters.publisher import EventPublisher, Nudger
 from services.keys.app.activity import LastUsedTracker, RefusalReporter
 from services.keys.app.context import KeysContext
 from services.keys.app.expiry import expire_due_keys
+from services.keys.app.leaks import PublicReports
 from services.keys.app.unit_of_work import KeysUnitOfWork
 from services.keys.app.use_cases import SecretTools
 from services.keys.app.verification import Verifier
 from services.keys.console.backends import Backends
 from services.keys.console.context import Console, ConsoleConfig
 from services.keys.console.install import install as install_console
-from services.keys.console.sessions import ConsoleSecrets, SessionStore
+from services.keys.console.sessions import ConsoleSecrets, SessionStore, SignInThrottle
+from services.keys.domain.leaks import LeakPolicy
 from services.keys.domain.recorded import RecordedEvent
+from services.keys.entrypoints.api.leaks import LeakIntake
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
 from services.keys.entrypoints.http import api_router
 from services.keys.entrypoints.last_use import last_use_subscription
@@ -83,7 +87,14 @@ def build(settings: KeysSettings) -> FastAPI:
         )
     )
     tracker = LastUsedTracker(lambda latest: queries.record_last_used(pool(), latest))
-    ctx = KeysContext(uow, tools, verifier, reporter, tracker, pool)
+    ctx = KeysContext(
+        uow, tools, verifier, reporter, tracker, pool, LeakPolicy.parse(settings.keys_leak_policy)
+    )
+    leaks = LeakIntake(
+        GitHubKeys.load(settings.keys_github_public_keys, settings.keys_github_public_keys_file),
+        PublicReports(ctx),
+        SignInThrottle(limit=settings.keys_public_reports_per_minute),
+    )
     publisher = EventPublisher(
         lambda: asyncpg.connect(settings.service_database),
         runtime.writes(KEYS_EVENTS, Event, "Every change to every key, in stream order per key."),
@@ -105,6 +116,7 @@ def build(settings: KeysSettings) -> FastAPI:
     workers = [
         Periodic("refusal-reporter", 0.2, reporter.flush),
         Periodic("last-used-tracker", 5.0, tracker.flush),
+        Periodic("public-leak-reports", 0.2, leaks.public.drain),
         Periodic(
             "expiry-scheduler", settings.keys_expiry_interval_seconds, expire_due_keys(uow, pool)
         ),
@@ -133,6 +145,7 @@ def build(settings: KeysSettings) -> FastAPI:
     install_console(app, browser_console)
     app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request
     app.state.keys = ctx
+    app.state.leaks = leaks
     app.state.publisher = publisher
     return app
 

@@ -113,11 +113,18 @@ def create(
     description: str | None = None,
     environment: str = "production",
     scope: Annotated[list[str] | None, typer.Option(help="Repeat for several.")] = None,
+    canary: Annotated[
+        bool, typer.Option("--canary", help="A decoy: never valid, every use alerts.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Create a key; prints it with its secret."""
     attributes = KeyAttributes(
-        name=name, description=description, environment=environment, scopes=scope or []
+        name=name,
+        description=description,
+        environment=environment,
+        scopes=scope or [],
+        canary=canary,
     )
     _show(
         _run(lambda tx, tools, meta: use_cases.create(tx, tools, account, attributes, meta)),

@@ -58,3 +58,20 @@ class KeysSettings(ServiceSettings):
         False,
         description="True behind HTTPS: the console's cookies are then sent over HTTPS only.",
     )
+    keys_leak_policy: str = Field(
+        "production=quarantine,*=revoke",
+        pattern=r"^\s*([a-z*][a-z0-9-]*\s*=\s*(quarantine|revoke)\s*(,\s*|$))*$",
+        description="What a leak report does per environment: quarantine (disable with reason"
+        " reported_leaked) or revoke; * for every environment not named.",
+    )
+    keys_github_public_keys: str = Field(
+        "",
+        description="GitHub's meta/public_keys/secret_scanning document (JSON) whose keys sign"
+        " secret-scanning reports; empty: read keys_github_public_keys_file.",
+    )
+    keys_github_public_keys_file: str = Field(
+        "", description="A file holding that document; neither set: every report is refused."
+    )
+    keys_public_reports_per_minute: int = Field(
+        30, ge=1, le=100_000, description="Requests to /v1/credentials/revoke per source address."
+    )

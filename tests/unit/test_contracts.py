@@ -49,10 +49,12 @@ from contracts import (
     KeyEnabledData,
     KeyExpiredData,
     KeyPatch,
+    KeyReportedLeakedData,
     KeyRevealedData,
     KeyRevokedData,
     KeyRotatedData,
     KeyUpdatedData,
+    ReportLeakedKeyData,
     RevokeKeyData,
     RotateKeyData,
     Severity,
@@ -110,8 +112,11 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "expires_at": st.none() | times,
 }
 attributes = {field: FIELD_VALUES[field] for field in PATCHABLE_FIELDS} | {
-    "environment": pattern(r"[a-z][a-z0-9-]{0,31}")
+    "environment": pattern(r"[a-z][a-z0-9-]{0,31}"),
+    "canary": st.booleans(),
 }
+leak_sources = pattern(r"[a-z0-9][a-z0-9._-]{0,63}")
+leak_urls = st.none() | texts(1, 2000)
 
 
 @st.composite
@@ -153,6 +158,12 @@ EVENT_DATA: dict[str, st.SearchStrategy[ContractModel]] = {
     "KeyRevealed": st.just(KeyRevealedData()),
     "KeyRevoked": st.builds(KeyRevokedData, reason=st.none() | reasons),
     "KeyExpired": st.builds(KeyExpiredData, expires_at=times),
+    "KeyReportedLeaked": st.builds(
+        KeyReportedLeakedData,
+        source=leak_sources,
+        url=leak_urls,
+        action=st.sampled_from(["quarantined", "revoked", "none"]),
+    ),
 }
 COMMAND_DATA: dict[str, st.SearchStrategy[ContractModel]] = {
     "CreateKey": st.builds(KeyAttributes, **attributes),
@@ -163,6 +174,7 @@ COMMAND_DATA: dict[str, st.SearchStrategy[ContractModel]] = {
         RotateKeyData, grace_period_seconds=st.integers(0, MAX_GRACE_PERIOD_SECONDS)
     ),
     "RevokeKey": st.builds(RevokeKeyData, reason=st.none() | reasons),
+    "ReportLeakedKey": st.builds(ReportLeakedKeyData, source=leak_sources, url=leak_urls),
 }
 
 
@@ -571,6 +583,7 @@ def test_a_changed_expiry_reads_back_as_a_utc_time() -> None:
         ({"scopes": [f"s:{i}" for i in range(51)]}, "at most 50"),
         ({"environment": "Prod"}, "pattern"),
         ({"rate_limit_per_hour": 0}, "greater than or equal to 1"),
+        ({"canary": "yes"}, "valid boolean"),
     ],
 )
 def test_key_attributes_outside_the_limits_are_refused(
@@ -715,3 +728,30 @@ def test_a_rejection_quoting_a_nul_from_the_refused_input_is_still_a_valid_resul
     result = CommandResult.rejected(uuid4(), "invalid_command", "unknown command_type 'a\x00b'")
     assert result.error is not None and "\x00" not in result.error.message
     assert CommandResult.model_validate_json(result.model_dump_json()) == result
+
+
+def test_a_key_is_no_canary_unless_created_as_one() -> None:
+    assert KeyAttributes(name="ok").canary is False
+    assert KeyAttributes.model_validate({"name": "decoy", "canary": True}).canary is True
+    assert "canary" not in KeyPatch.model_fields  # set at creation only
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"source": "GitHub"}, "pattern"),
+        ({"source": ""}, "pattern"),
+        ({"source": "github", "url": ""}, "at least 1"),
+        ({"source": "github", "token": "ig_live_x"}, "Extra inputs"),
+    ],
+)
+def test_a_leak_report_names_its_source_and_never_carries_a_secret(
+    data: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ReportLeakedKeyData.model_validate(data)
+
+
+def test_a_leak_report_event_says_what_it_did() -> None:
+    with pytest.raises(ValidationError, match="quarantined"):
+        KeyReportedLeakedData.model_validate({"source": "github", "action": "deleted"})

@@ -22,6 +22,7 @@ EVENT_ACTIONS: Final = {
     "KeyRevealed": "key.revealed",
     "KeyRevoked": "key.revoked",
     "KeyExpired": "key.expired",
+    "KeyReportedLeaked": "key.reported_leaked",
 }
 ACTIONS: Final = (*EVENT_ACTIONS.values(), COMMAND_REJECTED, ALERT_RAISED, RETENTION_APPLIED)
 KEY_EVENT_ACTIONS: Final = frozenset(EVENT_ACTIONS.values())

@@ -26,6 +26,11 @@ ON CONFLICT (key_id) DO UPDATE SET
     grace_period_ends_at = EXCLUDED.grace_period_ends_at,
     updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
 """
+# Leak reports and canaries (migration 010): one statement of their own beside the upsert.
+_LEAK_COLUMNS = """
+UPDATE key_state SET canary = $2, leak_source = $3, leak_url = $4, leak_action = $5,
+    leak_reported_at = $6 WHERE key_id = $1
+"""
 
 
 async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
@@ -48,6 +53,19 @@ async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
         state.updated_at,
         state.version,
     )
+    if event.event_type in ("KeyCreated", "KeyReportedLeaked") and (
+        state.canary or state.leak_report is not None
+    ):
+        report = state.leak_report
+        await conn.execute(
+            _LEAK_COLUMNS,
+            state.key_id,
+            state.canary,
+            report and report.source,
+            report and report.url,
+            report and report.action,
+            report and report.reported_at,
+        )
     if event.event_type == "KeyRotated":
         # The old secret stays valid until the grace period ends (at once without one).
         await conn.execute(

@@ -9,11 +9,13 @@ from typing import Any
 
 from services.keys.app.verification import KnownSecret
 from services.keys.domain.key import AccessKey
+from services.keys.domain.leaks import LeakReport
 
 _KEY_COLUMNS = (
     "k.key_id, k.account_id, k.name, k.description, k.environment, k.scopes,"
     " k.rate_limit_per_hour, k.expires_at, k.prefix, k.status, k.disabled_reason,"
     " k.grace_period_ends_at, k.created_at, k.updated_at, k.version, u.last_used_at"
+    ", k.canary, k.leak_source, k.leak_url, k.leak_action, k.leak_reported_at"
 )
 
 
@@ -35,6 +37,16 @@ def key_from_row(row: Any) -> AccessKey:
         secret_hash=None,
         grace_period_ends_at=row["grace_period_ends_at"],
         disabled_reason=row["disabled_reason"],
+        canary=row["canary"],
+        leak_report=_leak_report(row),
+    )
+
+
+def _leak_report(row: Any) -> LeakReport | None:
+    if row["leak_reported_at"] is None:
+        return None
+    return LeakReport(
+        row["leak_source"], row["leak_url"], row["leak_reported_at"], row["leak_action"]
     )
 
 
@@ -85,7 +97,7 @@ async def list_keys(
 async def find_secret(pool: Any, secret_hash: bytes) -> KnownSecret | None:
     row = await pool.fetchrow(
         "SELECT l.key_id, l.valid_until, k.account_id, k.environment, k.scopes,"
-        " k.rate_limit_per_hour, k.status, k.expires_at"
+        " k.rate_limit_per_hour, k.status, k.expires_at, k.canary"
         " FROM key_lookup l JOIN key_state k USING (key_id) WHERE l.secret_hash = $1",
         secret_hash,
     )
@@ -100,6 +112,7 @@ async def find_secret(pool: Any, secret_hash: bytes) -> KnownSecret | None:
         status=row["status"],
         expires_at=row["expires_at"],
         valid_until=row["valid_until"],
+        canary=row["canary"],
     )
 
 

@@ -16,6 +16,7 @@ from contracts import (
     CreateKey,
     DisableKey,
     EnableKey,
+    ReportLeakedKey,
     RevokeKey,
     RotateKey,
     UpdateKey,
@@ -23,11 +24,16 @@ from contracts import (
 from services.keys.app import use_cases
 from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
 from services.keys.domain.errors import CommandIdReused, DomainError, VersionConflict
+from services.keys.domain.leaks import DEFAULT_LEAK_POLICY, LeakPolicy
 from services.keys.domain.recorded import Meta
 
 
-async def _dispatch(
-    tx: KeysTransaction, tools: use_cases.SecretTools, command: Command, meta: Meta
+async def _dispatch(  # noqa: PLR0911 - one branch per command type
+    tx: KeysTransaction,
+    tools: use_cases.SecretTools,
+    command: Command,
+    meta: Meta,
+    policy: LeakPolicy = DEFAULT_LEAK_POLICY,
 ) -> use_cases.Outcome:
     account = command.account_id
     if isinstance(command, CreateKey):
@@ -47,6 +53,11 @@ async def _dispatch(
         )
     if isinstance(command, RevokeKey):
         return await use_cases.revoke(tx, account, key_id, command.data.reason, meta)
+    if isinstance(command, ReportLeakedKey):
+        data = command.data
+        return await use_cases.report_leaked(
+            tx, account, key_id, data.source, data.url, policy, meta
+        )
     raise AssertionError(f"unhandled command type {command.command_type}")
 
 
@@ -86,15 +97,20 @@ def _answer(command: Command, stored: CommandResult) -> CommandResult:
 
 
 async def execute(
-    uow: KeysUnitOfWork, tools: use_cases.SecretTools, command: Command, meta: Meta
+    uow: KeysUnitOfWork,
+    tools: use_cases.SecretTools,
+    command: Command,
+    meta: Meta,
+    policy: LeakPolicy = DEFAULT_LEAK_POLICY,
 ) -> CommandResult:
-    """Apply `command` once; returns its (possibly stored) result."""
+    """Apply `command` once; returns its (possibly stored) result. `policy` decides what
+    a ReportLeakedKey does (the setting KEYS_LEAK_POLICY)."""
 
     async def attempt(tx: KeysTransaction) -> CommandResult:
         stored = await tx.command_result(command.command_id)
         if stored is not None:
             return _answer(command, stored)
-        outcome = await _dispatch(tx, tools, command, meta)
+        outcome = await _dispatch(tx, tools, command, meta, policy)
         result = outcome.accepted(
             command.command_id,
             with_prefix=isinstance(command, (CreateKey, RotateKey)),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.keys.app.activity import LastUsedTracker, RefusalReporter
 from services.keys.app.unit_of_work import KeysUnitOfWork
 from services.keys.app.use_cases import SecretTools
 from services.keys.app.verification import Verifier
+from services.keys.domain.leaks import DEFAULT_LEAK_POLICY, LeakPolicy
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,4 @@ class KeysContext:
     reporter: RefusalReporter
     tracker: LastUsedTracker
     pool: Callable[[], Any]
+    leak_policy: LeakPolicy = field(default=DEFAULT_LEAK_POLICY)

@@ -22,6 +22,7 @@ from services.keys.adapters.crypto import SecretHasher, SecretVault
 from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
 from services.keys.domain import errors
 from services.keys.domain.key import AccessKey, create_key
+from services.keys.domain.leaks import LeakPolicy
 from services.keys.domain.recorded import Change, Meta, RecordedEvent
 from services.keys.domain.secret import NewSecret, generate_secret
 
@@ -278,6 +279,38 @@ async def revoke(
     outcome = await _apply(tx, key, key.revoke(reason), meta)
     await tx.destroy_secret(key_id)  # revoking destroys the only copy that could be revealed
     return outcome
+
+
+async def report_leaked(
+    tx: KeysTransaction,
+    account_id: str,
+    key_id: uuid.UUID,
+    source: str,
+    url: str | None,
+    policy: LeakPolicy,
+    meta: Meta,
+) -> Outcome:
+    """KeyReportedLeaked, then the KeyDisabled or KeyRevoked the environment's policy asks
+    for, in one append; nothing when an earlier report already took the key out of use."""
+    key = await owned_key(tx, account_id, key_id)
+    action = policy.action_for(key.environment)
+    changes = key.report_leaked(source, url, action, meta.occurred_at)
+    if not changes:
+        return Outcome(key, [])
+    state = await tx.append(key, key_id, account_id, changes, meta)
+    if state.status == "revoked":
+        await tx.destroy_secret(key_id)
+    return Outcome(state, tx.recorded[-len(changes) :])
+
+
+async def rotate_and_enable(
+    tx: KeysTransaction, tools: SecretTools, account_id: str, key_id: uuid.UUID, meta: Meta
+) -> Outcome:
+    """A quarantined key back in service: the leaked secret replaced at once (no grace),
+    then the key enabled, in one transaction."""
+    rotated = await rotate(tx, tools, account_id, key_id, 0, meta)
+    enabled = await enable(tx, account_id, key_id, "the leaked secret was rotated out", meta)
+    return Outcome(enabled.key, [*rotated.events, *enabled.events], rotated.secret)
 
 
 async def expire(tx: KeysTransaction, key_id: uuid.UUID, meta: Meta) -> Outcome | None:

@@ -37,6 +37,8 @@ class KnownSecret:
     expires_at: datetime | None
     valid_until: datetime | None
     """Set for a rotated-out secret: the end of its grace period."""
+    canary: bool = False
+    """A decoy: refused exactly as an unknown secret, and every use reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class Verdict:
 
 
 def judge(known: KnownSecret, now: datetime) -> Code:
+    if known.canary:
+        return "not_found"  # whoever holds a canary learns nothing from the answer
     if known.status == "revoked":
         return "revoked"
     if known.status == "expired" or (known.expires_at is not None and known.expires_at <= now):
@@ -93,6 +97,13 @@ class Verifier:
         if known is None:
             return Verdict("not_found")
         return Verdict(judge(known, datetime.now(UTC)), known)
+
+    async def find(self, secret: str) -> KnownSecret | None:
+        """The key of a well-formed secret, through the cache; a malformed one is never
+        looked up (leak reports drop those before they get here)."""
+        if len(secret) > MAX_SECRET_LENGTH or not is_well_formed(secret):
+            return None
+        return await self._resolve(self._hasher.digest(secret))
 
     async def _resolve(self, digest: bytes) -> KnownSecret | None:
         now = time.monotonic()

@@ -95,6 +95,7 @@ def key_attributes(values: dict[str, Any], offered_scopes: list[str]) -> KeyAttr
         "scopes": scopes,
         "rate_limit_per_hour": rate or None,
         "expires_at": datetime.now(UTC) + timedelta(days=int(days)) if days else None,
+        "canary": one(values, "canary") == "on",
     }
     try:
         return KeyAttributes.model_validate(raw)

@@ -16,12 +16,14 @@ from typing import Any
 from uuid import UUID
 
 from contracts import (
+    QUARANTINE_REASON,
     KeyAttributes,
     KeyCreatedData,
     KeyDisabledData,
     KeyEnabledData,
     KeyExpiredData,
     KeyPatch,
+    KeyReportedLeakedData,
     KeyRevealedData,
     KeyRevokedData,
     KeyRotatedData,
@@ -29,7 +31,7 @@ from contracts import (
     KeyUpdatedData,
 )
 from contracts.keys import dump_field_value
-from services.keys.domain import errors
+from services.keys.domain import errors, leaks
 from services.keys.domain.recorded import Change, RecordedEvent
 
 
@@ -52,6 +54,13 @@ class AccessKey:
     previous_secret_hash: bytes | None = None
     grace_period_ends_at: datetime | None = None
     disabled_reason: str | None = None
+    canary: bool = False
+    leak_report: leaks.LeakReport | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        """Disabled because its secret was reported leaked (rotate and enable to resume)."""
+        return self.status == "disabled" and self.disabled_reason == QUARANTINE_REASON
 
     # --- rules ----------------------------------------------------------------------
     def status_at(self, now: datetime) -> KeyStatus:
@@ -120,6 +129,27 @@ class AccessKey:
             raise errors.KeyRevoked(f"key {self.key_id} is already revoked")
         return Change("KeyRevoked", KeyRevokedData(reason=reason))
 
+    def report_leaked(
+        self, source: str, url: str | None, policy_action: leaks.PolicyAction, now: datetime
+    ) -> list[Change]:
+        """The report, then the disable or revoke it causes; nothing when an earlier report
+        (or a revocation) already took the key out of use."""
+        action = leaks.decide(
+            status=self.status_at(now),
+            quarantined=self.quarantined,
+            canary=self.canary,
+            policy_action=policy_action,
+        )
+        if action is None:
+            return []
+        report = KeyReportedLeakedData(source=source, url=url, action=action)
+        changes = [Change("KeyReportedLeaked", report)]
+        if action == "quarantined":
+            changes.append(Change("KeyDisabled", KeyDisabledData(reason=QUARANTINE_REASON)))
+        elif action == "revoked":
+            changes.append(Change("KeyRevoked", KeyRevokedData(reason=QUARANTINE_REASON)))
+        return changes
+
     def expire(self, now: datetime) -> Change | None:
         """The scheduler's change once `expires_at` has passed; None when not due."""
         if self.status_at(now) != "expired" or self.status == "expired" or self.expires_at is None:
@@ -156,6 +186,7 @@ def evolve(key: AccessKey | None, event: RecordedEvent) -> AccessKey:  # noqa: P
             updated_at=event.occurred_at,
             version=event.stream_version,
             secret_hash=event.secret_hash,
+            canary=created.canary,
         )
     if key is None:
         raise ValueError(f"{event.event_type} before KeyCreated in stream {event.key_id}")
@@ -183,6 +214,10 @@ def evolve(key: AccessKey | None, event: RecordedEvent) -> AccessKey:  # noqa: P
         return dataclasses.replace(key, status="revoked", **common)
     if event.event_type == "KeyExpired":
         return dataclasses.replace(key, status="expired", **common)
+    if event.event_type == "KeyReportedLeaked":
+        reported = KeyReportedLeakedData.model_validate(data)
+        report = leaks.LeakReport(reported.source, reported.url, event.occurred_at, reported.action)
+        return dataclasses.replace(key, leak_report=report, **common)
     raise ValueError(f"unknown event type {event.event_type}")
 
 

@@ -57,7 +57,9 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
                 correlation_id=command.correlation_id or str(command.command_id),
                 causation_id=str(command.command_id),
             )
-            outcomes.append(await commands.execute(ctx.uow, ctx.tools, command, meta))
+            outcomes.append(
+                await commands.execute(ctx.uow, ctx.tools, command, meta, ctx.leak_policy)
+            )
         return outcomes
 
     async def handle(batch: list[Received[Command]]) -> None:

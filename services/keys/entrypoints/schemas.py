@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +39,10 @@ class KeyView(BaseModel):
     updated_at: UtcDatetime
     last_used_at: UtcDatetime | None
     version: int = Field(description="Stream version; send it back in If-Match to update safely.")
+    canary: bool = Field(False, description="A decoy: never valid, every use alerts.")
+    leak_report: LeakReportView | None = Field(
+        None, description="The latest report of this key's secret as leaked, if any."
+    )
 
     @classmethod
     def of(
@@ -61,6 +66,10 @@ class KeyView(BaseModel):
             updated_at=key.updated_at,
             last_used_at=last_used_at,
             version=key.version,
+            canary=key.canary,
+            leak_report=LeakReportView(**dataclasses.asdict(key.leak_report))
+            if key.leak_report
+            else None,
         )
 
 
@@ -155,3 +164,47 @@ class VerifyResponse(BaseModel):
     environment: str | None = None
     scopes: list[str] | None = None
     rate_limit_per_hour: int | None = None
+
+
+# --- leaked keys (docs/secret-scanning.md) ---------------------------------------------
+class LeakReportView(BaseModel):
+    source: str = Field(description="Who reported the secret: github, public, a scanner.")
+    url: str | None = Field(description="Where it was found, as the reporter said.")
+    reported_at: UtcDatetime
+    action: Literal["quarantined", "revoked", "none"] = Field(
+        description="What the report did to the key."
+    )
+
+
+class GitHubSecretMatch(BaseModel):
+    """One match in GitHub's secret-scanning partner format; fields GitHub may add later
+    are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(max_length=512, description="The string GitHub found.")
+    type: str = Field(max_length=200, description="The partner pattern's name.")
+    url: str | None = Field(None, max_length=2000, description="Where GitHub found it.")
+    source: str | None = Field(None, max_length=200, description="content, commit, issue...")
+
+
+class GitHubTokenFeedback(BaseModel):
+    token_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the token GitHub sent."
+    )
+    token_type: str
+    label: Literal["true_positive", "false_positive"]
+
+
+MAX_PUBLIC_CANDIDATES = 1000
+
+
+class CredentialsRevokeRequest(Body):
+    credentials: list[Annotated[str, Field(max_length=56)]] = Field(
+        max_length=MAX_PUBLIC_CANDIDATES,
+        description="Strings you found that may be InstaGen access keys (up to 1,000).",
+    )
+
+
+class CredentialsRevokeAnswer(BaseModel):
+    message: str = Field(description="Always the same, whatever the candidates were.")

@@ -48,6 +48,11 @@ async def verify_answer(
         return 422, validation_error_body(exc.errors(include_input=False)), {}
     verdict = await ctx.verifier.verify(request.key)
     known = verdict.known
+    if known is not None and known.canary:
+        # Answered as an unknown key; the attempt goes out in the background, like refusals.
+        agent = request.user_agent or user_agent
+        ctx.reporter.report(known, request.source_ip or client_ip, agent, request.endpoint)
+        known = None
     if known is None:
         return 200, {"valid": False, "code": verdict.code}, {}
     if known.account_id != caller.account_id and SCOPE_KEYS_VERIFY_ANY_ACCOUNT not in caller.scopes:

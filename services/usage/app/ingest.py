@@ -20,6 +20,7 @@ from services.usage.adapters import activity_store, usage_store
 from services.usage.app.alerting import record_findings
 from services.usage.app.context import UsageContext
 from services.usage.app.metrics import CACHED_KEYS, RECORDS_COUNTED, RECORDS_DUPLICATE
+from services.usage.domain import lifecycle
 from services.usage.domain.activity import KeyActivity
 from services.usage.domain.detectors import Finding
 from services.usage.domain.requests import Request, roll_up
@@ -58,6 +59,7 @@ class Ingestor:
                 directory, config = ctx.directory, ctx.config
                 for r in fresh:
                     states[r.key_id].observe(r, directory.get(r.key_id), config, findings)
+                findings += lifecycle.canary_uses(fresh, directory.get, config)
                 await usage_store.add_rollups(conn, roll_up(fresh))
                 await activity_store.save_activity(conn, list(states.values()))
                 alerts = await record_findings(conn, findings, directory, ctx.policy)

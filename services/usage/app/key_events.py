@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from contracts import Event
+from contracts import Event, KeyReportedLeaked
 from servicekit.consumer import Received
 from servicekit.inbox import record_consumed
 from services.usage.adapters import activity_store, directory_store
@@ -21,6 +21,7 @@ from services.usage.domain.keys import ACTIVE, KeyInfo, fold
 async def apply_key_events(ctx: UsageContext, batch: Sequence[Received[Event]]) -> None:
     pending: dict[str, KeyInfo] = {}
     stopped: list[KeyInfo] = []
+    reports: list[Finding] = []
     async with ctx.lock, ctx.pool().acquire() as conn, conn.transaction():
         await ctx.directory.ensure_loaded(conn)
         await record_consumed(conn, batch)
@@ -31,10 +32,12 @@ async def apply_key_events(ctx: UsageContext, batch: Sequence[Received[Event]]) 
             if after is None:
                 continue  # seen already (redelivery, replay)
             pending[key_id] = after
+            if isinstance(item.message, KeyReportedLeaked):
+                reports.append(lifecycle.key_reported_leaked(item.message))
             if after.status != ACTIVE and (before is None or before.status == ACTIVE):
                 stopped.append(after)
         await directory_store.save_many(conn, list(pending.values()))
-        findings = await _used_after(ctx, conn, stopped)
+        findings = reports + await _used_after(ctx, conn, stopped)
         alerts = await record_findings(conn, findings, ctx.directory, ctx.policy, pending)
     for key in pending.values():  # the memory follows once the transaction has committed
         ctx.directory.commit(key)

@@ -16,8 +16,9 @@ from services.usage.domain.detectors import Finding
 _ALERT_NAMESPACE = uuid.UUID("0f5b8c1e-7a43-4d2b-8e61-3c9d2f4a6b70")
 
 
-def alert_id(key_id: str, kind: str, severity: str, bucket: float) -> uuid.UUID:
-    return uuid.uuid5(_ALERT_NAMESPACE, f"{key_id}/{kind}/{severity}/{int(bucket)}")
+def alert_id(key_id: str, kind: str, severity: str, bucket: float, scope: str = "") -> uuid.UUID:
+    name = f"{key_id}/{kind}/{severity}/{int(bucket)}"
+    return uuid.uuid5(_ALERT_NAMESPACE, f"{name}/{scope}" if scope else name)
 
 
 def _when(at: float) -> str:
@@ -79,6 +80,27 @@ def _unused(f: Finding, key: str) -> str:
     )
 
 
+def _leak(f: Finding, key: str) -> str:
+    action = f.evidence.get("action")
+    done = {
+        "quarantined": "it is disabled until you rotate and enable it",
+        "revoked": "it was revoked; create a new key for its clients",
+    }.get(str(action), "nothing more was changed")
+    return (
+        f"{key} was reported leaked by {f.evidence.get('source')}"
+        f" ({f.evidence.get('url') or 'no location given'}): {done}; find where the secret"
+        " was exposed and remove it."
+    )
+
+
+def _canary(f: Finding, key: str) -> str:
+    return (
+        f"Canary {key} was tried from {f.evidence.get('network')}"
+        f" ({f.evidence.get('user_agent') or 'no user agent'}, {f.evidence.get('endpoint')}):"
+        " whoever holds it got it from where it was planted; treat that place as breached."
+    )
+
+
 SUMMARIES: dict[str, Callable[[Finding, str], str]] = {
     "volume_spike": _spike,
     "rate_limit_exceeded": _rate,
@@ -87,6 +109,8 @@ SUMMARIES: dict[str, Callable[[Finding, str], str]] = {
     "disabled_key_in_use": _disabled,
     "dormant_key_reactivated": _dormant,
     "unused_key": _unused,
+    "key_reported_leaked": _leak,
+    "canary_key_used": _canary,
 }
 
 
@@ -96,7 +120,7 @@ def to_alert(f: Finding, key_name: str | None, detected_at: datetime) -> Alert:
     if len(summary) > 500:
         summary = summary[:499] + "…"
     return Alert(
-        alert_id=alert_id(f.key_id, f.kind, f.severity, f.bucket),
+        alert_id=alert_id(f.key_id, f.kind, f.severity, f.bucket, f.scope),
         key_id=uuid.UUID(f.key_id),
         account_id=f.account_id,
         kind=f.kind,

@@ -51,6 +51,8 @@ class Finding:
     evidence: dict[str, Any]
     bucket: float
     """Start of the cooldown window: one alert per (key, kind, severity, bucket)."""
+    scope: str = ""
+    """What else tells alerts of one kind apart in a bucket (a canary's source network)."""
 
 
 def spike_thresholds(baseline: Baseline, config: DetectorConfig) -> SpikeThresholds:

@@ -39,6 +39,8 @@ class KeyInfo:
     expires_at: float | None
     version: int
     """stream_version of the last event folded in: older or repeated events are skipped."""
+    canary: bool = False
+    """A decoy key: every use of it is a critical alert (canary_key_used)."""
 
     def status_at(self, at: float) -> tuple[str, float]:
         """The status a request made at `at` met, and since when (expiry counts from
@@ -77,6 +79,7 @@ def fold(current: KeyInfo | None, event: Event) -> KeyInfo | None:
             created_at=at,
             expires_at=_epoch(data.expires_at),
             version=event.stream_version,
+            canary=data.canary,
         )
     base = current or KeyInfo(
         sys.intern(str(event.key_id)),

@@ -3,8 +3,9 @@ network, use of a key that is no longer active, a dormant key waking up, an unus
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from contracts import KeyReportedLeaked
 from services.usage.domain.baseline import Baseline
 from services.usage.domain.detectors import (
     MINUTE,
@@ -13,6 +14,8 @@ from services.usage.domain.detectors import (
     bucket_of,
     iso,
 )
+from services.usage.domain.keys import KeyInfo
+from services.usage.domain.requests import Request
 
 DAY = 86400.0
 
@@ -147,3 +150,64 @@ def unused_key(
         },
         idle_since,  # one alert per idle stretch, however long it lasts
     )
+
+
+def key_reported_leaked(event: KeyReportedLeaked) -> Finding:
+    """One critical alert per report (a report of a key already quarantined appends no
+    event, so it raises nothing)."""
+    at = event.occurred_at.timestamp()
+    data = event.data
+    return Finding(
+        str(event.key_id),
+        event.account_id,
+        "key_reported_leaked",
+        "critical",
+        at,
+        at,
+        1,
+        0,
+        {
+            "source": data.source,
+            "url": data.url,
+            "action": data.action,
+            "reported_by": event.actor.id,
+            "reported_at": iso(at),
+        },
+        at,
+        str(event.event_id),
+    )
+
+
+def canary_uses(
+    requests: Sequence[Request], key_of: Callable[[str], KeyInfo | None], config: DetectorConfig
+) -> list[Finding]:
+    """Every request made with a canary key is an intruder's: one critical alert per
+    source network per cooldown window (the alert id names the network)."""
+    findings = []
+    for r in requests:
+        key = key_of(r.key_id)
+        if key is None or not key.canary:
+            continue
+        start = int(r.at // MINUTE) * MINUTE
+        findings.append(
+            Finding(
+                r.key_id,
+                r.account_id,
+                "canary_key_used",
+                "critical",
+                start,
+                start + MINUTE,
+                1,
+                0,
+                {
+                    "network": r.network,
+                    "user_agent": r.user_agent,
+                    "endpoint": r.endpoint,
+                    "status_code": r.status_code,
+                    "attempt_at": iso(r.at),
+                },
+                bucket_of(start, config.cooldown_s),
+                r.network,
+            )
+        )
+    return findings

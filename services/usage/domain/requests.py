@@ -30,6 +30,9 @@ class Request(NamedTuple):
     tokens_in: int
     tokens_out: int
     latency_ms: float
+    user_agent: str | None = None
+    """Kept for the canary detector's evidence; no other detector reads it."""
+    endpoint: str | None = None
 
 
 def network_of(address: str) -> str:

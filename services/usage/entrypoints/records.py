@@ -67,6 +67,8 @@ def from_contract(record: UsageRecord) -> Request:
         record.tokens_in,
         record.tokens_out,
         float(record.latency_ms),
+        record.user_agent,
+        record.endpoint,
     )
 
 
@@ -117,7 +119,7 @@ def _fast(raw: bytes) -> Request | None:
         return None
     return Request(
         record_id, key_id, account_id, at, int(at // 60), network, status, tokens_in,
-        tokens_out, float(latency),
+        tokens_out, float(latency), user_agent, endpoint,
     )  # fmt: skip
 
 

@@ -25,7 +25,8 @@ router = APIRouter(include_in_schema=False, route_class=RefusalPages)
 
 AUDIT_ACTIONS = (
     "key.created", "key.updated", "key.disabled", "key.enabled", "key.rotated",
-    "key.revealed", "key.revoked", "key.expired", "command.rejected", "alert.raised",
+    "key.revealed", "key.revoked", "key.expired", "key.reported_leaked", "command.rejected",
+    "alert.raised",
 )  # fmt: skip
 
 

@@ -60,3 +60,20 @@ async def reveal_key(
         request, me, lambda tx, account, m: use_cases.reveal(tx, tools, account, key_id, m)
     )
     return secret_page(console, request, me, outcome, "revealed")
+
+
+@router.post(KEYS_PAGE + "/{key_id}/rotate-and-enable")
+async def rotate_and_enable_key(
+    request: Request, key_id: uuid.UUID, console: ConsoleContext, me: KeyCaller, values: PostedOnKey
+) -> Response:
+    """One click for a key quarantined after a leak report: a new secret, then enabled."""
+    tools = console.ctx.tools
+    outcome = await console.change(
+        request,
+        me,
+        lambda tx, account, m: use_cases.rotate_and_enable(tx, tools, account, key_id, m),
+        once=once(values, "RotateKey", f"console rotate-and-enable {key_id}", "0"),
+    )
+    if key_id == me.session.key_id and outcome.secret is not None:
+        await console.store.reseal(me.session, outcome.secret.plaintext)
+    return secret_page(console, request, me, outcome, "rotated")
