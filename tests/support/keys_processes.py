@@ -153,9 +153,9 @@ async def send_from_processes(
 
 
 @contextlib.asynccontextmanager
-async def another_keys_instance(stack: Stack, log: Path) -> AsyncIterator[str]:
+async def another_keys_instance(stack: Stack, log: Path, **settings: str) -> AsyncIterator[str]:
     """A second keys process on a free port, same broker and database; yields its URL."""
-    async with another_instance(stack, "keys", log) as (url, _):
+    async with another_instance(stack, "keys", log, **settings) as (url, _):
         yield url
 
 

@@ -70,12 +70,13 @@ def spawn(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
 
 @contextlib.asynccontextmanager
 async def another_instance(
-    stack: Stack, service: str, log: Path
+    stack: Stack, service: str, log: Path, **settings: str
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     """One more process of `service` on a free port, same broker, database and consumer
-    group as the stack's; yields its URL and process once it is ready; stops it after."""
+    group as the stack's (with `settings` as extra environment); yields its URL and
+    process once it is ready; stops it after."""
     port = free_port()
-    env = service_env(stack, service, **{f"{service.upper()}_HTTP_PORT": str(port)})
+    env = service_env(stack, service, **settings, **{f"{service.upper()}_HTTP_PORT": str(port)})
     process = spawn(service, env, log)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -18,9 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from prometheus_client import Counter
+
 from services.keys.adapters.crypto import SecretHasher
 from services.keys.domain.secret import MAX_SECRET_LENGTH, is_well_formed
 
+SECRET_LOOKUPS = Counter(
+    "instagen_secret_lookups_total",
+    "Presented secrets looked up in the database (cache misses of verification and of leak"
+    " reports); a malformed secret is never looked up",
+)
 Code = Literal["valid", "malformed", "not_found", "disabled", "revoked", "expired"]
 
 
@@ -115,6 +122,7 @@ class Verifier:
             if missing_until is not None and missing_until > now:
                 return None
         self.lookups += 1
+        SECRET_LOOKUPS.inc()
         known = await self._lookup(digest)
         if self.enabled:
             self._remember(digest, known, now)
