@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from contracts import KEYS_EVENTS, parse_event
+from devstack import paths
 from services.keys.domain.secret import generate_secret
 from tests.support.accounts import Account
 from tests.support.audit import audit_get
@@ -36,14 +38,13 @@ LEAK_URL = "https://github.com/octo/app/blob/5f1e2d/.env"
 
 
 @pytest.fixture(scope="module")
-async def instances(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
-    tuple[str, str]
-]:  # fmt: skip
-    """Two keys processes of this module's own, trusting the test's GitHub key pair."""
-    logs = tmp_path_factory.mktemp("leaks")
+async def instances(stack: Stack) -> AsyncIterator[tuple[str, str]]:
+    """Two keys processes of this module's own, trusting the test's GitHub key pair; their
+    logs sit with the stack's, where the suite's final secrets scan reads them."""
+    run = uuid.uuid4().hex[:6]
     async with (
-        another_keys_instance(stack, logs / "keys-a.log", **SETTINGS) as first,
-        another_keys_instance(stack, logs / "keys-b.log", **SETTINGS) as second,
+        another_keys_instance(stack, paths.LOGS / f"leaks-a-{run}.log", **SETTINGS) as first,
+        another_keys_instance(stack, paths.LOGS / f"leaks-b-{run}.log", **SETTINGS) as second,
     ):
         yield first, second
 

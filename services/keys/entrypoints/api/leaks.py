@@ -109,8 +109,9 @@ def _header(name: str, description: str) -> dict[str, Any]:
             "content": {
                 "application/json": {
                     "schema": {
-                        **_MATCHES.json_schema(),
+                        "type": "array",
                         "maxItems": MAX_GITHUB_MATCHES,
+                        "items": GitHubSecretMatch.model_json_schema(),
                     }
                 }
             },
