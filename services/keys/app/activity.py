@@ -10,6 +10,7 @@ verifies as used: the gateway's usage record of the request does."""
 from __future__ import annotations
 
 import ipaddress
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -24,13 +25,19 @@ from services.keys.app.verification import KnownSecret
 
 log = get_logger(__name__)
 UNKNOWN_SOURCE_IP = "0.0.0.0"  # noqa: S104 - a placeholder address in a record, not a bind
+Attempt = tuple[uuid.UUID, str, float, str | None, str | None, str | None]
+"""A refused attempt as noted: key id, account, epoch time, address, user agent, endpoint."""
 
 
 class RefusalReporter:
-    """Buffers refusals and sends them in batches; a full buffer drops the oldest."""
+    """Buffers refusals and sends them in batches; a full buffer drops the oldest.
+
+    `report` only notes the attempt (a tuple append): the record is built when flushed, so
+    a refusal (a canary's above all) costs the answer no more than an unknown key does."""
 
     def __init__(self, topic: Topic, max_buffer: int = 50_000) -> None:
         self._topic = topic
+        self._attempts: deque[Attempt] = deque(maxlen=max_buffer)
         self._buffer: deque[UsageRecord] = deque(maxlen=max_buffer)
         self.dropped = 0
 
@@ -41,25 +48,34 @@ class RefusalReporter:
         user_agent: str | None,
         endpoint: str | None,
     ) -> None:
-        if len(self._buffer) == self._buffer.maxlen:
+        if len(self._attempts) == self._attempts.maxlen:
             self.dropped += 1
-        record = UsageRecord(
-            record_id=uuid.uuid4(),
-            key_id=known.key_id,
-            account_id=known.account_id,
-            occurred_at=datetime.now(UTC),
-            source_ip=_address_or_unknown(source_ip),
-            user_agent=(user_agent or None) and user_agent[:500],
-            endpoint=(endpoint or "/v1/verify")[:200],
-            model=None,
-            status_code=401,
-            tokens_in=0,
-            tokens_out=0,
-            latency_ms=0.0,
+        self._attempts.append(
+            (known.key_id, known.account_id, time.time(), source_ip, user_agent, endpoint)
         )
-        self._buffer.append(record)
+
+    def _records(self) -> None:
+        while self._attempts:
+            key_id, account_id, at, source_ip, user_agent, endpoint = self._attempts.popleft()
+            self._buffer.append(
+                UsageRecord(
+                    record_id=uuid.uuid4(),
+                    key_id=key_id,
+                    account_id=account_id,
+                    occurred_at=datetime.fromtimestamp(at, UTC),
+                    source_ip=_address_or_unknown(source_ip),
+                    user_agent=(user_agent or None) and user_agent[:500],
+                    endpoint=(endpoint or "/v1/verify")[:200],
+                    model=None,
+                    status_code=401,
+                    tokens_in=0,
+                    tokens_out=0,
+                    latency_ms=0.0,
+                )
+            )
 
     async def flush(self) -> None:
+        self._records()
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), 1000))]
             try:
