@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
@@ -45,7 +45,9 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     readiness: dict[str, ReadinessCheck],
     asyncapi: Callable[[], dict[str, Any]],
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
+    """`body_limits`: a larger body limit than MAX_BODY_BYTES for the paths named."""
     app = FastAPI(
         title=title,
         description=description,
@@ -86,24 +88,28 @@ def create_app(
         return Response(orjson.dumps(asyncapi()), media_type="application/json")
 
     app.add_middleware(RequestObservation)
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, per_path=body_limits)
     return app
 
 
 class BodySizeLimit:
     """Answers 413 when a body is (or declares to be) larger than `max_bytes`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await _too_large(send, self.max_bytes)
+            if name == b"content-length" and (not value.isdigit() or int(value) > max_bytes):
+                await _too_large(send, max_bytes)
                 return
         # Read the body first (at most `max_bytes` of it), so that a body without a
         # Content-Length is refused with 413 too: raised from inside the app, the refusal
@@ -116,8 +122,8 @@ class BodySizeLimit:
             if message["type"] != "http.request":
                 break
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                await _too_large(send, self.max_bytes)
+            if seen > max_bytes:
+                await _too_large(send, max_bytes)
                 return
             if not message.get("more_body", False):
                 break

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,13 +141,14 @@ class Runtime:
             await self.pool.close()
             log.info("stopped")
 
-    def create_app(self) -> FastAPI:
+    def create_app(self, body_limits: Mapping[str, int] | None = None) -> FastAPI:
         return create_app(
             title=f"InstaGen {self.settings.service_name} service",
             description=self.description,
             lifespan=self.lifespan,
             readiness={"database": self._db_ready, "kafka": self.producer.ping},
             asyncapi=self.asyncapi,
+            body_limits=body_limits,
         )
 
     async def _db_ready(self) -> bool:

@@ -28,7 +28,11 @@ from services.keys.console.install import install as install_console
 from services.keys.console.sessions import ConsoleSecrets, SessionStore, SignInThrottle
 from services.keys.domain.leaks import LeakPolicy
 from services.keys.domain.recorded import RecordedEvent
-from services.keys.entrypoints.api.leaks import LeakIntake
+from services.keys.entrypoints.api.leaks import (
+    GITHUB_REPORT_PATH,
+    MAX_GITHUB_BODY_BYTES,
+    LeakIntake,
+)
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
 from services.keys.entrypoints.http import api_router
 from services.keys.entrypoints.last_use import last_use_subscription
@@ -140,7 +144,7 @@ def build(settings: KeysSettings) -> FastAPI:
     runtime.on_start(start_workers)
     runtime.on_stop(stop_workers)
     runtime.on_stop(stop_console)
-    app = runtime.create_app()
+    app = runtime.create_app(body_limits={GITHUB_REPORT_PATH: MAX_GITHUB_BODY_BYTES})
     app.include_router(api_router)
     install_console(app, browser_console)
     app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request

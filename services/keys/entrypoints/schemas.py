@@ -182,10 +182,10 @@ class GitHubSecretMatch(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    token: str = Field(max_length=512, description="The string GitHub found.")
-    type: str = Field(max_length=200, description="The partner pattern's name.")
-    url: str | None = Field(None, max_length=2000, description="Where GitHub found it.")
-    source: str | None = Field(None, max_length=200, description="content, commit, issue...")
+    token: str = Field(max_length=256, description="The string GitHub found.")
+    type: str = Field(max_length=100, description="The partner pattern's name.")
+    url: str | None = Field(None, max_length=1000, description="Where GitHub found it.")
+    source: str | None = Field(None, max_length=100, description="content, commit, issue...")
 
 
 class GitHubTokenFeedback(BaseModel):

@@ -35,7 +35,11 @@ GITHUB_ACTOR_ID = "github-secret-scanning"
 PUBLIC_ACTOR_ID = "public-report"
 KEY_ID_HEADER = "Github-Public-Key-Identifier"
 SIGNATURE_HEADER = "Github-Public-Key-Signature"
-MAX_GITHUB_MATCHES = 1000
+MAX_GITHUB_MATCHES = 500
+GITHUB_REPORT_PATH = "/v1/secret-scanning/github"
+MAX_GITHUB_BODY_BYTES = 4 * 1024 * 1024
+"""GitHub's batches are larger than the usual body limit; this one holds the longest
+batch the schema allows (its fields cut to their maximum, in 4-byte characters)."""
 RECEIVED = CredentialsRevokeAnswer(
     message="Thank you. Any InstaGen access key among these is taken out of use, and its"
     " owner is told."
@@ -91,7 +95,7 @@ def _header(name: str, description: str) -> dict[str, Any]:
 
 
 @router.post(
-    "/secret-scanning/github",
+    GITHUB_REPORT_PATH.removeprefix("/v1"),
     response_model=list[GitHubTokenFeedback],
     summary="GitHub secret-scanning partner endpoint: leaked keys GitHub found",
     description="GitHub's documented format, signed by GitHub (ECDSA P-256, SHA-256 over the"
