@@ -4,8 +4,8 @@ A usage process of its own (own database, consumer group and scratch topics) rea
 records that were put on the topic before it started, as fast as it can: the rate from
 its first counted record to the last one in PostgreSQL is the sustained ingest rate. In
 the same run a bare aiokafka consumer reads the same topic: the ceiling. Records are
-realistic (~400 bytes, 5,000 keys with Zipf-distributed traffic, event times 50,000/s
-apart); the cold-start spike threshold is lifted so the run measures ingestion, not a
+realistic (~400 bytes, 5,000 keys with Zipf-distributed traffic (`--keys N`: N keys), event
+times 50,000/s apart); the cold-start spike threshold is lifted so the run measures ingestion, not a
 flood of first-minute alerts of brand-new keys.
 """
 
@@ -42,10 +42,11 @@ DEADLINE_S: Final = 600.0
 @benchmark("usage_ingest")
 async def usage_ingest(ctx: BenchContext) -> list[Figure]:
     count = ctx.scale(1_000_000, 100_000)
-    ctx.note(records=count, keys=KEYS, partitions=PARTITIONS, key_distribution="zipf(1.0)")
+    keys = ctx.keys(KEYS)
+    ctx.note(records=count, keys=keys, partitions=PARTITIONS, key_distribution="zipf(1.0)")
     start = datetime.now(UTC) - timedelta(seconds=count / EVENT_RATE + 60)
     built = time.perf_counter()
-    messages = traffic(key_pool(KEYS, f"bench-{uuid.uuid4().hex[:6]}"), count, EVENT_RATE, start)
+    messages = traffic(key_pool(keys, f"bench-{uuid.uuid4().hex[:6]}"), count, EVENT_RATE, start)
     ctx.note(
         build_s=round(time.perf_counter() - built, 1),
         record_bytes=round(sum(len(v) for _, v in messages) / count),

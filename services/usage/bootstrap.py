@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -88,4 +89,10 @@ def build(settings: UsageSettings) -> FastAPI:
 
 def main() -> None:
     settings = load_settings(UsageSettings)
-    serve(build(settings), settings)
+    app = build(settings)
+    # Ingest allocates a few short-lived objects per record, hundreds of thousands a second,
+    # almost none of them in cycles: a collection every 700 allocations (the default) cost a
+    # fifth of the CPU. What was built at start-up is never collected: frozen, not scanned.
+    gc.set_threshold(100_000, 50, 100)
+    gc.freeze()
+    serve(app, settings)

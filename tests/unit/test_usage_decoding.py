@@ -15,7 +15,13 @@ from pydantic import ValidationError
 
 from contracts import UsageRecord
 from contracts.examples import example_usage_record
-from services.usage.entrypoints.records import UsageWire, _fast, decode_request, from_contract
+from services.usage.entrypoints.records import (
+    UsageWire,
+    _fast,
+    decode_request,
+    decode_requests,
+    from_contract,
+)
 
 VALID: dict[str, Any] = orjson.loads(example_usage_record().model_dump_json())
 
@@ -184,3 +190,35 @@ def test_on_the_gateways_shape_the_wire_struct_and_the_contract_give_the_same_ve
     raw = orjson.dumps(record)
     fast, contract = _fast(raw), contract_view(raw)
     assert ("refused" if fast is None else fast) == contract
+
+
+def _record(**changes: Any) -> bytes:
+    return orjson.dumps({**VALID, **changes})
+
+
+def test_a_batch_reads_as_its_records_do_one_by_one() -> None:
+    batch = [_record(record_id=f"6a1d8c52-1f0e-4a7e-9c55-5e2a4a0c7d{n:02x}") for n in range(50)] + [
+        _record(occurred_at="2026-11-26T19:00:00.5+01:00"),
+        b"{not json",
+    ]
+    decoded = decode_requests(batch)
+    assert decoded[:-1] == [decode_request(raw) for raw in batch[:-1]]
+    assert decoded[-1] is None  # left to the record decoder, whose verdict stands
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"record_id": "6a1d8c52-1f0e-4a7e-9c55-5e2a4a0c7d11\n6a1d8c52-1f0e-4a7e-9c55-5e2a4a0c7d12"},
+        {"record_id": "6A1D8C52-1F0E-4A7E-9C55-5E2A4A0C7D11"},
+        {"occurred_at": "2026-11-26T18:00:00"},
+        {"occurred_at": "2026-11-26T18:00:00Z\n2026-11-26T18:00:00Z"},
+    ],
+)
+def test_one_odd_record_in_a_batch_is_judged_alone(bad: dict[str, Any]) -> None:
+    """The batch-wide shape check fails; each record is then checked on its own."""
+    batch = [_record(), _record(**bad), _record(record_id="6a1d8c52-1f0e-4a7e-9c55-5e2a4a0c7d12")]
+    decoded = decode_requests(batch)
+    assert decoded[0] == decode_request(batch[0])
+    assert decoded[1] is None
+    assert decoded[2] == decode_request(batch[2])

@@ -16,6 +16,7 @@ import functools
 import ipaddress
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -25,14 +26,18 @@ from contracts import UsageRecord
 from contracts.usage import MAX_TOKENS
 from services.usage.domain.requests import Request, network_of
 
-_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_UUID_TEXT: Final = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID: Final = re.compile(rf"{_UUID_TEXT}\Z")
+_UUIDS: Final = re.compile(rf"(?:{_UUID_TEXT}\n)*{_UUID_TEXT}")
 _OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4: Final = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
 _ACCOUNT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_TIME: Final = re.compile(
+_TIME_TEXT: Final = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})\Z"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
 )
+_TIME: Final = re.compile(rf"{_TIME_TEXT}\Z")
+_TIMES: Final = re.compile(rf"(?:{_TIME_TEXT}\n)*{_TIME_TEXT}")
 _FINITE: Final = sys.float_info.max
 
 
@@ -82,11 +87,41 @@ def from_contract(record: UsageRecord) -> Request:
     )
 
 
+def decode_requests(raws: Sequence[bytes]) -> list[Request | None]:
+    """A batch at once: each record as a `Request`, or None where the fast path does not
+    decide (the consumer then asks `decode_request`, whose verdict stands). The record
+    ids and times of the batch are checked with one pattern each, over all of them."""
+    wires: list[UsageWire | None] = []
+    decode = _DECODER.decode
+    for raw in raws:
+        try:
+            wires.append(decode(raw))
+        except msgspec.DecodeError:
+            wires.append(None)
+    present = [w for w in wires if w is not None]
+    checked = _all_match(_UUIDS, [w.record_id for w in present]) and _all_match(
+        _TIMES, [w.occurred_at for w in present]
+    )
+    return [None if w is None else _request(w, checked) for w in wires]
+
+
+def _all_match(pattern: re.Pattern[str], values: list[str]) -> bool:
+    """Every value matches (`pattern` repeats one line's pattern, lines apart): the count
+    of line breaks proves that no value holds one, so each line is one whole value."""
+    text = "\n".join(values)
+    return text.count("\n") == len(values) - 1 and pattern.fullmatch(text) is not None
+
+
 def _fast(raw: bytes) -> Request | None:
     try:
         w = _DECODER.decode(raw)
     except msgspec.DecodeError:  # a validation error is one too
         return None
+    return _request(w, checked=False)
+
+
+def _request(w: UsageWire, checked: bool) -> Request | None:
+    """`checked`: the record id and time are known to have their shapes."""
     record_id, occurred_at = w.record_id, w.occurred_at
     # Valid ids are remembered, interned: one string per key and account in the process
     # (the caches and the read model share it) instead of one per record kept.
@@ -102,8 +137,7 @@ def _fast(raw: bytes) -> Request | None:
         key_id is not None
         and account_id is not None
         and network is not None
-        and _UUID.match(record_id)
-        and _TIME.match(occurred_at)
+        and (checked or (_UUID.match(record_id) and _TIME.match(occurred_at)))
         and "\x00" not in w.endpoint
         and (user_agent is None or "\x00" not in user_agent)
         and (model is None or "\x00" not in model)
