@@ -46,6 +46,7 @@ def build(settings: UsageSettings) -> FastAPI:
         config=settings.detectors,
         policy=settings.containment,
         dedup_horizon_minutes=settings.usage_dedup_horizon_minutes,
+        dedup_memory_ids=settings.usage_dedup_memory_ids,
         on_alerts=outbox.nudge,
     )
     ingestor = Ingestor(ctx)

@@ -41,6 +41,11 @@ class UsageSettings(ServiceSettings):
     # --- event time, dedup, caches ------------------------------------------------------
     usage_lateness_seconds: int = Field(120, ge=0, le=3600)
     usage_dedup_horizon_minutes: int = Field(15, ge=1, le=24 * 60)
+    usage_dedup_memory_ids: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Record ids held in memory to catch a record sent twice (~120 B each).",
+    )
     usage_idle_key_eviction_seconds: float = Field(900.0, gt=0)
     usage_caller_cache_seconds: float = Field(
         30.0, gt=0, le=600, description="How long a caller's whoami answer is reused."

@@ -21,6 +21,7 @@ class UsageContext:
     config: DetectorConfig
     policy: ContainmentPolicy
     dedup_horizon_minutes: int
+    dedup_memory_ids: int = 1_000_000
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     """Held by whatever reads or changes the caches across an await (a batch of records,
     a batch of key events, an eviction), so they never see each other half-done."""

@@ -18,3 +18,7 @@ CONTAINMENT_COMMANDS = Counter(
     "instagen_usage_containment_commands_total", "DisableKey commands stored for sending"
 )
 CACHED_KEYS = Gauge("instagen_usage_cached_keys", "Keys whose detector state is in memory")
+DEDUP_IDS_HELD = Gauge(
+    "instagen_usage_dedup_ids_held",
+    "Record ids held in memory to catch a record sent twice (about 120 bytes each)",
+)

@@ -23,8 +23,10 @@ def subscriptions(
         last = {(r.topic, r.partition): r.offset for r in records}
         first = {(r.topic, r.partition): r.offset for r in reversed(records)}
         ranges = {position: (first[position], offset) for position, offset in last.items()}
-        ctx.cache.follow(ranges)
-        await ingestor.ingest([item.message for item in batch])
+        ingestor.follow(ranges)
+        await ingestor.ingest(
+            settings.usage_records_topic, [item.message for item in batch], records, ranges
+        )
         ctx.cache.consumed(ranges)
 
     async def key_events(batch: list[Received[Event]]) -> None:
