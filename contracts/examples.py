@@ -48,7 +48,7 @@ from contracts.events import (
     KeyUpdated,
 )
 from contracts.keys import SCOPE_KEYS_VERIFY, SCOPE_USAGE_READ, KeyAttributes, KeyPatch
-from contracts.limits import LimitState, TokenBudget
+from contracts.limits import LimitState, LimitWindow, TokenBudget
 from contracts.results import CommandResult
 from contracts.usage import UsageRecord
 
@@ -206,6 +206,13 @@ def example_limit_state(*, key_id: UUID | None = None, account_id: str = "demo")
         counted=1000,
         limit=1000,
         as_of=BASE_TIME,
+        windows={
+            "rate_limit_per_hour": LimitWindow(
+                counted=1000,
+                limit=1000,
+                reset_at=BASE_TIME.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
+            )
+        },
     )
 
 

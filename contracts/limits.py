@@ -124,6 +124,14 @@ def window_bounds(
 LimitStateName = Literal["clear", "rate_limited", "budget_exhausted"]
 
 
+class LimitWindow(ContractModel):
+    """What one limit of a key has counted in its current window."""
+
+    counted: int = Field(ge=0, description="Requests (or tokens) counted in the window so far.")
+    limit: int = Field(ge=0, description="What the window allows.")
+    reset_at: UtcDatetime = Field(description="When the window ends (exclusive).")
+
+
 class LimitState(ContractModel):
     """A key's limit state on ``usage.limits`` (compacted, message key = ``key_id``).
 
@@ -131,6 +139,8 @@ class LimitState(ContractModel):
     by ``limit_name`` until ``until`` (the end of that limit's window). ``counted`` and
     ``limit`` are what was counted in that window against what is allowed, and ``as_of`` is
     the event time of the newest record counted, so a reader keeps the newer of two states.
+    A clear state is sent again, at most about once a second per key, while its counts move,
+    so that ``windows`` tells verifiers what remains.
     """
 
     key_id: UUID = Field(description="The key; also the message key.")
@@ -147,6 +157,11 @@ class LimitState(ContractModel):
     )
     limit: int | None = Field(default=None, ge=0, description="What that window allows.")
     as_of: UtcDatetime = Field(description="Event time of the newest record counted.")
+    windows: dict[LimitName, LimitWindow] = Field(
+        default_factory=dict,
+        description="Each limit of the key with its count in the current window, so a "
+        "verifier can say what remains; sent with every state, clear ones included.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> LimitState:
