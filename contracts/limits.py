@@ -11,6 +11,7 @@ a minute, hour or day starts on its boundary; a month on the first day at 00:00.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 from uuid import UUID
@@ -92,14 +93,29 @@ AllowedCidrs = Annotated[
 """Where a key may be used from; empty means anywhere."""
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks_of(allowed_cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """The networks of ``allowed_cidrs`` parsed once, for many membership checks."""
+    return tuple(ipaddress.ip_network(cidr) for cidr in allowed_cidrs)
+
+
+def address_in(networks: Iterable[Network], source_ip: str) -> bool:
+    """Whether ``source_ip`` lies in one of ``networks``; an IPv4 client seen through a
+    dual-stack socket (``::ffff:203.0.113.9``) is its IPv4 address. Raises ValueError for
+    text that is no address."""
+    address = ipaddress.ip_address(source_ip)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    address = mapped or address
+    return any(address in network for network in networks)
+
+
 def network_allows(allowed_cidrs: list[str] | tuple[str, ...], source_ip: str) -> bool:
     """Whether ``source_ip`` lies in one of the networks (an empty list allows every address)."""
     if not allowed_cidrs:
         return True
-    address = ipaddress.ip_address(source_ip)
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    address = mapped or address
-    return any(address in ipaddress.ip_network(cidr) for cidr in allowed_cidrs)
+    return address_in(networks_of(allowed_cidrs), source_ip)
 
 
 def window_bounds(
