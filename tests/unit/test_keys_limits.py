@@ -16,10 +16,14 @@ HOUR_END = datetime(2026, 12, 6, 13, tzinfo=UTC)
 MINUTE_END = datetime(2026, 12, 6, 12, 31, tzinfo=UTC)
 
 
-def _limits(**kwargs: object) -> KeyLimits:
-    given = {"minute": None, "hour": None, "day": None, "budget": None, "cidrs": ()}
-    given.update(kwargs)
-    return KeyLimits.of(**given)  # type: ignore[arg-type]
+def _limits(
+    minute: int | None = None,
+    hour: int | None = None,
+    day: int | None = None,
+    budget: TokenBudget | None = None,
+    cidrs: list[str] | None = None,
+) -> KeyLimits:
+    return KeyLimits.of(minute, hour, day, budget, cidrs or [])
 
 
 def _state(key_id: uuid.UUID, at: datetime = NOW, **fields: object) -> LimitState:
