@@ -11,6 +11,7 @@ a minute, hour or day starts on its boundary; a month on the first day at 00:00.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
@@ -52,7 +53,14 @@ class TokenBudget(ContractModel):
         return raw
 
 
+_CIDR_PATTERN: Final = r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$"
+
+
 def _canonical_network(value: str) -> str:
+    # The schema's pattern first, so what the schema refuses is refused here too (the
+    # parser alone would take a netmask, 203.0.113.0/255.255.255.0, or an IPv6 zone).
+    if not 2 <= len(value) <= 43 or not re.fullmatch(_CIDR_PATTERN, value):
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 network such as 203.0.113.0/24")
     try:
         network = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
@@ -77,7 +85,7 @@ Cidr = Annotated[
             "type": "string",
             "minLength": 2,
             "maxLength": 43,
-            "pattern": "^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$",
+            "pattern": _CIDR_PATTERN,
             "description": "An IPv4 or IPv6 network in CIDR notation, host bits zero "
             "(203.0.113.0/24, 2001:db8::/32); a bare address is a network of one.",
         }
