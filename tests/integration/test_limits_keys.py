@@ -98,7 +98,8 @@ async def _minute_with_room(room: float = 15.0) -> datetime:
         end = _window_end("rate_limit_per_minute")
         return end if end.timestamp() - time.time() >= room else None
 
-    found: datetime = await wait_until(roomy, timeout=room + 5, interval=0.5, what="a new minute")
+    found = await wait_until(roomy, timeout=room + 5, interval=0.5, what="a new minute")
+    assert found is not None
     return found
 
 
