@@ -84,23 +84,21 @@ class LimitBook:
             # Of several exhausted limits, the one that ends last says when to come back.
             if remaining <= 0 and (refused_by is None or end > refused_until):
                 refused_by, refused_until = limit, end
-            windows.append(Remaining(limit.name, limit.allowed, max(remaining, 0), end))
+            # What is left after this request: a request limit counts it, tokens come later.
+            left = remaining - 1 if admit and limit.counts_requests else remaining
+            windows.append(Remaining(limit.name, limit.allowed, max(left, 0), end))
         if refused_by is not None:
             code: Refusal = "rate_limited" if refused_by.counts_requests else "budget_exhausted"
             return Admission(code, refused_by.name, refused_until, tuple(windows))
-        if not admit:
-            return Admission(None, None, 0.0, tuple(windows))
-        if entry is None:
-            entry = self._entries[key_id] = _Entry(None, {})
-        for i, window in enumerate(windows):
-            if not limits.limits[i].counts_requests:
-                continue  # tokens are known from the usage record only
-            mine = entry.admitted.get(window.name)
-            before = mine[1] if mine is not None and mine[0] == window.reset_at else 0
-            entry.admitted[window.name] = (window.reset_at, before + 1)
-            windows[i] = Remaining(
-                window.name, window.allowed, window.remaining - 1, window.reset_at
-            )
+        if admit:
+            if entry is None:
+                entry = self._entries[key_id] = _Entry(None, {})
+            admitted = entry.admitted
+            for limit, window in zip(limits.limits, windows, strict=True):
+                if limit.counts_requests:
+                    mine = admitted.get(limit.name)
+                    before = mine[1] if mine is not None and mine[0] == window.reset_at else 0
+                    admitted[limit.name] = (window.reset_at, before + 1)
         return Admission(None, None, 0.0, tuple(windows))
 
 

@@ -8,13 +8,14 @@ turns one into text only for the answer, once per window end (`reset_text`).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from contracts import TokenBudget
-from contracts.limits import LimitName, Network, address_in, networks_of, window_bounds
+from contracts.limits import LimitName, networks_of, window_bounds
 
 RATE_SPANS: Final[dict[LimitName, int]] = {
     "rate_limit_per_minute": 60,
@@ -24,18 +25,15 @@ RATE_SPANS: Final[dict[LimitName, int]] = {
 Refusal = Literal["rate_limited", "budget_exhausted"]
 
 
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """One limit of a key: its name, what its window allows, and how long the window is
-    (0 for a calendar month, whose length varies)."""
+class Limit(NamedTuple):
+    """One limit of a key: its name, what its window allows, how long the window is (0 for
+    a calendar month, whose length varies), and whether it counts requests (not tokens).
+    Named tuples here and below: the verify path makes several per request."""
 
     name: LimitName
     allowed: int
     span: int
-
-    @property
-    def counts_requests(self) -> bool:
-        return self.name != "token_budget"
+    counts_requests: bool
 
     def window_end(self, now: float) -> float:
         """The end of the fixed UTC window that holds `now` (contracts.limits.window_bounds)."""
@@ -66,7 +64,8 @@ class KeyLimits:
     """What a key allows: its limits (requests, then the token budget) and its networks."""
 
     limits: tuple[Limit, ...] = ()
-    networks: tuple[Network, ...] = ()
+    networks: tuple[tuple[int, int, int], ...] = ()
+    """(IP version, network address, netmask) as integers: a check is a mask and compare."""
 
     @classmethod
     def of(
@@ -78,30 +77,44 @@ class KeyLimits:
         cidrs: list[str] | tuple[str, ...],
     ) -> KeyLimits:
         rates = zip(RATE_SPANS.items(), (minute, hour, day), strict=True)
-        limits = [Limit(name, allowed, span) for (name, span), allowed in rates if allowed]
+        limits = [Limit(name, allowed, span, True) for (name, span), allowed in rates if allowed]
         if budget is not None:
             span = 86400 if budget.period == "day" else 0
-            limits.append(Limit("token_budget", budget.tokens, span))
-        return cls(tuple(limits), networks_of(cidrs))
+            limits.append(Limit("token_budget", budget.tokens, span, False))
+        networks = tuple(
+            (n.version, int(n.network_address), int(n.netmask)) for n in networks_of(cidrs)
+        )
+        return cls(tuple(limits), networks)
 
     def network_allows(self, source_ip: str | None) -> bool:
         """Anywhere without networks; with networks, only an address inside one of them:
         no address, or text that is not one, is refused (fail closed)."""
         if not self.networks:
             return True
-        if not source_ip:
+        address = _address(source_ip) if source_ip else None
+        if address is None:
             return False
-        try:
-            return address_in(self.networks, source_ip)
-        except ValueError:
-            return False
+        version, number = address
+        return any(v == version and number & mask == net for v, net, mask in self.networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> tuple[int, int] | None:
+    """(version, integer) of an address, an IPv4-mapped IPv6 one as its IPv4 address
+    (as contracts.limits.address_in); None for text that is none. Clients repeat."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.version, int(address)
 
 
 NO_LIMITS: Final = KeyLimits()
 
 
-@dataclass(frozen=True, slots=True)
-class Remaining:
+class Remaining(NamedTuple):
     """What one limit has left in its current window, as the answer shows it."""
 
     name: LimitName
@@ -110,8 +123,7 @@ class Remaining:
     reset_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """The limits' verdict on one request: admitted (`refused` is None) with what each
     limit has left, or refused by the limit that keeps the key refused longest."""
 
