@@ -4,6 +4,7 @@ publishes on `usage.limits` (published here by the test, as the usage service wo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -26,7 +27,7 @@ from contracts import (
 )
 from contracts.limits import LimitName, LimitWindow
 from servicekit.kafka import KafkaProducer
-from tests.support.accounts import Account
+from tests.support.accounts import Account, keys_cli
 from tests.support.kafka import Record, TopicTail
 from tests.support.keys_processes import CommandResults, another_keys_instance, issue, send
 from tests.support.stack import Stack
@@ -140,6 +141,17 @@ async def test_limits_are_attributes_with_history_as_of_and_commands(
         assert (await results.one(command.command_id)).status == "accepted"
     now = (await api.get(f"/v1/keys/{key['id']}")).json()
     assert (now["rate_limit_per_day"], now["allowed_cidrs"]) == (None, ["198.51.100.0/24"])
+
+    # An operator, with the CLI: changes what is given, removes what is cleared.
+    done = await asyncio.to_thread(
+        keys_cli,
+        stack,
+        *("set-limits", key["id"], "--account", account.id, "--per-day", "500"),
+        *("--token-budget", "7000/day", "--clear", "allowed_cidrs", "--json"),
+    )
+    shown = json.loads(done.stdout)
+    assert (shown["rate_limit_per_day"], shown["allowed_cidrs"]) == (500, [])
+    assert shown["token_budget"] == {"tokens": 7000, "period": "day"}
 
 
 @pytest.mark.parametrize(
