@@ -42,7 +42,7 @@ def test_a_single_verifier_refuses_the_request_past_the_limit_until_the_window_e
     limits = _limits(minute=3)
     answers = [book.admit(key, limits, NOW.timestamp()) for _ in range(4)]
     assert [a.refused for a in answers] == [None, None, None, "rate_limited"]
-    assert [a.windows[0].remaining for a in answers[:3]] == [2, 1, 0]
+    assert [a.windows[0][2] for a in answers[:3]] == [2, 1, 0]
     assert answers[3].reset_at == MINUTE_END.timestamp()
     assert retry_after(answers[3].reset_at, NOW.timestamp()) == 45
     assert book.admit(key, limits, MINUTE_END.timestamp()).refused is None
@@ -63,7 +63,7 @@ def test_a_limited_state_refuses_until_it_ends_and_a_raised_limit_allows_at_once
     refused = book.admit(key, _limits(hour=100), NOW.timestamp())
     assert (refused.refused, refused.limit_name) == ("rate_limited", "rate_limit_per_hour")
     assert reset_text(refused.reset_at) == "2026-12-06T13:00:00.000000Z"
-    assert book.admit(key, _limits(hour=150), NOW.timestamp()).windows[0].remaining == 49
+    assert book.admit(key, _limits(hour=150), NOW.timestamp()).windows[0][2] == 49
     assert book.admit(key, _limits(), NOW.timestamp()).refused is None  # limit removed
     assert book.admit(key, _limits(hour=100), HOUR_END.timestamp()).refused is None
 
@@ -83,7 +83,7 @@ def test_remaining_is_the_last_count_less_what_this_verifier_admitted_since() ->
     later = {"rate_limit_per_hour": LimitWindow(counted=8, limit=10, reset_at=HOUR_END)}
     book.observe(_state(key, NOW + timedelta(seconds=1), windows=later))
     assert not book.observe(_state(key, NOW, windows=windows))
-    assert book.peek(key, limits, NOW.timestamp()).windows[0].remaining == 2
+    assert book.peek(key, limits, NOW.timestamp()).windows[0][2] == 2
 
 
 def test_a_budget_is_exhausted_by_the_tokens_counted_and_names_the_longest_wait() -> None:
@@ -115,7 +115,7 @@ def test_a_budget_is_exhausted_by_the_tokens_counted_and_names_the_longest_wait(
 def test_a_monthly_budget_resets_on_the_first_of_the_month() -> None:
     limits = _limits(budget=TokenBudget(tokens=5, period="month"))
     admission = LimitBook().admit(uuid.uuid4(), limits, NOW.timestamp())
-    assert reset_text(admission.windows[0].reset_at) == "2027-01-01T00:00:00.000000Z"
+    assert reset_text(admission.windows[0][3]) == "2027-01-01T00:00:00.000000Z"
 
 
 def _known(limits: KeyLimits, status: str = "active") -> KnownSecret:

@@ -72,47 +72,45 @@ class LimitBook:
         return self._judge(key_id, limits, now, admit=False)
 
     def _judge(self, key_id: uuid.UUID, limits: KeyLimits, now: float, admit: bool) -> Admission:
+        # Inlined and on plain tuples: it runs on every verification of a limited key.
         if not limits.limits:
             return ADMITTED
         entry = self._entries.get(key_id)
+        if entry is None:
+            entry = _Entry(None, {})
+            if admit:
+                self._entries[key_id] = entry
+        counted, admitted = entry.counted, entry.admitted
         windows: list[Remaining] = []
         refused_by: Limit | None = None
         refused_until = 0.0
         for limit in limits.limits:
-            end, used = _used(entry, limit, now)
-            remaining = limit.allowed - used
+            name, allowed, span, counts_requests = limit
+            end = (now // span + 1) * span if span else limit.window_end(now)
+            used = 0
+            seen = counted.get(name)
+            if seen is not None and now < seen[0]:
+                end, used = seen  # the last state's count, while its window lasts
+            mine = admitted.get(name)
+            if mine is not None and mine[0] == end:
+                used += mine[1]  # what this process admitted in that window since
+            remaining = allowed - used
             # Of several exhausted limits, the one that ends last says when to come back.
             if remaining <= 0 and (refused_by is None or end > refused_until):
                 refused_by, refused_until = limit, end
             # What is left after this request: a request limit counts it, tokens come later.
-            left = remaining - 1 if admit and limit.counts_requests else remaining
-            windows.append(Remaining(limit.name, limit.allowed, max(left, 0), end))
+            if admit and counts_requests:
+                remaining -= 1
+            windows.append((name, allowed, remaining if remaining > 0 else 0, end))
         if refused_by is not None:
             code: Refusal = "rate_limited" if refused_by.counts_requests else "budget_exhausted"
-            return Admission(code, refused_by.name, refused_until, tuple(windows))
+            return Admission(code, refused_by.name, refused_until, windows)
         if admit:
-            if entry is None:
-                entry = self._entries[key_id] = _Entry(None, {})
-            admitted = entry.admitted
-            for limit, window in zip(limits.limits, windows, strict=True):
+            for limit, (name, _, _, end) in zip(limits.limits, windows, strict=True):
                 if limit.counts_requests:
-                    mine = admitted.get(limit.name)
-                    before = mine[1] if mine is not None and mine[0] == window.reset_at else 0
-                    admitted[limit.name] = (window.reset_at, before + 1)
-        return Admission(None, None, 0.0, tuple(windows))
-
-
-def _used(entry: _Entry | None, limit: Limit, now: float) -> Window:
-    """(end of the limit's current window, what is used of it): the last state's count
-    while its window lasts (a state whose window ended says nothing), plus this process's
-    admissions since."""
-    end, used = limit.window_end(now), 0
-    if entry is None:
-        return end, used
-    seen = entry.counted.get(limit.name)
-    if seen is not None and now < seen[0]:
-        end, used = seen
-    mine = entry.admitted.get(limit.name)
-    if mine is not None and mine[0] == end:
-        used += mine[1]
-    return end, used
+                    mine = admitted.get(name)
+                    admitted[name] = (
+                        end,
+                        mine[1] + 1 if mine is not None and mine[0] == end else 1,
+                    )
+        return Admission(None, None, 0.0, windows)

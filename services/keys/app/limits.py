@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal, NamedTuple
@@ -114,13 +115,9 @@ def _address(text: str) -> tuple[int, int] | None:
 NO_LIMITS: Final = KeyLimits()
 
 
-class Remaining(NamedTuple):
-    """What one limit has left in its current window, as the answer shows it."""
-
-    name: LimitName
-    allowed: int
-    remaining: int
-    reset_at: float
+Remaining = tuple[LimitName, int, int, float]
+"""What one limit has left in its current window, as the answer shows it: (name, what the
+window allows, what remains of it, when it ends). A plain tuple: one per limit per request."""
 
 
 class Admission(NamedTuple):
@@ -130,4 +127,4 @@ class Admission(NamedTuple):
     refused: Refusal | None
     limit_name: LimitName | None
     reset_at: float
-    windows: tuple[Remaining, ...]
+    windows: Sequence[Remaining]

@@ -80,13 +80,13 @@ def key_limits(console: Console, key: KeyView) -> KeyLimitsShown:
     period = f" per {key.token_budget.period}" if key.token_budget else ""
     rows = [
         LimitShown(
-            w.name,
-            LIMIT_LABELS[w.name] + (period if w.name == "token_budget" else ""),
-            w.allowed,
-            w.remaining,
-            reset_text(w.reset_at),
+            name,
+            LIMIT_LABELS[name] + (period if name == "token_budget" else ""),
+            allowed,
+            remaining,
+            reset_text(end),
         )
-        for w in seen.windows
+        for name, allowed, remaining, end in seen.windows
     ]
     if seen.refused is None:
         return KeyLimitsShown(rows, None, None, None)

@@ -97,12 +97,8 @@ async def verify_answer(
     elif verdict.valid:
         windows = admission.windows if admission is not None else ()
         answer["limits"] = {
-            w.name: {
-                "limit": w.allowed,
-                "remaining": w.remaining,
-                "reset_at": reset_text(w.reset_at),
-            }
-            for w in windows
+            name: {"limit": allowed, "remaining": remaining, "reset_at": reset_text(end)}
+            for name, allowed, remaining, end in windows
         }
     return 200, answer, {}
 
