@@ -82,19 +82,20 @@ class LimitBook:
                 self._entries[key_id] = entry
         counted, admitted = entry.counted, entry.admitted
         windows: list[Remaining] = []
+        before: list[int] = []
         refused_by: Limit | None = None
         refused_until = 0.0
         for limit in limits.limits:
             name, allowed, span, counts_requests = limit
             end = (now // span + 1) * span if span else limit.window_end(now)
             used = 0
-            seen = counted.get(name)
+            seen = counted.get(name) if counted else None
             if seen is not None and now < seen[0]:
                 end, used = seen  # the last state's count, while its window lasts
-            mine = admitted.get(name)
-            if mine is not None and mine[0] == end:
-                used += mine[1]  # what this process admitted in that window since
-            remaining = allowed - used
+            mine = admitted.get(name) if counts_requests else None
+            mine_now = mine[1] if mine is not None and mine[0] == end else 0
+            before.append(mine_now)  # what this process admitted in that window since
+            remaining = allowed - used - mine_now
             # Of several exhausted limits, the one that ends last says when to come back.
             if remaining <= 0 and (refused_by is None or end > refused_until):
                 refused_by, refused_until = limit, end
@@ -106,11 +107,7 @@ class LimitBook:
             code: Refusal = "rate_limited" if refused_by.counts_requests else "budget_exhausted"
             return Admission(code, refused_by.name, refused_until, windows)
         if admit:
-            for limit, (name, _, _, end) in zip(limits.limits, windows, strict=True):
+            for limit, window, count in zip(limits.limits, windows, before, strict=True):
                 if limit.counts_requests:
-                    mine = admitted.get(name)
-                    admitted[name] = (
-                        end,
-                        mine[1] + 1 if mine is not None and mine[0] == end else 1,
-                    )
+                    admitted[limit.name] = (window[3], count + 1)
         return Admission(None, None, 0.0, windows)
