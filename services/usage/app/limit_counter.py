@@ -1,0 +1,189 @@
+"""The limit counter: each key's records against its limits, one count for every verifier.
+
+It reads `usage.records` in a consumer group of its own (enforcement never waits on the
+analytic ingest). A batch is one transaction: the partitions' stored positions are locked
+(what a crash or a rebalance already counted is skipped by offset), re-sent records are
+skipped by record id (RecentIds, rebuilt from `limit_seen` when the memory is not current),
+the counts are added per key and window, the states of the keys with limits are evaluated
+from the totals and stored, and the new positions and ids are written. The publisher sends
+the stored states after the commit (app/limit_publisher.py).
+
+Key events re-evaluate a key whose limits changed (`limits_changed`, inside the key
+events' transaction), and a limited key whose window has ended is re-evaluated at the
+window's end (`roll_over`), so it is cleared without waiting for its next record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from servicekit.consumer import Received
+from services.usage.adapters import limit_store
+from services.usage.app.directory import KeyDirectory
+from services.usage.app.metrics import LIMIT_RECORDS_COUNTED, LIMIT_STATE_CHANGES
+from services.usage.domain.keys import KeyInfo
+from services.usage.domain.limits import (
+    BatchCounts,
+    Evaluated,
+    KeyLimits,
+    Span,
+    WindowKey,
+    current_windows,
+    evaluate,
+)
+from services.usage.domain.recent_ids import RecentIds
+from services.usage.domain.requests import Request
+
+ROLL_OVER_BATCH = 1000
+
+
+class LimitCounter:
+    def __init__(
+        self,
+        pool: Callable[[], Any],
+        directory: KeyDirectory,
+        topic: str,
+        *,
+        horizon_minutes: int,
+        max_ids: int,
+        on_states: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pool = pool
+        self.directory = directory
+        self.topic = topic
+        self.horizon_minutes = horizon_minutes
+        self.max_ids = max_ids
+        self.on_states = on_states
+        """Called after a commit that stored states (wakes the publisher)."""
+        self.lock = asyncio.Lock()
+        """Held by a batch and by a re-evaluation: the directory's limits and the stored
+        states change together (key events hold it until the directory has the new limits)."""
+        self._recent: dict[int, RecentIds] = {}
+
+    async def count(self, batch: Sequence[Received[Request]]) -> int:
+        """Count a batch; returns how many records it counted."""
+        partitions = sorted({item.record.partition for item in batch})
+        next_offsets: dict[int, int] = {}
+        counted: dict[int, list[str]] = {p: [] for p in partitions}
+        newest_minute = 0
+        in_batch: set[str] = set()
+        async with self.lock, self.pool().acquire() as conn, conn.transaction():
+            await self.directory.ensure_loaded(conn)
+            positions = await limit_store.lock_positions(conn, self.topic, partitions)
+            for p in partitions:
+                recent = self._recent.get(p)
+                if recent is None or recent.next_offset != positions[p]:
+                    await self._reload(conn, p, positions[p])
+            counts = BatchCounts()
+            for item in batch:
+                partition, offset = item.record.partition, item.record.offset
+                if offset < positions[partition]:
+                    continue  # counted before a crash or by this partition's former owner
+                next_offsets[partition] = max(next_offsets.get(partition, 0), offset + 1)
+                request = item.message
+                record_id = request.record_id
+                if record_id in in_batch or record_id in self._recent[partition]:
+                    continue
+                if counts.add(request):
+                    in_batch.add(record_id)
+                    counted[partition].append(record_id)
+                    newest_minute = max(newest_minute, request.minute)
+            totals = _by_key(await limit_store.add_counts(conn, counts.windows))
+            states = [
+                evaluate(key_id, account_id, limits, totals.get(key_id, {}), at)
+                for key_id, (at, account_id) in counts.newest.items()
+                if (limits := _limits(self.directory.get(key_id)))
+            ]
+            changes = await limit_store.save_states(conn, states)
+            if next_offsets:
+                await limit_store.save_positions(conn, self.topic, next_offsets)
+                await limit_store.save_seen(
+                    conn,
+                    self.topic,
+                    [
+                        (p, n - 1, newest_minute, " ".join(counted[p]))
+                        for p, n in next_offsets.items()
+                    ],
+                )
+        for p, n in next_offsets.items():  # memory follows once the transaction committed
+            self._recent[p].add(newest_minute, counted[p])
+            self._recent[p].next_offset = n
+        total = sum(len(ids) for ids in counted.values())
+        LIMIT_RECORDS_COUNTED.inc(total)
+        LIMIT_STATE_CHANGES.inc(changes)
+        if states:
+            self.on_states()
+        return total
+
+    async def _reload(self, conn: Any, partition: int, next_offset: int) -> None:
+        since = int(time.time() // 60) - self.horizon_minutes
+        stored = await limit_store.load_seen(conn, self.topic, partition, since)
+        recent = self._recent[partition] = RecentIds(self.horizon_minutes, self.max_ids)
+        recent.reset(next_offset, [(minute, ids.split()) for minute, ids in stored])
+
+    async def limits_changed(self, conn: Any, changes: Sequence[tuple[KeyInfo, float]]) -> int:
+        """Re-evaluate keys whose limits changed (key, event time), in the caller's
+        transaction, the caller holding `lock`: a raised limit clears the key at once, a
+        lowered one may limit it at once, a removed one clears it. Returns states stored."""
+        if not changes:
+            return 0
+        stored = await limit_store.stored_as_of(conn, [key.key_id for key, _ in changes])
+        wanted = [
+            (key, max(at, stored.get(key.key_id, at)))
+            for key, at in changes
+            if key.limits or key.key_id in stored
+        ]
+        return await self._reevaluate(conn, wanted)
+
+    async def roll_over(self) -> int:
+        """Clear (or limit again, by a longer window) the limited keys whose window ended:
+        evaluated at the window's end, which becomes the state's as_of."""
+        async with self.lock, self.pool().acquire() as conn, conn.transaction():
+            expired = await limit_store.expired_limits(conn, time.time(), ROLL_OVER_BATCH)
+            wanted = []
+            for key_id, account_id, until, as_of in expired:
+                key = self.directory.get(key_id)
+                if key is None:  # limited before the directory knew it: clear by itself
+                    key = KeyInfo(key_id, account_id, None, None, None, "active", 0, "active",
+                                  None, None, 0)  # fmt: skip
+                wanted.append((key, max(until, as_of)))
+            stored = await self._reevaluate(conn, wanted)
+        if stored:
+            self.on_states()
+        return stored
+
+    async def _reevaluate(self, conn: Any, keys: Sequence[tuple[KeyInfo, float]]) -> int:
+        slots = [
+            (key.key_id, span, start)
+            for key, at in keys
+            for span, start in current_windows(key.limits, at)
+        ]
+        totals = _by_key(await limit_store.totals(conn, slots))
+        states: list[Evaluated] = [
+            evaluate(key.key_id, key.account_id, key.limits, totals.get(key.key_id, {}), at)
+            for key, at in keys
+        ]
+        changed = await limit_store.save_states(conn, states)
+        LIMIT_STATE_CHANGES.inc(changed)
+        return len(states)
+
+    async def prune(self) -> None:
+        now = time.time()
+        async with self.pool().acquire() as conn:
+            await limit_store.prune(conn, now, int(now // 60) - self.horizon_minutes)
+
+
+def _limits(key: KeyInfo | None) -> KeyLimits | None:
+    return key.limits if key is not None else None
+
+
+def _by_key(
+    totals: dict[WindowKey, tuple[int, int]],
+) -> dict[str, dict[tuple[Span, int], tuple[int, int]]]:
+    grouped: dict[str, dict[tuple[Span, int], tuple[int, int]]] = {}
+    for (key_id, span, start), counts in totals.items():
+        grouped.setdefault(key_id, {})[(span, start)] = counts
+    return grouped
