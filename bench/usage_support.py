@@ -216,9 +216,14 @@ async def counted(database: str) -> int:
 
 
 def key_events(
-    keys: Sequence[tuple[str, str]], created: datetime, disabled: bool = False, limit: int = 0
+    keys: Sequence[tuple[str, str]],
+    created: datetime,
+    disabled: bool = False,
+    limit: int = 0,
+    **limits: Any,
 ) -> list[tuple[bytes, bytes]]:
-    """KeyCreated (and KeyDisabled) events of `keys` as (message key, value)."""
+    """KeyCreated (and KeyDisabled) events of `keys` as (message key, value); `limits`:
+    more of the key's limits (rate_limit_per_minute, token_budget...)."""
     actor = Actor(type="user", id="bench@example.com")
     messages = []
     for position, (key_id, account) in enumerate(keys, start=1):
@@ -234,6 +239,7 @@ def key_events(
                 name=f"bench key {position}",
                 prefix="ig_live_Ab3d",
                 rate_limit_per_hour=limit or None,
+                **limits,
             ),
         )
         messages.append((key_id.encode(), created_event.model_dump_json().encode()))

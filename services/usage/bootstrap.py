@@ -55,7 +55,7 @@ def build(settings: UsageSettings) -> FastAPI:
     limits = LimitCounter(
         pool,
         directory,
-        settings.usage_records_topic,
+        settings.usage_limits_records_topic or settings.usage_records_topic,
         horizon_minutes=settings.usage_limits_dedup_horizon_minutes,
         max_ids=settings.usage_limits_dedup_max_ids,
         on_states=publisher.nudge,

@@ -42,6 +42,11 @@ class UsageSettings(ServiceSettings):
     usage_limits_consumer_group: str = Field(
         "usage-limits", min_length=1, description="Consumer group of the limit counter."
     )
+    usage_limits_records_topic: str = Field(
+        "",
+        description="Topic the limit counter reads; empty: the records topic (benchmarks"
+        " point the analytic ingest elsewhere to measure the counter alone).",
+    )
     usage_limits_topic: str = Field(
         USAGE_LIMITS, min_length=1, description="Topic of limit states (tests and benchmarks)."
     )

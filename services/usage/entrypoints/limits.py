@@ -15,7 +15,7 @@ def limit_subscription(settings: UsageSettings, counter: LimitCounter) -> Subscr
         await counter.count(batch)
 
     return Subscription(
-        settings.usage_records_topic,
+        settings.usage_limits_records_topic or settings.usage_records_topic,
         settings.usage_limits_consumer_group,
         decode_request,
         count,
