@@ -109,9 +109,10 @@ async def usage_process(
             USAGE_CONSUMER_GROUP=group,
             USAGE_RECORDS_TOPIC=records_topic,
             USAGE_KEYS_EVENTS_TOPIC=events_topic,
+            USAGE_LIMITS_CONSUMER_GROUP=f"bench-usage-limits-{uuid.uuid4().hex[:8]}",
             LOG_LEVEL="WARNING",
-            **env,
         )
+        environment.update(env)
         with log.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "services.usage", env=environment, cwd=REPO_ROOT,

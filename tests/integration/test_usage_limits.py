@@ -125,7 +125,6 @@ async def limits_stack(
                 records,
                 USAGE_KEYS_EVENTS_TOPIC=events,
                 USAGE_LIMITS_TOPIC=topic,
-                USAGE_LIMITS_CONSUMER_GROUP=f"usage-limits-test-{uuid.uuid4().hex[:8]}",
                 **settings,
             ) as usage,
         ):

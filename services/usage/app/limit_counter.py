@@ -100,14 +100,12 @@ class LimitCounter:
             changes = await limit_store.save_states(conn, states)
             if next_offsets:
                 await limit_store.save_positions(conn, self.topic, next_offsets)
-                await limit_store.save_seen(
-                    conn,
-                    self.topic,
-                    [
-                        (p, n - 1, newest_minute, " ".join(counted[p]))
-                        for p, n in next_offsets.items()
-                    ],
-                )
+                seen = [
+                    (p, n - 1, newest_minute, " ".join(counted[p]))
+                    for p, n in next_offsets.items()
+                    if counted[p]
+                ]
+                await limit_store.save_seen(conn, self.topic, seen)
         for p, n in next_offsets.items():  # memory follows once the transaction committed
             self._recent[p].add(newest_minute, counted[p])
             self._recent[p].next_offset = n
@@ -142,6 +140,7 @@ class LimitCounter:
         """Clear (or limit again, by a longer window) the limited keys whose window ended:
         evaluated at the window's end, which becomes the state's as_of."""
         async with self.lock, self.pool().acquire() as conn, conn.transaction():
+            await self.directory.ensure_loaded(conn)
             expired = await limit_store.expired_limits(conn, time.time(), ROLL_OVER_BATCH)
             wanted = []
             for key_id, account_id, until, as_of in expired:
