@@ -11,7 +11,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def roomy_now() -> datetime:
     """An event time whose minute has 20 s or more left (and whose hour is not the last
     minute of it): a test sees the limited state before its window ends. Near the end of a
     minute that is the next minute, as a gateway's clock a little ahead would give."""
-    at = roomy_now()
+    at = datetime.now(UTC)
     if at.second >= 40:
         at = at.replace(second=1, microsecond=0) + timedelta(minutes=1)
     if at.minute == 59:
