@@ -123,6 +123,16 @@ async def stored_as_of(conn: Any, key_ids: Sequence[str]) -> dict[str, float]:
     return {r[0]: r[1] for r in rows}
 
 
+async def newest_minutes(conn: Any, key_ids: Sequence[str]) -> dict[str, int]:
+    """Start of the newest minute each key has counts in (its newest record lies there)."""
+    rows = await conn.fetch(
+        "SELECT key_id::text, max(window_start) FROM limit_counts"
+        " WHERE key_id = ANY($1::uuid[]) AND span = 'minute' GROUP BY key_id",
+        list(key_ids),
+    )
+    return {r[0]: r[1] for r in rows}
+
+
 async def save_states(conn: Any, states: Sequence[Evaluated]) -> int:
     """Store the states; a stored one of a newer event time is kept (a late batch). A
     change of state (or limit, or until) is urgent; a clear state's moved counts are

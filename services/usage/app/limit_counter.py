@@ -128,9 +128,13 @@ class LimitCounter:
         lowered one may limit it at once, a removed one clears it. Returns states stored."""
         if not changes:
             return 0
-        stored = await limit_store.stored_as_of(conn, [key.key_id for key, _ in changes])
+        key_ids = [key.key_id for key, _ in changes]
+        stored = await limit_store.stored_as_of(conn, key_ids)
+        # Judged where the key's newest records are (read before its key events, in a
+        # replay, they have no state yet), and never before a state it had.
+        newest = await limit_store.newest_minutes(conn, key_ids)
         wanted = [
-            (key, max(at, stored.get(key.key_id, at)))
+            (key, max(at, stored.get(key.key_id, at), newest.get(key.key_id, at)))
             for key, at in changes
             if key.limits or key.key_id in stored
         ]

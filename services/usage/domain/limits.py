@@ -132,6 +132,28 @@ def current_windows(limits: KeyLimits, at: float) -> list[tuple[Span, int]]:
     return [(check.span, window_start(check.span, at)) for check in limits.checks()]
 
 
+_BOUNDED_BY: Final[dict[Span, LimitName]] = {
+    "minute": "rate_limit_per_minute",
+    "hour": "rate_limit_per_hour",
+    "day": "rate_limit_per_day",
+    "month": "token_budget",
+}
+_ENDS: dict[tuple[Span, int], tuple[float, str]] = {}
+
+
+def window_end(span: Span, start: int) -> tuple[float, str]:
+    """End of the window (epoch seconds, and as written on the wire); remembered, as every
+    key of a batch shares a few windows."""
+    found = _ENDS.get((span, start))
+    if found is None:
+        if len(_ENDS) > 4096:
+            _ENDS.clear()
+        period: BudgetPeriod = "month" if span == "month" else "day"
+        _, end = window_bounds(_BOUNDED_BY[span], period, datetime.fromtimestamp(start, UTC))
+        found = _ENDS[(span, start)] = (end.timestamp(), format_utc(end))
+    return found
+
+
 def evaluate(
     key_id: str,
     account_id: str,
@@ -142,35 +164,26 @@ def evaluate(
     """The key's state at event time `at`: limited by the limit reached whose window ends
     last (so a key over its budget and its minute's rate is refused for the longer), or
     clear. `totals`: (requests, tokens) of each window, by (span, start); absent is zero."""
-    moment = datetime.fromtimestamp(at, UTC)
     windows: dict[str, dict[str, object]] = {}
-    reached: tuple[datetime, int, Check, int] | None = None
+    reached: tuple[float, int, Check, int, str] | None = None
     for order, check in enumerate(limits.checks()):
-        period: BudgetPeriod = "month" if limits.budget_period == "month" else "day"
-        start, end = window_bounds(check.name, period, moment)
-        counts = totals.get((check.span, int(start.timestamp())), (0, 0))
+        start = window_start(check.span, at)
+        end, reset_at = window_end(check.span, start)
+        counts = totals.get((check.span, start), (0, 0))
         counted = counts[1] if check.tokens else counts[0]
-        windows[check.name] = {
-            "counted": counted,
-            "limit": check.limit,
-            "reset_at": format_utc(end),
-        }
+        windows[check.name] = {"counted": counted, "limit": check.limit, "reset_at": reset_at}
         if counted >= check.limit and (reached is None or (end, order) > reached[:2]):
-            reached = (end, order, check, counted)
+            reached = (end, order, check, counted, reset_at)
     body: dict[str, object] = {"key_id": key_id, "account_id": account_id}
     if reached is None:
         state, limit_name, until = "clear", None, None
         body.update(state=state, limit_name=None, until=None, counted=None, limit=None)
     else:
-        end, _, check, counted = reached
+        until, _, check, counted, reset_at = reached
         state = "budget_exhausted" if check.tokens else "rate_limited"
-        limit_name, until = check.name, end.timestamp()
+        limit_name = check.name
         body.update(
-            state=state,
-            limit_name=limit_name,
-            until=format_utc(end),
-            counted=counted,
-            limit=check.limit,
+            state=state, limit_name=limit_name, until=reset_at, counted=counted, limit=check.limit
         )
-    body.update(as_of=format_utc(moment), windows=windows)
+    body.update(as_of=format_utc(datetime.fromtimestamp(at, UTC)), windows=windows)
     return Evaluated(key_id, account_id, state, limit_name, until, at, orjson.dumps(body).decode())
