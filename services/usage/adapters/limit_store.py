@@ -140,6 +140,7 @@ async def save_states(conn: Any, states: Sequence[Evaluated]) -> int:
     on is stored but not sent again. Returns how many changes of state were stored."""
     if not states:
         return 0
+    states = sorted(states, key=lambda s: s.key_id)  # rows locked in one order by every writer
     changed: int = await conn.fetchval(
         "WITH saved AS (INSERT INTO limit_states AS s (key_id, account_id, state, limit_name,"
         " until, as_of, body, pending, urgent)"
