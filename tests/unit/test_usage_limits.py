@@ -17,6 +17,7 @@ from services.usage.domain.limits import (
     KeyLimits,
     Span,
     evaluate,
+    totals_of,
     window_start,
 )
 from services.usage.domain.recent_ids import RecentIds
@@ -54,19 +55,44 @@ def test_refusals_are_not_requests_and_a_batch_counts_every_window() -> None:
         assert not counts.add(request(status=status))
     assert counts.add(request(status=500, tokens=7))
     assert counts.add(request(status=429, tokens=3))  # a refusal's tokens still count
-    assert {span: counts.windows[(KEY, span, window_start(span, AT))] for span in SPANS} == {
-        span: [1, 10] for span in SPANS
+    assert totals_of(counts.windows[KEY]) == {
+        (span, window_start(span, AT)): (
+            0 if span == "month" else 1,
+            0 if span in ("minute", "hour") else 10,
+        )
+        for span in SPANS
     }
     assert counts.newest[KEY] == (AT, "acme")
 
 
-def totals_of(requests: int, tokens: int = 0) -> dict[tuple[Span, int], tuple[int, int]]:
+def test_a_newer_window_starts_again_and_an_older_record_counts_only_where_it_belongs() -> None:
+    counts = BatchCounts()
+    counts.add(request(at=AT))  # 23:59:30 on the last day of the year
+    counts.add(request(at=AT + 40, tokens=5))  # the next minute, hour, day, month
+    counts.add(request(at=AT - 60, tokens=2))  # late: 23:58, same hour, day and month
+    windows = totals_of(counts.windows[KEY])
+    after = AT + 40
+    assert windows == {
+        ("minute", window_start("minute", after)): (1, 0),
+        ("hour", window_start("hour", after)): (1, 0),
+        ("day", window_start("day", after)): (1, 5),
+        ("month", window_start("month", after)): (0, 5),
+    }
+    late = BatchCounts()
+    late.add(request(at=AT))
+    late.add(request(at=AT - 60, tokens=2))
+    assert totals_of(late.windows[KEY])[("hour", window_start("hour", AT))] == (2, 0)
+    assert totals_of(late.windows[KEY])[("minute", window_start("minute", AT))] == (1, 0)
+    assert totals_of(late.windows[KEY])[("day", window_start("day", AT))] == (2, 2)
+
+
+def totals(requests: int, tokens: int = 0) -> dict[tuple[Span, int], tuple[int, int]]:
     return {(span, window_start(span, AT)): (requests, tokens) for span in SPANS}
 
 
 def test_a_rate_limit_reached_limits_the_key_until_its_window_ends() -> None:
     limits = KeyLimits(per_minute=100, per_hour=1000)
-    state = LimitState.model_validate_json(evaluate(KEY, "acme", limits, totals_of(100), AT).body)
+    state = LimitState.model_validate_json(evaluate(KEY, "acme", limits, totals(100), AT).body)
     assert (state.state, state.limit_name, state.counted, state.limit) == (
         "rate_limited",
         "rate_limit_per_minute",
@@ -81,7 +107,7 @@ def test_a_rate_limit_reached_limits_the_key_until_its_window_ends() -> None:
 
 def test_below_every_limit_the_key_is_clear_with_what_each_window_counted() -> None:
     limits = KeyLimits(per_day=5, budget=10_000, budget_period="month")
-    evaluated = evaluate(KEY, "acme", limits, totals_of(4, 9_999), AT)
+    evaluated = evaluate(KEY, "acme", limits, totals(4, 9_999), AT)
     state = LimitState.model_validate_json(evaluated.body)
     assert (state.state, state.limit_name, state.until) == ("clear", None, None)
     assert {name: (w.counted, w.limit) for name, w in state.windows.items()} == {
@@ -92,7 +118,7 @@ def test_below_every_limit_the_key_is_clear_with_what_each_window_counted() -> N
 
 def test_the_limit_whose_window_ends_last_decides() -> None:
     limits = KeyLimits(per_minute=1, budget=100, budget_period="month")
-    evaluated = evaluate(KEY, "acme", limits, totals_of(1, 12_000), AT)
+    evaluated = evaluate(KEY, "acme", limits, totals(1, 12_000), AT)
     assert (evaluated.state, evaluated.limit_name) == ("budget_exhausted", "token_budget")
     assert evaluated.until == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
 

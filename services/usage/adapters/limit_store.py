@@ -1,4 +1,4 @@
-"""PostgreSQL of the limit counter: positions, recent record ids, window counts, states.
+"""PostgreSQL of the limit counter: positions, recent record ids, windows, states.
 
 Each write is one statement over arrays, so a batch costs the same few round trips
 whatever its size. Window starts are epoch seconds; times of states travel as epoch
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from services.usage.domain.limits import Evaluated, Span, WindowKey
+from services.usage.domain.limits import Evaluated, Windows
 
 
 async def lock_positions(conn: Any, topic: str, partitions: Sequence[int]) -> dict[int, int]:
@@ -74,60 +74,65 @@ def _ints(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-async def add_counts(
-    conn: Any, windows: dict[WindowKey, list[int]]
-) -> dict[WindowKey, tuple[int, int]]:
-    """Add the batch's counts; returns each window's totals (requests, tokens) after it."""
+_WINDOW_COLUMNS = (
+    "minute_start, minute_requests, hour_start, hour_requests, day_start, day_requests,"
+    " day_tokens, month_start, month_tokens"
+)
+
+
+def _merged(start: str, *counts: str) -> str:
+    """SET clauses of one span: the batch's window replaces an older stored one, adds to
+    the same one, and is left out when older (PostgreSQL reads w.* as before the update)."""
+    clauses = [
+        f"{c} = CASE WHEN EXCLUDED.{start} > w.{start} THEN EXCLUDED.{c}"
+        f" WHEN EXCLUDED.{start} = w.{start} THEN w.{c} + EXCLUDED.{c} ELSE w.{c} END"
+        for c in counts
+    ]
+    return ", ".join([*clauses, f"{start} = greatest(w.{start}, EXCLUDED.{start})"])
+
+
+_MERGE = ", ".join(
+    [
+        _merged("minute_start", "minute_requests"),
+        _merged("hour_start", "hour_requests"),
+        _merged("day_start", "day_requests", "day_tokens"),
+        _merged("month_start", "month_tokens"),
+    ]
+)
+
+
+async def add_counts(conn: Any, windows: dict[str, Windows]) -> dict[str, Windows]:
+    """Merge the batch's windows into the keys' stored ones; returns each key's windows
+    after it."""
     if not windows:
         return {}
-    slots = list(windows)
+    keys = list(windows)
+    columns = list(zip(*windows.values(), strict=True))
     rows = await conn.fetch(
-        "INSERT INTO limit_counts AS c (key_id, span, window_start, requests, tokens)"
-        " SELECT * FROM unnest(string_to_array($1, ' ')::uuid[], string_to_array($2, ' '),"
-        " $3::text::bigint[], $4::text::bigint[], $5::text::bigint[])"
-        " ON CONFLICT (key_id, span, window_start) DO UPDATE SET"
-        " requests = c.requests + EXCLUDED.requests, tokens = c.tokens + EXCLUDED.tokens"
-        " RETURNING key_id::text, span, window_start, requests, tokens",
-        " ".join([s[0] for s in slots]),
-        " ".join([s[1] for s in slots]),
-        _ints(s[2] for s in slots),
-        _ints(windows[s][0] for s in slots),
-        _ints(windows[s][1] for s in slots),
+        f"INSERT INTO limit_windows AS w (key_id, {_WINDOW_COLUMNS})"
+        " SELECT * FROM unnest(string_to_array($1, ' ')::uuid[], $2::text::bigint[],"
+        " $3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::bigint[],"
+        " $7::text::bigint[], $8::text::bigint[], $9::text::bigint[], $10::text::bigint[])"
+        f" ON CONFLICT (key_id) DO UPDATE SET {_MERGE}"
+        f" RETURNING key_id::text, {_WINDOW_COLUMNS}",
+        " ".join(keys),
+        *[_ints(column) for column in columns],
     )
-    return {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+    return {r[0]: list(r[1:]) for r in rows}
 
 
-async def totals(
-    conn: Any, slots: Sequence[tuple[str, Span, int]]
-) -> dict[WindowKey, tuple[int, int]]:
-    """The stored totals (requests, tokens) of these windows; absent ones are not returned."""
-    if not slots:
-        return {}
+async def stored_windows(conn: Any, key_ids: Sequence[str]) -> dict[str, Windows]:
     rows = await conn.fetch(
-        "SELECT c.key_id::text, c.span, c.window_start, c.requests, c.tokens"
-        " FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS u(k, s, w)"
-        " JOIN limit_counts c ON c.key_id = u.k AND c.span = u.s AND c.window_start = u.w",
-        [s[0] for s in slots],
-        [s[1] for s in slots],
-        [s[2] for s in slots],
+        f"SELECT key_id::text, {_WINDOW_COLUMNS} FROM limit_windows WHERE key_id = ANY($1::uuid[])",
+        list(key_ids),
     )
-    return {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+    return {r[0]: list(r[1:]) for r in rows}
 
 
 async def stored_as_of(conn: Any, key_ids: Sequence[str]) -> dict[str, float]:
     rows = await conn.fetch(
         "SELECT key_id::text, extract(epoch FROM as_of)::float8 FROM limit_states"
         " WHERE key_id = ANY($1::uuid[])",
-        list(key_ids),
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-async def newest_minutes(conn: Any, key_ids: Sequence[str]) -> dict[str, int]:
-    """Start of the newest minute each key has counts in (its newest record lies there)."""
-    rows = await conn.fetch(
-        "SELECT key_id::text, max(window_start) FROM limit_counts"
-        " WHERE key_id = ANY($1::uuid[]) AND span = 'minute' GROUP BY key_id",
         list(key_ids),
     )
     return {r[0]: r[1] for r in rows}
@@ -204,11 +209,7 @@ async def mark_published(pool: Any, sent: Sequence[tuple[str, int]]) -> None:
 
 
 async def prune(conn: Any, now: float, seen_before_minute: int) -> None:
-    """Forget windows long over (each span kept a while past its end, for late records)
+    """Forget the windows of keys unused for two months (every window of theirs is over)
     and the record ids older than the dedup horizon."""
-    await conn.execute(
-        "DELETE FROM limit_counts WHERE window_start < $1 - CASE span WHEN 'minute' THEN 3600"
-        " WHEN 'hour' THEN 2 * 86400 WHEN 'day' THEN 3 * 86400 ELSE 64 * 86400 END",
-        int(now),
-    )
+    await conn.execute("DELETE FROM limit_windows WHERE month_start < $1", int(now) - 64 * 86400)
     await conn.execute("DELETE FROM limit_seen WHERE minute < $1", seen_before_minute)

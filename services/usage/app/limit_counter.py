@@ -4,7 +4,7 @@ It reads `usage.records` in a consumer group of its own (enforcement never waits
 analytic ingest). A batch is one transaction: the partitions' stored positions are locked
 (what a crash or a rebalance already counted is skipped by offset), re-sent records are
 skipped by record id (RecentIds, rebuilt from `limit_seen` when the memory is not current),
-the counts are added per key and window, the states of the keys with limits are evaluated
+each key's windows are merged into its stored ones, the states of the keys with limits are evaluated
 from the totals and stored, and the new positions and ids are written. The publisher sends
 the stored states after the commit (app/limit_publisher.py).
 
@@ -30,9 +30,9 @@ from services.usage.domain.limits import (
     Evaluated,
     KeyLimits,
     Span,
-    WindowKey,
-    current_windows,
+    Windows,
     evaluate,
+    totals_of,
 )
 from services.usage.domain.recent_ids import RecentIds
 from services.usage.domain.requests import Request
@@ -91,9 +91,9 @@ class LimitCounter:
                     in_batch.add(record_id)
                     counted[partition].append(record_id)
                     newest_minute = max(newest_minute, request.minute)
-            totals = _by_key(await limit_store.add_counts(conn, counts.windows))
+            windows = await limit_store.add_counts(conn, counts.windows)
             states = [
-                evaluate(key_id, account_id, limits, totals.get(key_id, {}), at)
+                evaluate(key_id, account_id, limits, totals_of(windows[key_id]), at)
                 for key_id, (at, account_id) in counts.newest.items()
                 if (limits := _limits(self.directory.get(key_id)))
             ]
@@ -130,11 +130,11 @@ class LimitCounter:
             return 0
         key_ids = [key.key_id for key, _ in changes]
         stored = await limit_store.stored_as_of(conn, key_ids)
+        windows = await limit_store.stored_windows(conn, key_ids)
         # Judged where the key's newest records are (read before its key events, in a
         # replay, they have no state yet), and never before a state it had.
-        newest = await limit_store.newest_minutes(conn, key_ids)
         wanted = [
-            (key, max(at, stored.get(key.key_id, at), newest.get(key.key_id, at)))
+            (key, max(at, stored.get(key.key_id, at), windows.get(key.key_id, [at])[0]))
             for key, at in changes
             if key.limits or key.key_id in stored
         ]
@@ -159,14 +159,9 @@ class LimitCounter:
         return stored
 
     async def _reevaluate(self, conn: Any, keys: Sequence[tuple[KeyInfo, float]]) -> int:
-        slots = [
-            (key.key_id, span, start)
-            for key, at in keys
-            for span, start in current_windows(key.limits, at)
-        ]
-        totals = _by_key(await limit_store.totals(conn, slots))
+        windows = await limit_store.stored_windows(conn, [key.key_id for key, _ in keys])
         states: list[Evaluated] = [
-            evaluate(key.key_id, key.account_id, key.limits, totals.get(key.key_id, {}), at)
+            evaluate(key.key_id, key.account_id, key.limits, _totals(windows, key.key_id), at)
             for key, at in keys
         ]
         changed = await limit_store.save_states(conn, states)
@@ -183,10 +178,6 @@ def _limits(key: KeyInfo | None) -> KeyLimits | None:
     return key.limits if key is not None else None
 
 
-def _by_key(
-    totals: dict[WindowKey, tuple[int, int]],
-) -> dict[str, dict[tuple[Span, int], tuple[int, int]]]:
-    grouped: dict[str, dict[tuple[Span, int], tuple[int, int]]] = {}
-    for (key_id, span, start), counts in totals.items():
-        grouped.setdefault(key_id, {})[(span, start)] = counts
-    return grouped
+def _totals(windows: dict[str, Windows], key_id: str) -> dict[tuple[Span, int], tuple[int, int]]:
+    found = windows.get(key_id)
+    return totals_of(found) if found is not None else {}

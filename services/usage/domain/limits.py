@@ -1,8 +1,9 @@
 """A key's limits against what the usage stream counted: the state ``usage.limits`` carries.
 
-The limit counter folds each batch of records into counts per key and fixed UTC window
-(minute, hour, day, month; contracts.window_bounds), in event time; the store adds them up;
-`evaluate` turns the totals of the key's current windows into its `LimitState` body. A
+The limit counter folds each batch of records into each key's newest window of every span
+(minute, hour, day, month; fixed, UTC: contracts.window_bounds), in event time; the store
+merges them into the key's stored windows (one row per key); `evaluate` turns the key's
+current windows into its `LimitState` body. A
 refusal (401, 403, 429) is an attempt, not a request: it adds its tokens (none, as the
 keys service writes them) but no request.
 """
@@ -10,6 +11,7 @@ keys service writes them) but no request.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Final, Literal, NamedTuple
@@ -49,7 +51,12 @@ class KeyLimits:
             self.budget is not None
         )
 
-    def checks(self) -> Iterator[Check]:
+    def checks(self) -> tuple[Check, ...]:
+        """Each limit of the key (remembered: a few distinct sets of limits are shared by
+        many keys, and every key of a batch is judged)."""
+        return _checks(self)
+
+    def _each(self) -> Iterator[Check]:
         if self.per_minute is not None:
             yield Check("rate_limit_per_minute", "minute", False, self.per_minute)
         if self.per_hour is not None:
@@ -59,6 +66,11 @@ class KeyLimits:
         if self.budget is not None:
             span: Span = "month" if self.budget_period == "month" else "day"
             yield Check("token_budget", span, True, self.budget)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checks(limits: KeyLimits) -> tuple[Check, ...]:
+    return tuple(limits._each())
 
 
 _MONTHS: dict[int, int] = {}
@@ -79,16 +91,58 @@ def window_start(span: Span, at: float) -> int:
     return start
 
 
-WindowKey = tuple[str, Span, int]
-"""(key_id, span, window start)."""
+Windows = list[int]
+"""A key's newest window of each span and what it counted: [minute start, requests,
+hour start, requests, day start, requests, tokens, month start, tokens] (starts in epoch
+seconds). Only the newest window of a span matters to a key's state: a record of an older
+one (late, or of a window already over) is not counted."""
+
+
+def new_windows(at: float, requests: int, tokens: int) -> Windows:
+    minute, hour = window_start("minute", at), window_start("hour", at)
+    day, month = window_start("day", at), window_start("month", at)
+    return [minute, requests, hour, requests, day, requests, tokens, month, tokens]
+
+
+def merge(into: Windows, at: float, requests: int, tokens: int) -> None:
+    """Count a record into the windows: added to a span's window when it is that window,
+    starting the span's next window when newer, left out when older."""
+    for index, span, counts in _LAYOUT:
+        start = window_start(span, at)
+        if start > into[index]:
+            into[index] = start
+            for offset, tokens_too in counts:
+                into[index + offset] = tokens if tokens_too else requests
+        elif start == into[index]:
+            for offset, tokens_too in counts:
+                into[index + offset] += tokens if tokens_too else requests
+
+
+_LAYOUT: Final[tuple[tuple[int, Span, tuple[tuple[int, bool], ...]], ...]] = (
+    (0, "minute", ((1, False),)),
+    (2, "hour", ((1, False),)),
+    (4, "day", ((1, False), (2, True))),
+    (7, "month", ((1, True),)),
+)
+
+
+def totals_of(windows: Windows) -> dict[tuple[Span, int], tuple[int, int]]:
+    """The windows as `evaluate` reads them: (requests, tokens) by (span, start)."""
+    minute, minute_requests, hour, hour_requests, day, day_requests, day_tokens, month, \
+        month_tokens = windows  # fmt: skip
+    return {
+        ("minute", minute): (minute_requests, 0),
+        ("hour", hour): (hour_requests, 0),
+        ("day", day): (day_requests, day_tokens),
+        ("month", month): (0, month_tokens),
+    }
 
 
 class BatchCounts:
     """What one batch adds to each key's windows, and each key's newest counted record."""
 
     def __init__(self) -> None:
-        self.windows: dict[WindowKey, list[int]] = {}
-        """[requests, tokens] per window."""
+        self.windows: dict[str, Windows] = {}
         self.newest: dict[str, tuple[float, str]] = {}
         """key_id -> (event time of its newest counted record, account_id)."""
 
@@ -98,16 +152,19 @@ class BatchCounts:
         tokens = request.tokens_in + request.tokens_out
         if refused and not tokens:
             return False
-        key_id, at, windows = request.key_id, request.at, self.windows
-        request_count = 0 if refused else 1
-        for span in SPANS:
-            slot = (key_id, span, window_start(span, at))
-            counts = windows.get(slot)
-            if counts is None:
-                windows[slot] = [request_count, tokens]
-            else:
-                counts[0] += request_count
-                counts[1] += tokens
+        key_id, at = request.key_id, request.at
+        requests = 0 if refused else 1
+        windows = self.windows.get(key_id)
+        if windows is None:
+            self.windows[key_id] = new_windows(at, requests, tokens)
+        elif int(at // 60) * 60 == windows[0]:  # the same minute: the same everything
+            windows[1] += requests
+            windows[3] += requests
+            windows[5] += requests
+            windows[6] += tokens
+            windows[8] += tokens
+        else:
+            merge(windows, at, requests, tokens)
         newest = self.newest.get(key_id)
         if newest is None or at > newest[0]:
             self.newest[key_id] = (at, request.account_id)
@@ -125,11 +182,6 @@ class Evaluated:
     until: float | None
     as_of: float
     body: str
-
-
-def current_windows(limits: KeyLimits, at: float) -> list[tuple[Span, int]]:
-    """The (span, start) of each window `evaluate` reads for a key at `at`."""
-    return [(check.span, window_start(check.span, at)) for check in limits.checks()]
 
 
 _BOUNDED_BY: Final[dict[Span, LimitName]] = {

@@ -1,5 +1,5 @@
 -- Enforced limits (docs/limits.md): each key's limits in the read model, the limit
--- counter's counts per fixed UTC window, its consumed positions and recent record ids,
+-- counter's counts in each key's current windows, its consumed positions and record ids,
 -- and each key's limit state (also the outbox of usage.limits).
 
 ALTER TABLE key_directory
@@ -8,17 +8,21 @@ ALTER TABLE key_directory
     ADD COLUMN IF NOT EXISTS token_budget          bigint,
     ADD COLUMN IF NOT EXISTS token_budget_period   text;
 
--- Requests (refusals excluded) and tokens of a key in one window of event time:
--- span is minute, hour, day or month; window_start is its start in epoch seconds (UTC).
-CREATE TABLE IF NOT EXISTS limit_counts (
-    key_id       uuid   NOT NULL,
-    span         text   NOT NULL,
-    window_start bigint NOT NULL,
-    requests     bigint NOT NULL,
-    tokens       bigint NOT NULL,
-    PRIMARY KEY (key_id, span, window_start)
+-- Each key's newest window of every span, in event time, and what it counted: requests
+-- (refusals excluded) per minute, hour and day, tokens per day and month. Starts are
+-- epoch seconds (UTC). One row per key: a batch merges into it in one statement.
+CREATE TABLE IF NOT EXISTS limit_windows (
+    key_id          uuid   PRIMARY KEY,
+    minute_start    bigint NOT NULL,
+    minute_requests bigint NOT NULL,
+    hour_start      bigint NOT NULL,
+    hour_requests   bigint NOT NULL,
+    day_start       bigint NOT NULL,
+    day_requests    bigint NOT NULL,
+    day_tokens      bigint NOT NULL,
+    month_start     bigint NOT NULL,
+    month_tokens    bigint NOT NULL
 );
-CREATE INDEX IF NOT EXISTS limit_counts_start ON limit_counts USING brin (window_start);
 
 -- The next offset of usage.records the limit counter takes, per partition, written in the
 -- transaction of the counts: a batch redelivered after a crash is recognised by position.
