@@ -58,6 +58,7 @@ def build(settings: UsageSettings) -> FastAPI:
         settings.usage_limits_records_topic or settings.usage_records_topic,
         horizon_minutes=settings.usage_limits_dedup_horizon_minutes,
         max_ids=settings.usage_limits_dedup_max_ids,
+        refresh_seconds=settings.usage_limits_refresh_seconds,
         on_states=publisher.nudge,
     )
     ctx = UsageContext(

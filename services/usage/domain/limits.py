@@ -206,6 +206,18 @@ def window_end(span: Span, start: int) -> tuple[float, str]:
     return found
 
 
+def reached(
+    limits: KeyLimits, totals: Mapping[tuple[Span, int], tuple[int, int]], at: float
+) -> bool:
+    """Whether a limit of the key is reached in its window at `at` (what `evaluate` would
+    say is not clear), at a fraction of its cost."""
+    for check in limits.checks():
+        counts = totals.get((check.span, window_start(check.span, at)))
+        if counts is not None and counts[1 if check.tokens else 0] >= check.limit:
+            return True
+    return False
+
+
 def evaluate(
     key_id: str,
     account_id: str,
