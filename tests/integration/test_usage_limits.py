@@ -292,9 +292,7 @@ async def test_killed_mid_burst_the_service_publishes_consistent_states(
             await publish(producer, markers, limits.records)
 
             async def all_counted() -> dict[str, int] | None:
-                rows = await conn.fetch(
-                    "SELECT key_id::text, day_requests FROM limit_windows"
-                )
+                rows = await conn.fetch("SELECT key_id::text, day_requests FROM limit_windows")
                 counts = {r[0]: r[1] for r in rows}
                 return counts if sum(counts.values()) >= len(burst) + len(markers) else None
 
