@@ -4,9 +4,9 @@ It reads `usage.records` in a consumer group of its own (enforcement never waits
 analytic ingest). A batch is one transaction: the partitions' stored positions are locked
 (what a crash or a rebalance already counted is skipped by offset), re-sent records are
 skipped by record id (RecentIds, rebuilt from `limit_seen` when the memory is not current),
-each key's windows are merged into its stored ones, the states of the keys with limits are evaluated
-from the totals and stored, and the new positions and ids are written. The publisher sends
-the stored states after the commit (app/limit_publisher.py).
+each key's windows are merged into its stored ones, the states of the keys with limits are
+judged from the totals and stored, and the new positions and ids are written. The
+publisher sends the stored states after the commit (app/limit_publisher.py).
 
 Key events re-evaluate a key whose limits changed (`limits_changed`, inside the key
 events' transaction), and a limited key whose window has ended is re-evaluated at the
@@ -200,16 +200,16 @@ class LimitCounter:
             async with self.pool().acquire() as conn, conn.transaction():
                 await self.directory.ensure_loaded(conn)
                 expired = await limit_store.expired_limits(conn, time.time(), ROLL_OVER_BATCH)
-                wanted = []
-                for key_id, account_id, until, as_of in expired:
-                    key = self.directory.get(key_id) or _unknown(key_id, account_id)
-                    wanted.append((key, max(until, as_of)))
-                    self._judged.pop(key_id, None)
+                wanted: dict[str, tuple[KeyInfo, float]] = {}  # one state per key
                 for key_id, at in pending:
                     known = self.directory.get(key_id)
                     if known is not None:
-                        wanted.append((known, at))
-                states = await self._reevaluate(conn, wanted)
+                        wanted[key_id] = (known, at)
+                for key_id, account_id, until, as_of in expired:
+                    key = self.directory.get(key_id) or _unknown(key_id, account_id)
+                    wanted[key_id] = (key, max(until, as_of, wanted.get(key_id, (key, 0.0))[1]))
+                    self._judged.pop(key_id, None)
+                states = await self._reevaluate(conn, list(wanted.values()))
             self._judging_done(states, now)
             for key_id, _ in pending:
                 self._pending.pop(key_id, None)
