@@ -9,6 +9,7 @@ from typing import Any
 
 from services.usage.app.activity_cache import ActivityCache
 from services.usage.app.directory import KeyDirectory
+from services.usage.app.limit_counter import LimitCounter
 from services.usage.domain.containment import ContainmentPolicy
 from services.usage.domain.detectors import DetectorConfig
 
@@ -27,3 +28,5 @@ class UsageContext:
     a batch of key events, an eviction), so they never see each other half-done."""
     on_alerts: Callable[[], None] = lambda: None
     """Called after a commit that stored new alerts (wakes the outbox)."""
+    limits: LimitCounter | None = None
+    """The limit counter, re-evaluating a key whose limits a key event changes."""
