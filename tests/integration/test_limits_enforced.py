@@ -72,9 +72,9 @@ async def _wait_code(
 ) -> list[dict[str, Any]]:
     """Every instance answers `code` for `secret`; returns their answers."""
 
-    async def every() -> list[dict[str, Any]] | None:
+    async def every() -> list[dict[str, Any]]:
         answers = [await _verdict(client, secret) for client in clients]
-        return answers if all(a["code"] == code for a in answers) else None
+        return answers if all(a["code"] == code for a in answers) else []
 
     answers: list[dict[str, Any]] = await wait_until(
         every, timeout=timeout, interval=0.05, what=f"{code} on every keys instance"
