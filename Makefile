@@ -10,12 +10,12 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: install up down clean status test test-faults test-unit lint bench admin-key schemas demo
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python >= 3.11 is needed (found $$($(PYTHON) --version))"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e '.[dev]' -e clients/python
 	@touch $(INSTALLED)
 
 $(CHROMIUM):
