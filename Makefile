@@ -8,7 +8,7 @@ ACCOUNT ?= demo
 # The browser tests drive Debian's Chromium (no browser download); installed when missing.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install up down clean status test test-faults test-unit lint bench admin-key schemas demo
+.PHONY: install up down clean status test test-faults test-unit lint bench admin-key schemas demo gateway
 
 $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -61,6 +61,12 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	@$(PY) -m devstack up
 	@$(PY) -m bench
+
+# nginx (Debian's, installed when missing) with forward auth to the keys service, in front
+# of the sample model API: http://127.0.0.1:8080 (GATEWAY_PORT). `make down` stops it.
+gateway: $(INSTALLED)
+	@$(PY) -m devstack up
+	@$(PY) -m devstack gateway
 
 admin-key: $(INSTALLED)
 	@$(PY) -m devstack admin-key $(ACCOUNT)
