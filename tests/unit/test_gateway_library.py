@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ from instagen_gateway.limits import LimitBook
 from services.keys.domain.secret import generate_secret
 from services.keys.domain.secret import is_well_formed as service_accepts
 
-NOW = datetime(2026, 12, 6, 12, 30, 15, tzinfo=UTC)
+NOW = datetime(2026, 12, 6, 12, 30, 15, tzinfo=UTC).timestamp()
 KEY = str(uuid.uuid4())
 
 
@@ -42,8 +42,8 @@ def test_a_limited_state_refuses_until_its_window_ends_unless_the_limit_was_rais
     )
     refused = book.decide(KEY, {"rate_limit_per_hour": 100}, NOW)
     assert refused.refused == "rate_limited"
-    assert refused.reset_at == datetime(2026, 12, 6, 13, tzinfo=UTC)
-    assert book.decide(KEY, {"rate_limit_per_hour": 100}, NOW + timedelta(hours=1)).refused is None
+    assert refused.reset_at == datetime(2026, 12, 6, 13, tzinfo=UTC).timestamp()
+    assert book.decide(KEY, {"rate_limit_per_hour": 100}, NOW + 3600).refused is None
     assert book.decide(KEY, {"rate_limit_per_hour": 200}, NOW).refused is None
 
 
@@ -60,15 +60,30 @@ def test_requests_let_in_here_count_against_what_the_last_state_left() -> None:
     window = {"counted": 97, "limit": 100, "reset_at": "2026-12-06T13:00:00.000000Z"}
     book.apply(_state(state="clear", windows={"rate_limit_per_hour": window}))
     configured = {"rate_limit_per_hour": 100}
-    for remaining in (3, 2, 1):
+    for remaining in (2, 1, 0):  # what is left after this request
         decision = book.decide(KEY, configured, NOW)
         assert decision.refused is None
         assert decision.limits["rate_limit_per_hour"]["remaining"] == remaining
         book.admit(KEY, configured, NOW)
     assert book.decide(KEY, configured, NOW).refused == "rate_limited"
-    # A new state starts the local count again from what the platform counted.
-    book.apply(_state(state="clear", as_of="2026-12-06T12:30:10.000000Z"))
-    assert book.decide(KEY, configured, NOW).refused is None
+    # A state from before these requests does not forget them ...
+    book.apply(
+        _state(
+            state="clear",
+            as_of="2026-12-06T12:30:10.000000Z",
+            windows={"rate_limit_per_hour": window | {"counted": 98}},
+        )
+    )
+    assert book.decide(KEY, configured, NOW).refused == "rate_limited"
+    # ... one that counted them starts the local count again.
+    book.apply(
+        _state(
+            state="clear",
+            as_of="2026-12-06T12:30:16.000000Z",
+            windows={"rate_limit_per_hour": window | {"counted": 98}},
+        )
+    )
+    assert book.decide(KEY, configured, NOW + 2).limits["rate_limit_per_hour"]["remaining"] == 1
 
 
 def test_a_record_id_is_the_request_id_or_derived_from_it() -> None:

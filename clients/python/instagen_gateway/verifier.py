@@ -20,10 +20,10 @@ import hashlib
 import ipaddress
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -62,6 +62,9 @@ class _Entry:
     """The client address the key service was asked about."""
     configured: dict[str, int] = field(default_factory=dict)
     """The key's limits as the key service listed them ({name: limit})."""
+    plain: Verdict | None = None
+    """The answer itself, for a valid key with neither limits nor networks: nothing to
+    decide per request."""
 
 
 class Verifier:
@@ -158,15 +161,29 @@ class Verifier:
         model: str | None = None,
     ) -> Verdict:
         """The decision for one request presenting ``secret``; counts it if let in."""
+        known = self.verify_cached(secret, source_ip)
+        if known is not None:
+            return known
         if not is_well_formed(secret):
             return Verdict("malformed")
         entry = await self._entry(secret, source_ip, user_agent, endpoint, model)
         if entry is None:
             return Verdict("unavailable")
-        verdict = self._judge(entry, source_ip)
-        if verdict.valid and entry.configured and verdict.key_id:
-            self.limits.admit(verdict.key_id, entry.configured)
-        return verdict
+        return self._judge(entry, source_ip)
+
+    def verify_cached(self, secret: str, source_ip: str | None = None) -> Verdict | None:
+        """The decision from memory alone (counted if let in), or None when the key service
+        must be asked: the hot path, with no I/O and no await."""
+        entry = self._entries.get(_digest(secret))
+        if entry is None:
+            return None
+        if entry.refused_as is not None:  # known refused: no need to ask
+            return _base_verdict(entry.answer, entry.refused_as)
+        if entry.fresh_until <= time.monotonic() or not _holds_for(entry, source_ip):
+            return None
+        if entry.plain is not None:
+            return entry.plain
+        return self._judge(entry, source_ip)
 
     def _judge(self, entry: _Entry, source_ip: str | None) -> Verdict:
         answer = entry.answer
@@ -177,10 +194,12 @@ class Verifier:
         networks = answer.get("allowed_cidrs")
         if networks and not _network_allows(networks, source_ip):
             return _base_verdict(answer, "ip_not_allowed")
-        decision = self.limits.decide(str(answer["key_id"]), entry.configured)
+        key_id = str(answer["key_id"])
+        decision = self.limits.decide(key_id, entry.configured)
         if decision.refused is not None:
-            reset = decision.reset_at or datetime.now(UTC)
-            retry = max(1, int((reset - datetime.now(UTC)).total_seconds() + 0.999))
+            now = time.time()
+            reset = decision.reset_at or now
+            retry = max(1, math.ceil(reset - now))
             return Verdict(
                 decision.refused,
                 base.key_id,
@@ -190,6 +209,7 @@ class Verifier:
                 retry_after_seconds=retry,
                 reset_at=format_time(reset),
             )
+        self.limits.admit(key_id, entry.configured)
         return Verdict(
             "valid", base.key_id, base.account_id, base.environment, base.scopes, decision.limits
         )
@@ -202,7 +222,7 @@ class Verifier:
         endpoint: str | None,
         model: str | None,
     ) -> _Entry | None:
-        digest = hashlib.sha256(secret.encode()).digest()
+        digest = _digest(secret)
         now = time.monotonic()
         entry = self._entries.get(digest)
         if entry is not None and entry.fresh_until > now and _holds_for(entry, source_ip):
@@ -217,12 +237,16 @@ class Verifier:
         fresh_for = self.ttl if known else self.negative_ttl
         if answer["code"] in _LIMIT_CODES:  # asked again when the window ends, if sooner
             fresh_for = min(self.negative_ttl, float(answer.get("retry_after_seconds") or 0))
+        configured = {k: int(v["limit"]) for k, v in (answer.get("limits") or {}).items()}
         fresh = _Entry(
             answer,
             now + fresh_for,
             now + fresh_for + self.stale_for,
             asked_for=source_ip,
-            configured={k: int(v["limit"]) for k, v in (answer.get("limits") or {}).items()},
+            configured=configured,
+            plain=_base_verdict(answer, "valid")
+            if answer["code"] == "valid" and not configured and not answer.get("allowed_cidrs")
+            else None,
         )
         self._remember(digest, fresh)
         return fresh
@@ -305,6 +329,11 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await consumer.topics()  # fetches the cluster's metadata again
         await asyncio.sleep(0.05)
     raise RuntimeError(f"topic {topic} not found")
+
+
+def _digest(secret: str) -> bytes:
+    """What the cache is keyed by: never the secret itself."""
+    return hashlib.blake2b(secret.encode(), digest_size=16).digest()
 
 
 def _base_verdict(answer: dict[str, Any], code: str) -> Verdict:
