@@ -164,7 +164,7 @@ async def test_the_middleware_guards_an_app_and_reports_what_it_served(
         ) as client:
             refused = await client.post("/v1/generate")
             assert refused.status_code == 401
-            assert refused.json()["error"]["code"] == "missing"
+            assert refused.json()["error"]["code"] == "missing_key"
             for _ in range(3):
                 served = await client.post(
                     "/v1/generate", headers={"Authorization": f"Bearer {key['key']}"}

@@ -113,7 +113,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 @pytest.mark.parametrize(
     ("headers", "status", "code"),
     [
-        ({}, 401, "missing"),
+        ({}, 401, "missing_key"),
         ({"authorization": "Bearer ig_live_unknown"}, 401, "not_found"),
         ({"x-api-key": "limited"}, 429, "rate_limited"),
         ({"x-api-key": "elsewhere"}, 403, "ip_not_allowed"),

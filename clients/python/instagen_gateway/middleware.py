@@ -61,7 +61,7 @@ class GatewayMiddleware:
         source_ip = client[0] if client else "0.0.0.0"  # noqa: S104 - an unknown client
         secret = presented_key(headers)
         if secret is None:
-            await _refuse(send, Verdict("not_found"), "missing")
+            await _refuse(send, Verdict("not_found"), "missing_key")
             return
         verdict = await self.verifier.verify(
             secret,
@@ -103,8 +103,10 @@ class GatewayMiddleware:
 
 async def _refuse(send: Send, verdict: Verdict, code: str | None = None) -> None:
     body = verdict.error_body()
-    if code == "missing":
-        body = {"error": {"code": "missing", "message": "Send your access key as a Bearer token."}}
+    if code == "missing_key":
+        body = {
+            "error": {"code": "missing_key", "message": "Send your access key as a Bearer token."}
+        }
     headers = [(b"content-type", b"application/json")]
     if verdict.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="instagen"'))
