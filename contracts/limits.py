@@ -11,6 +11,8 @@ a minute, hour or day starts on its boundary; a month on the first day at 00:00.
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 from uuid import UUID
@@ -51,7 +53,14 @@ class TokenBudget(ContractModel):
         return raw
 
 
+_CIDR_PATTERN: Final = r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$"
+
+
 def _canonical_network(value: str) -> str:
+    # The schema's pattern first, so what the schema refuses is refused here too (the
+    # parser alone would take a netmask, 203.0.113.0/255.255.255.0, or an IPv6 zone).
+    if not 2 <= len(value) <= 43 or not re.fullmatch(_CIDR_PATTERN, value):
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 network such as 203.0.113.0/24")
     try:
         network = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
@@ -76,7 +85,7 @@ Cidr = Annotated[
             "type": "string",
             "minLength": 2,
             "maxLength": 43,
-            "pattern": "^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$",
+            "pattern": _CIDR_PATTERN,
             "description": "An IPv4 or IPv6 network in CIDR notation, host bits zero "
             "(203.0.113.0/24, 2001:db8::/32); a bare address is a network of one.",
         }
@@ -92,14 +101,29 @@ AllowedCidrs = Annotated[
 """Where a key may be used from; empty means anywhere."""
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks_of(allowed_cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """The networks of ``allowed_cidrs`` parsed once, for many membership checks."""
+    return tuple(ipaddress.ip_network(cidr) for cidr in allowed_cidrs)
+
+
+def address_in(networks: Iterable[Network], source_ip: str) -> bool:
+    """Whether ``source_ip`` lies in one of ``networks``; an IPv4 client seen through a
+    dual-stack socket (``::ffff:203.0.113.9``) is its IPv4 address. Raises ValueError for
+    text that is no address."""
+    address = ipaddress.ip_address(source_ip)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    address = mapped or address
+    return any(address in network for network in networks)
+
+
 def network_allows(allowed_cidrs: list[str] | tuple[str, ...], source_ip: str) -> bool:
     """Whether ``source_ip`` lies in one of the networks (an empty list allows every address)."""
     if not allowed_cidrs:
         return True
-    address = ipaddress.ip_address(source_ip)
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    address = mapped or address
-    return any(address in ipaddress.ip_network(cidr) for cidr in allowed_cidrs)
+    return address_in(networks_of(allowed_cidrs), source_ip)
 
 
 def window_bounds(

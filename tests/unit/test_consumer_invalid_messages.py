@@ -73,3 +73,17 @@ async def test_a_connection_dropped_mid_operation_is_retried_not_dead_lettered()
     )
     await processor.process(_records(3))
     assert (handled, dead.sent) == ([0, 1, 2], [])
+
+
+async def test_a_reader_knows_how_far_it_has_processed_each_partition() -> None:
+    """What `caught_up` waits on: the offset after the last record processed, whether it
+    was handled or refused (a reader that holds state is ready once past the end)."""
+
+    async def handle(batch: list[Received[int]]) -> None:
+        return None
+
+    processor = BatchProcessor(Subscription("t", None, int, handle, int, ""), DeadLetters())  # type: ignore[arg-type]
+    records = _records(4)
+    records[3] = ConsumerRecord("t", 1, 3, 0, 0, b"k", b"not a number", None, 1, 1, [])
+    await processor.process(records)
+    assert processor.done_through == {1: 4}

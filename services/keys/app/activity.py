@@ -1,5 +1,6 @@
 """What verification leaves behind: refusals of known keys on `usage.records` (so a leaked
-key that was disabled can be seen being tried), and when each key was last used.
+key that was disabled can be seen being tried: 401; a key used from outside its networks:
+403; a key over its limits: 429), and when each key was last used.
 
 A key's last use (docs/last-used.md) is the newest request made with it that was not
 refused for the key itself: learned from `usage.records` (`latest_uses`, the authority:
@@ -40,6 +41,8 @@ class RefusalReporter:
         source_ip: str | None,
         user_agent: str | None,
         endpoint: str | None,
+        status_code: int = 401,
+        model: str | None = None,
     ) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self.dropped += 1
@@ -49,10 +52,10 @@ class RefusalReporter:
             account_id=known.account_id,
             occurred_at=datetime.now(UTC),
             source_ip=_address_or_unknown(source_ip),
-            user_agent=(user_agent or None) and user_agent[:500],
-            endpoint=(endpoint or "/v1/verify")[:200],
-            model=None,
-            status_code=401,
+            user_agent=_storable(user_agent, 500),
+            endpoint=_storable(endpoint, 200) or "/v1/verify",
+            model=_storable(model, 100),
+            status_code=status_code,
             tokens_in=0,
             tokens_out=0,
             latency_ms=0.0,
@@ -69,6 +72,12 @@ class RefusalReporter:
             except Exception:
                 self._buffer.extendleft(reversed(batch))  # keep them for the next flush
                 raise
+
+
+def _storable(text: str | None, length: int) -> str | None:
+    """What a client sent, as a record keeps it: no NUL (contracts.base.Text), cut short."""
+    kept = (text or "").replace("\x00", "")[:length]
+    return kept or None
 
 
 def _address_or_unknown(text: str | None) -> str:

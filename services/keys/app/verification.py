@@ -6,6 +6,9 @@ the database at most once per period. The answer's status is computed at request
 (an expired key or a rotated-out secret past its grace period is refused at once, cache
 or not). Any change to a key drops its cached entries: at once in the process that made
 it, and from `keys.events` in every other process.
+
+A key that passes its status is then held to its networks and its limits (`admit`): the
+order and what each answer means are in docs/limits.md.
 """
 
 from __future__ import annotations
@@ -19,9 +22,21 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from services.keys.adapters.crypto import SecretHasher
+from services.keys.app.limit_book import LimitBook
+from services.keys.app.limits import NO_LIMITS, Admission, KeyLimits
 from services.keys.domain.secret import MAX_SECRET_LENGTH, is_well_formed
 
-Code = Literal["valid", "malformed", "not_found", "disabled", "revoked", "expired"]
+Code = Literal[
+    "valid",
+    "malformed",
+    "not_found",
+    "disabled",
+    "revoked",
+    "expired",
+    "ip_not_allowed",
+    "rate_limited",
+    "budget_exhausted",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +52,15 @@ class KnownSecret:
     expires_at: datetime | None
     valid_until: datetime | None
     """Set for a rotated-out secret: the end of its grace period."""
+    limits: KeyLimits = NO_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     code: Code
     known: KnownSecret | None = None
+    admission: Admission | None = None
+    """The limits' verdict, once the key got that far."""
 
     @property
     def valid(self) -> bool:
@@ -59,6 +77,18 @@ def judge(known: KnownSecret, now: datetime) -> Code:
     if known.status == "disabled":
         return "disabled"
     return "valid"
+
+
+def admit(verdict: Verdict, book: LimitBook, source_ip: str | None, now: float) -> Verdict:
+    """A valid key held to its networks, then to its limits (an in-memory lookup); a key
+    refused for its status is not counted, nor is one refused for its network."""
+    known = verdict.known
+    if known is None or not verdict.valid:
+        return verdict
+    if not known.limits.network_allows(source_ip):
+        return Verdict("ip_not_allowed", known)
+    admission = book.admit(known.key_id, known.limits, now)
+    return Verdict(admission.refused or "valid", known, admission)
 
 
 Lookup = Callable[[bytes], Awaitable[KnownSecret | None]]

@@ -20,11 +20,22 @@ from servicekit.errors import ApiError, validation_error_body
 from servicekit.http import MAX_BODY_BYTES
 from servicekit.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from services.keys.app.context import KeysContext
+from services.keys.app.limits import reset_text, retry_after
+from services.keys.app.verification import admit
 from services.keys.entrypoints.auth import authenticate_header
 from services.keys.entrypoints.schemas import VerifyRequest
 
 PATH = "/v1/verify"
 _NOT_FOUND = {"valid": False, "code": "not_found"}
+_REFUSAL_STATUS = {
+    "disabled": 401,
+    "revoked": 401,
+    "expired": 401,
+    "ip_not_allowed": 403,
+    "rate_limited": 429,
+    "budget_exhausted": 429,
+}
+"""The status of the usage record each refusal of a known key leaves on usage.records."""
 
 
 async def verify_answer(
@@ -54,25 +65,46 @@ async def verify_answer(
         # A key only ever sees its own account's data; the platform's gateways hold
         # keys:verify:any-account to verify every account's keys.
         return 200, _NOT_FOUND, {}
+    # Status first, then the key's networks, then its limits (docs/limits.md).
+    now = time.time()
+    verdict = admit(verdict, ctx.limits, request.source_ip, now)
     # A valid key is not marked used here: the gateway's usage record of the request is
     # its use (docs/last-used.md); a verifier that caches would not ask on each request.
-    if verdict.code in ("disabled", "revoked", "expired"):
+    refused_as = _REFUSAL_STATUS.get(verdict.code)
+    if refused_as is not None:
         ctx.reporter.report(
-            known, request.source_ip or client_ip, request.user_agent, request.endpoint
+            known,
+            request.source_ip or client_ip,
+            request.user_agent,
+            request.endpoint,
+            refused_as,
+            request.model,
         )
-    return (
-        200,
-        {
-            "valid": verdict.valid,
-            "code": verdict.code,
-            "key_id": str(known.key_id),
-            "account_id": known.account_id,
-            "environment": known.environment,
-            "scopes": list(known.scopes),
-            "rate_limit_per_hour": known.rate_limit_per_hour,
-        },
-        {},
-    )
+    answer: dict[str, Any] = {
+        "valid": verdict.valid,
+        "code": verdict.code,
+        "key_id": str(known.key_id),
+        "account_id": known.account_id,
+        "environment": known.environment,
+        "scopes": list(known.scopes),
+        "rate_limit_per_hour": known.rate_limit_per_hour,
+    }
+    admission = verdict.admission
+    if admission is not None and admission.refused is not None:
+        answer["limit_name"] = admission.limit_name
+        answer["retry_after_seconds"] = retry_after(admission.reset_at, now)
+        answer["reset_at"] = reset_text(admission.reset_at)
+    elif verdict.valid:
+        windows = admission.windows if admission is not None else ()
+        answer["limits"] = {
+            w.name: {
+                "limit": w.allowed,
+                "remaining": w.remaining,
+                "reset_at": reset_text(w.reset_at),
+            }
+            for w in windows
+        }
+    return 200, answer, {}
 
 
 class VerifyFastPath:
