@@ -59,6 +59,10 @@ lint: $(INSTALLED)
 	@$(VENV)/bin/mypy .
 
 bench: $(INSTALLED)
+	@command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q wrk nginx-light >/dev/null 2>&1 || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
+		  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q wrk nginx-light >/dev/null; }; }
 	@$(PY) -m devstack up
 	@$(PY) -m bench
 

@@ -25,6 +25,8 @@ from devstack.procs import Managed
 
 GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "8080"))
 SAMPLE_API_PORT = int(os.environ.get("SAMPLE_API_PORT", "8090"))
+BARE_PORT = int(os.environ.get("GATEWAY_BARE_PORT", str(GATEWAY_PORT + 1)))
+"""nginx in front of the sample API without forward auth: the benchmark's baseline."""
 NGINX = Managed("nginx")
 SAMPLE_API = Managed("sample-api")
 NGINX_RUN = paths.RUN / "nginx"
@@ -94,6 +96,7 @@ def write_config(kafka: str, database_url: str) -> Path:
     keys = next(s for s in services.SERVICES if s.name == "keys")
     values = {
         "INSTAGEN_GATEWAY_LISTEN": f"127.0.0.1:{GATEWAY_PORT}",
+        "INSTAGEN_BARE_LISTEN": f"127.0.0.1:{BARE_PORT}",
         "INSTAGEN_KEYS_ADDR": f"127.0.0.1:{keys.port}",
         "INSTAGEN_MODEL_ADDR": f"127.0.0.1:{SAMPLE_API_PORT}",
         "INSTAGEN_GATEWAY_KEY": gateway_key(kafka, database_url),
