@@ -128,11 +128,11 @@ async def test_a_key_over_its_limit_is_answered_429_with_retry_after(
         USAGE_LIMITS, [(key["id"].encode(), state.model_dump_json().encode(), ())]
     )
 
-    async def limited() -> httpx.Response | None:
+    async def limited() -> list[httpx.Response]:
         answer = await gateway.post("/v1/generate", headers=_bearer(key))
-        return answer if answer.status_code == 429 else None
+        return [answer] if answer.status_code == 429 else []
 
-    refused = await wait_until(limited, timeout=10, interval=0.02, what="nginx answering 429")
+    (refused,) = await wait_until(limited, timeout=10, interval=0.02, what="nginx answering 429")
     assert refused.json()["error"]["code"] == "rate_limited"
     retry_after = int(refused.headers["retry-after"])
     assert 0 < retry_after <= (day_end - datetime.now(UTC)).total_seconds() + 1
