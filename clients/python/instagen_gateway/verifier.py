@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from instagen_gateway.limits import LimitBook, format_time
 from instagen_gateway.secret import is_well_formed
@@ -118,16 +118,16 @@ class Verifier:
             raise
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
-        partitions = {
-            topic: [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
-            for topic in (KEYS_EVENTS, USAGE_LIMITS)
-        }
-        consumer.assign([tp for tps in partitions.values() for tp in tps])
-        await consumer.seek_to_end(*partitions[KEYS_EVENTS])
-        for tp in partitions[KEYS_EVENTS]:
+        consumer.subscribe(topics=[KEYS_EVENTS, USAGE_LIMITS])  # no group: every partition
+        while {tp.topic for tp in consumer.assignment()} != {KEYS_EVENTS, USAGE_LIMITS}:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # aiokafka has no public event for a group-less assignment
+        events = [tp for tp in consumer.assignment() if tp.topic == KEYS_EVENTS]
+        limits = [tp for tp in consumer.assignment() if tp.topic == USAGE_LIMITS]
+        await consumer.seek_to_end(*events)
+        for tp in events:
             await consumer.position(tp)  # fixed now: nothing published from here is skipped
-        await consumer.seek_to_beginning(*partitions[USAGE_LIMITS])
-        ends = await consumer.end_offsets(partitions[USAGE_LIMITS])
+        await consumer.seek_to_beginning(*limits)
+        ends = await consumer.end_offsets(limits)
         self._reader = asyncio.create_task(self._read(consumer))
         for tp, end in ends.items():
             while await consumer.position(tp) < end:  # noqa: ASYNC110 - read by _read
@@ -319,16 +319,6 @@ class Verifier:
                 entry.refused_as = refused_as
             elif event.get("event_type") == "KeyEnabled":
                 entry.refused_as = None
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(100):
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return set(found)
-        await consumer.topics()  # fetches the cluster's metadata again
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"topic {topic} not found")
 
 
 def _digest(secret: str) -> bytes:
