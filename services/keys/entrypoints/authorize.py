@@ -28,6 +28,9 @@ from services.keys.entrypoints.schemas import VerifyRequest
 from services.keys.entrypoints.verify import decide, send_json
 
 PATH: Final = "/v1/authorize"
+METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""The methods a gateway forwards (each declared in the OpenAPI document); TRACE and
+CONNECT are refused with 405, as a gateway refuses them itself."""
 READ_HEADERS: Final = frozenset(
     {
         b"authorization",
@@ -191,7 +194,7 @@ class AuthorizeFastPath:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in METHODS:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from servicekit.openapi import problems, refusal
-from services.keys.entrypoints.authorize import READ_HEADERS, authorize_answer
+from services.keys.entrypoints.authorize import METHODS, READ_HEADERS, authorize_answer
 from services.keys.entrypoints.dependencies import Context
 
 router = APIRouter(prefix="/v1", tags=["verification"])
@@ -99,7 +99,7 @@ async def authorize(
     return JSONResponse(body, status_code=status, headers=out)
 
 
-for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+for method in METHODS:
     router.add_api_route(
         "/authorize",
         authorize,
