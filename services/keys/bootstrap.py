@@ -28,6 +28,7 @@ from services.keys.console.context import Console, ConsoleConfig
 from services.keys.console.install import install as install_console
 from services.keys.console.sessions import ConsoleSecrets, SessionStore
 from services.keys.domain.recorded import RecordedEvent
+from services.keys.entrypoints.authorize import AuthorizeFastPath
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
 from services.keys.entrypoints.http import api_router
 from services.keys.entrypoints.last_use import last_use_subscription
@@ -147,6 +148,7 @@ def build(settings: KeysSettings) -> FastAPI:
     app = runtime.create_app()
     app.include_router(api_router)
     install_console(app, browser_console)
+    app.add_middleware(AuthorizeFastPath, ctx=ctx)
     app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request
     app.state.keys = ctx
     app.state.publisher = publisher

@@ -28,7 +28,8 @@ UNKNOWN_SOURCE_IP = "0.0.0.0"  # noqa: S104 - a placeholder address in a record,
 
 
 class RefusalReporter:
-    """Buffers refusals and sends them in batches; a full buffer drops the oldest."""
+    """Buffers the usage records of verification's decisions (refusals of known keys, and
+    forward auth's admissions) and sends them in batches; a full buffer drops the oldest."""
 
     def __init__(self, topic: Topic, max_buffer: int = 50_000) -> None:
         self._topic = topic
@@ -43,11 +44,12 @@ class RefusalReporter:
         endpoint: str | None,
         status_code: int = 401,
         model: str | None = None,
+        record_id: uuid.UUID | None = None,
     ) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self.dropped += 1
         record = UsageRecord(
-            record_id=uuid.uuid4(),
+            record_id=record_id or uuid.uuid4(),
             key_id=known.key_id,
             account_id=known.account_id,
             occurred_at=datetime.now(UTC),

@@ -67,6 +67,8 @@ class KeyLimits:
     limits: tuple[Limit, ...] = ()
     networks: tuple[tuple[int, int, int], ...] = ()
     """(IP version, network address, netmask) as integers: a check is a mask and compare."""
+    cidrs: tuple[str, ...] = ()
+    """The same networks as text, for the answer (a gateway that caches checks them)."""
 
     @classmethod
     def of(
@@ -85,7 +87,7 @@ class KeyLimits:
         networks = tuple(
             (n.version, int(n.network_address), int(n.netmask)) for n in networks_of(cidrs)
         )
-        return cls(tuple(limits), networks)
+        return cls(tuple(limits), networks, tuple(cidrs))
 
     def network_allows(self, source_ip: str | None) -> bool:
         """Anywhere without networks; with networks, only an address inside one of them:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.keys.entrypoints.api import history, identity, key_actions, keys, verification
+from services.keys.entrypoints.api import (
+    authorization,
+    history,
+    identity,
+    key_actions,
+    keys,
+    verification,
+)
 from services.keys.entrypoints.errors import STATUS_OF_CODE, domain_error
 from services.keys.entrypoints.paging import key_list_page
 
 __all__ = ["STATUS_OF_CODE", "api_router", "domain_error", "key_list_page"]
 
 api_router = APIRouter()
-for resource in (keys, key_actions, history, identity, verification):
+for resource in (keys, key_actions, history, identity, verification, authorization):
     api_router.include_router(resource.router)

@@ -189,6 +189,11 @@ class VerifyResponse(BaseModel):
     environment: str | None = None
     scopes: list[str] | None = None
     rate_limit_per_hour: int | None = None
+    allowed_cidrs: list[str] | None = Field(
+        None,
+        description="For a known key: the networks it may be used from ([] = anywhere), so"
+        " a gateway that caches the answer can check its clients' addresses itself.",
+    )
     limits: dict[LimitName, LimitView] | None = Field(
         None, description="With valid: each limit the key has, and what remains of it."
     )

@@ -9,6 +9,7 @@ models and the general middlewares cost several times the verification itself).
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -21,8 +22,8 @@ from servicekit.http import MAX_BODY_BYTES
 from servicekit.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from services.keys.app.context import KeysContext
 from services.keys.app.limits import reset_text, retry_after
-from services.keys.app.verification import admit
-from services.keys.entrypoints.auth import authenticate_header
+from services.keys.app.verification import Verdict, admit
+from services.keys.entrypoints.auth import Principal, authenticate_header
 from services.keys.entrypoints.schemas import VerifyRequest
 
 PATH = "/v1/verify"
@@ -57,14 +58,28 @@ async def verify_answer(
         request = VerifyRequest.model_validate_json(raw_body)
     except ValidationError as exc:
         return 422, validation_error_body(exc.errors(include_input=False)), {}
+    _, answer = await decide(ctx, caller, request, client_ip)
+    return 200, answer, {}
+
+
+async def decide(
+    ctx: KeysContext,
+    caller: Principal,
+    request: VerifyRequest,
+    client_ip: str | None,
+    record_id: uuid.UUID | None = None,
+) -> tuple[Verdict, dict[str, Any]]:
+    """The decision about one presented key and its answer body, for `/v1/verify` and
+    forward auth alike; a refusal of a known key is reported on usage.records (as
+    `record_id` when the gateway named its request)."""
     verdict = await ctx.verifier.verify(request.key)
     known = verdict.known
     if known is None:
-        return 200, {"valid": False, "code": verdict.code}, {}
+        return verdict, {"valid": False, "code": verdict.code}
     if known.account_id != caller.account_id and SCOPE_KEYS_VERIFY_ANY_ACCOUNT not in caller.scopes:
         # A key only ever sees its own account's data; the platform's gateways hold
         # keys:verify:any-account to verify every account's keys.
-        return 200, _NOT_FOUND, {}
+        return Verdict("not_found"), dict(_NOT_FOUND)
     # Status first, then the key's networks, then its limits (docs/limits.md).
     now = time.time()
     verdict = admit(verdict, ctx.limits, request.source_ip, now)
@@ -79,6 +94,7 @@ async def verify_answer(
             request.endpoint,
             refused_as,
             request.model,
+            record_id,
         )
     answer: dict[str, Any] = {
         "valid": verdict.valid,
@@ -88,6 +104,7 @@ async def verify_answer(
         "environment": known.environment,
         "scopes": list(known.scopes),
         "rate_limit_per_hour": known.rate_limit_per_hour,
+        "allowed_cidrs": list(known.limits.cidrs),
     }
     admission = verdict.admission
     if admission is not None and admission.refused is not None:
@@ -100,7 +117,7 @@ async def verify_answer(
             name: {"limit": allowed, "remaining": remaining, "reset_at": reset_text(end)}
             for name, allowed, remaining, end in windows
         }
-    return 200, answer, {}
+    return verdict, answer
 
 
 class VerifyFastPath:
@@ -143,17 +160,25 @@ class VerifyFastPath:
             status, payload, headers = await verify_answer(
                 self.ctx, authorization, body, client[0] if client else None, user_agent
             )
-        encoded = orjson.dumps(payload)
-        raw_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(encoded)).encode()),
-        ]
-        raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": encoded})
+        await send_json(send, status, payload, headers)
         counter = self._requests.get(status) or HTTP_REQUESTS.labels(PATH, "POST", str(status))
         counter.inc()
         self._seconds.observe(time.perf_counter() - started)
+
+
+async def send_json(
+    send: Send, status: int, payload: Any, headers: dict[str, str], head: bool = False
+) -> None:
+    """One JSON answer, written straight to the ASGI server (the fast paths' way out); to a
+    HEAD request, its headers alone."""
+    encoded = orjson.dumps(payload)
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(encoded)).encode()),
+    ]
+    raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": b"" if head else encoded})
 
 
 async def _read_body(receive: Receive) -> bytes | None:
