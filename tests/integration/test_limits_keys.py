@@ -105,10 +105,11 @@ async def _minute_with_room(room: float = 15.0) -> datetime:
 
 
 def _assert_retry(body: dict[str, Any], until: datetime, asked: float) -> None:
-    """retry_after_seconds says when the window ends, as seen when the answer was given."""
+    """retry_after_seconds says when the window ends, as seen when the answer was given:
+    `asked` is read after the answer came, a loaded machine's seconds later at most."""
     assert datetime.fromisoformat(body["reset_at"]) == until
     left = until.timestamp() - asked
-    assert left - 2 <= body["retry_after_seconds"] <= left + 1, (body, left)
+    assert left - 2 <= body["retry_after_seconds"] <= left + 10, (body, left)
 
 
 async def test_limits_are_attributes_with_history_as_of_and_commands(
