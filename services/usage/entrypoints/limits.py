@@ -6,7 +6,7 @@ from contracts import USAGE_RECORDS, UsageRecord
 from servicekit.consumer import Received, Subscription
 from services.usage.app.limit_counter import LimitCounter
 from services.usage.domain.requests import Request
-from services.usage.entrypoints.records import decode_request
+from services.usage.entrypoints.records import decode_request, decode_requests
 from services.usage.settings import UsageSettings
 
 
@@ -25,4 +25,5 @@ def limit_subscription(settings: UsageSettings, counter: LimitCounter) -> Subscr
         max_records=settings.usage_limits_batch_max_records,
         batch_timeout_ms=20,
         title=f"{USAGE_RECORDS}:count-limits",
+        decode_many=decode_requests,  # a batch at once, as the analytic ingest decodes
     )
