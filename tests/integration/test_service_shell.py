@@ -49,6 +49,10 @@ async def test_each_service_answers_the_operational_endpoints(
     assert READS[service] <= addresses
 
 
+FORWARD_AUTH = "/v1/authorize"
+"""Forward auth (docs/gateways.md): the gateway's key in X-Verifier-Key, the client's as given."""
+
+
 @pytest.mark.parametrize("service", SERVICES)
 async def test_every_operation_behind_a_key_declares_the_bearer_scheme(
     stack: Stack, http: httpx.AsyncClient, service: str
@@ -59,10 +63,14 @@ async def test_every_operation_behind_a_key_declares_the_bearer_scheme(
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            headers = {p["name"].lower() for p in operation.get("parameters", [])}
+            if path == FORWARD_AUTH:  # the gateway's key is the scheme; the client's, judged
+                assert operation.get("security") == [{"VerifierKey": []}], (method, path)
+                assert {"authorization", "x-api-key"} <= headers, (method, path)
+                continue
             if path.startswith("/v1/"):
                 assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
-            headers = {p["name"].lower() for p in operation.get("parameters", [])}
             assert "authorization" not in headers, (method, path)
 
 

@@ -4,9 +4,10 @@ what this process admitted since: the book verification consults in memory.
 The usage service is the one count for every instance, but it learns of a request only
 from its usage record, after the request was admitted. So between two states a verifier
 also counts what it admits itself: a limit's remaining allowance here is
-`limit - counted (in the last state) - admitted here since`, refused at 0. A new state
-replaces the local count (its count now holds those requests, or soon will). The overshoot
-this leaves is bounded in docs/limits.md.
+`limit - counted (in the last state) - admitted here and not yet counted`, refused at 0.
+A new state takes over the admissions made before its `as_of` (the event time of the
+newest record it counted); those made since stay counted here, as their records are still
+on their way. The overshoot this leaves is bounded in docs/limits.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from services.keys.app.limits import Admission, KeyLimits, Limit, Refusal, Remai
 
 EXHAUSTED: Final = 2**62
 """The count of a limited state that did not say what it counted: nothing remains."""
+KEEP_SECONDS: Final = 300
+"""An admission older than this is taken as counted by whatever state comes next."""
 ADMITTED: Final = Admission(None, None, 0.0, ())
 """The verdict for a key without limits."""
 
@@ -35,7 +38,11 @@ class _Entry:
     counted: dict[LimitName, Window]
     """Per limit, what the last state counted in its window."""
     admitted: dict[LimitName, Window] = field(default_factory=dict)
-    """Per request limit, what this process admitted in its window since that state."""
+    """Per request limit, what this process admitted in its window and that state did not
+    count yet."""
+    by_second: dict[tuple[LimitName, float, int], int] = field(default_factory=dict)
+    """The same admissions by (limit, window end, second admitted): a new state counted
+    those before its `as_of`, not those after (their records were still on their way)."""
 
 
 class LimitBook:
@@ -59,7 +66,9 @@ class LimitBook:
             seen = counted.get(state.limit_name)
             if seen is None or seen[0] != end or seen[1] < mark:
                 counted[state.limit_name] = (end, mark)
-        self._entries[state.key_id] = _Entry(state.as_of, counted)
+        fresh = self._entries[state.key_id] = _Entry(state.as_of, counted)
+        if entry is not None:
+            _carry_over(entry, fresh, int(state.as_of.timestamp()))
         self.states += 1
         return True
 
@@ -107,7 +116,22 @@ class LimitBook:
             code: Refusal = "rate_limited" if refused_by.counts_requests else "budget_exhausted"
             return Admission(code, refused_by.name, refused_until, windows)
         if admit:
+            by_second, second = entry.by_second, int(now)
             for limit, window, count in zip(limits.limits, windows, before, strict=True):
                 if limit.counts_requests:
                     admitted[limit.name] = (window[3], count + 1)
+                    slot = (limit.name, window[3], second)
+                    by_second[slot] = by_second.get(slot, 0) + 1
+            if len(by_second) > 64:  # no state for a while: the totals stay, old seconds go
+                entry.by_second = {k: v for k, v in by_second.items() if k[2] > now - KEEP_SECONDS}
         return Admission(None, None, 0.0, windows)
+
+
+def _carry_over(old: _Entry, new: _Entry, since: int) -> None:
+    """Admissions of `old` from second `since` on: not in the new state's counts yet."""
+    for (name, end, second), count in old.by_second.items():
+        if second >= since:
+            new.by_second[(name, end, second)] = count
+            mine = new.admitted.get(name)
+            before = mine[1] if mine is not None and mine[0] == end else 0
+            new.admitted[name] = (end, before + count)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Security
+from fastapi.security import APIKeyHeader
 from fastapi.responses import JSONResponse
 
 from servicekit.openapi import problems, refusal
@@ -70,14 +71,21 @@ _ALLOWED = {
 }
 
 Text = Annotated[str | None, Header()]
+VERIFIER_KEY = APIKeyHeader(
+    name="X-Verifier-Key",
+    scheme_name="VerifierKey",
+    description="The gateway's own access key (scope keys:verify).",
+    auto_error=False,
+)
 
 
 async def authorize(
     request: Request,
     ctx: Context,
+    # The client's key, the one judged (the gateway's own is the security scheme).
     authorization: Text = None,
     x_api_key: Text = None,
-    x_verifier_key: Text = None,
+    _gateway: Annotated[str | None, Security(VERIFIER_KEY)] = None,
     x_forwarded_for: Text = None,
     x_real_ip: Text = None,
     x_original_uri: Text = None,
