@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Security
-from fastapi.security import APIKeyHeader
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 
 from servicekit.openapi import problems, refusal
 from services.keys.entrypoints.authorize import METHODS, READ_HEADERS, authorize_answer
