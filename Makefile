@@ -8,14 +8,14 @@ ACCOUNT ?= demo
 # The browser tests drive Debian's Chromium (no browser download); installed when missing.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install up down clean status test test-faults test-unit lint bench admin-key schemas demo
+.PHONY: install up down clean status test test-faults test-unit lint bench admin-key schemas demo gateway
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python >= 3.11 is needed (found $$($(PYTHON) --version))"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e '.[dev]' -e clients/python
 	@touch $(INSTALLED)
 
 $(CHROMIUM):
@@ -59,8 +59,18 @@ lint: $(INSTALLED)
 	@$(VENV)/bin/mypy .
 
 bench: $(INSTALLED)
+	@command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q wrk nginx-light >/dev/null 2>&1 || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
+		  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q wrk nginx-light >/dev/null; }; }
 	@$(PY) -m devstack up
 	@$(PY) -m bench
+
+# nginx (Debian's, installed when missing) with forward auth to the keys service, in front
+# of the sample model API: http://127.0.0.1:8080 (GATEWAY_PORT). `make down` stops it.
+gateway: $(INSTALLED)
+	@$(PY) -m devstack up
+	@$(PY) -m devstack gateway
 
 admin-key: $(INSTALLED)
 	@$(PY) -m devstack admin-key $(ACCOUNT)

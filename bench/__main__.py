@@ -18,6 +18,10 @@ def main(
         list[str] | None, typer.Argument(help="Benchmarks to run, in order; all when omitted.")
     ] = None,
     quick: Annotated[bool, typer.Option(help="Fewer messages: a smoke run.")] = False,
+    keys: Annotated[
+        int | None,
+        typer.Option(help="Active keys of the usage benchmarks: their cost as they grow.", min=1),
+    ] = None,
     list_only: Annotated[
         bool, typer.Option("--list", help="Name the benchmarks and exit.")
     ] = False,
@@ -35,7 +39,7 @@ def main(
     if unknown:
         typer.echo(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(registered)}")
         raise typer.Exit(2)
-    settings = harness.BenchSettings.from_env(quick=quick)
+    settings = harness.BenchSettings.from_env(quick=quick, keys=keys)
     results = harness.run(chosen, settings)
     console = Console()
     if not console.is_terminal:  # a log or CI: no terminal to fit, keep metric names whole

@@ -123,9 +123,11 @@ def _cpu(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_process(audit_pid: int | None) -> dict[int, tuple[str, float]]:
-    """CPU seconds so far of the processes that do the ingest, by pid: the audit service,
-    the PostgreSQL backends of the audit database, the Kafka broker."""
+def cpu_by_process(
+    audit_pid: int | None, service: str = "audit", database: str = "audit"
+) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of the processes that do the ingest, by pid: the service (audit
+    unless named), the PostgreSQL backends of its database, the Kafka broker."""
     found: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -139,8 +141,8 @@ def cpu_by_process(audit_pid: int | None) -> dict[int, tuple[str, float]]:
             continue  # gone in the meantime
         pid = int(entry.name)
         if pid == audit_pid:
-            found[pid] = ("audit", _cpu(stat))
-        elif command.startswith("postgres: ") and " audit " in command:
+            found[pid] = (service, _cpu(stat))
+        elif command.startswith("postgres: ") and f" {database} " in command:
             found[pid] = ("postgres", _cpu(stat))
         elif command.startswith("java ") and "kafka" in command:
             found[pid] = ("kafka", _cpu(stat))
@@ -153,7 +155,7 @@ def cpu_used(
     """CPU seconds used between two readings, by role (a process that ended is lost)."""
     used = {"audit": 0.0, "postgres": 0.0, "kafka": 0.0}
     for pid, (role, seconds) in after.items():
-        used[role] += seconds - before.get(pid, (role, 0.0))[1]
+        used[role] = used.get(role, 0.0) + seconds - before.get(pid, (role, 0.0))[1]
     return used
 
 

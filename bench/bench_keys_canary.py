@@ -20,6 +20,7 @@ from bench.harness import BenchContext, Figure, benchmark
 from services.keys.adapters.crypto import SecretHasher
 from services.keys.app.activity import LastUsedTracker, RefusalReporter
 from services.keys.app.context import KeysContext
+from services.keys.app.limit_book import LimitBook
 from services.keys.app.verification import KnownSecret, Verifier
 from services.keys.domain.secret import generate_secret
 from services.keys.entrypoints.verify import verify_answer
@@ -38,7 +39,13 @@ def _context(known: dict[bytes, KnownSecret], hasher: SecretHasher) -> KeysConte
     verifier = Verifier(hasher, lookup, ttl=3600, negative_ttl=3600, max_entries=10_000)
     reporter = RefusalReporter(cast(Any, None), max_buffer=10_000)  # full: drops, never sends
     return KeysContext(
-        cast(Any, None), cast(Any, None), verifier, reporter, LastUsedTracker(_noop), lambda: None
+        cast(Any, None),
+        cast(Any, None),
+        verifier,
+        reporter,
+        LastUsedTracker(_noop),
+        lambda: None,
+        LimitBook(),
     )
 
 

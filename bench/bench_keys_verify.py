@@ -14,8 +14,14 @@ In one run, each after a warm-up:
    settings (uvloop, httptools, no access log): the floor of the services' HTTP stack;
 3. `GET /health` of the keys process (cache on): FastAPI and the servicekit middlewares;
 4. `POST /v1/verify`, cache on: the figure with the 5,000/s target;
-5. `POST /v1/verify` against a second process started with KEYS_VERIFY_CACHE_ENABLED=false
+5. `POST /v1/verify`, cache on, against 100 other keys of the same process that each carry
+   every kind of limit (rates per minute, hour and day, a token budget, three networks;
+   high enough never to refuse here), the client inside one network: the cost of
+   deciding limits (docs/limits.md), target >= 90 % of step 4;
+6. `POST /v1/verify` against a second process started with KEYS_VERIFY_CACHE_ENABLED=false
    (a database lookup per verification, and one for the bearer key): the ratio.
+
+Every verification sends the client's `source_ip`, as a gateway does.
 
 The machine has 2 cores: the load generator takes one of them while it runs, so the
 server (one Python process, one core at most) shares the rest with Kafka and PostgreSQL.
@@ -42,6 +48,15 @@ CONNECTIONS: Final = 64
 MIX_LENGTH: Final = 5_000
 """Requests in the prepared cycle the connections take turns on."""
 SEED: Final = 20_26
+SOURCE_IP: Final = "203.0.113.9"
+ALL_LIMITS: Final = {
+    "rate_limit_per_minute": 10**9,
+    "rate_limit_per_hour": 10**9,
+    "rate_limit_per_day": 10**9,
+    "token_budget": {"tokens": 10**15, "period": "month"},
+    "allowed_cidrs": ["10.0.0.0/8", "203.0.113.0/24", "2001:db8::/32"],
+}
+"""Every kind of limit, each far above what a run sends: all checked, none reached."""
 
 
 @benchmark("keys_verify")
@@ -92,10 +107,15 @@ async def _run(
 
     async with ks.keys_process(stack, work, "keys-cache-on") as server:
         keys = await ks.create_keys_http(server.url, account, POOL_KEYS, "bench-verify")
+        limited_keys = await ks.create_keys_http(
+            server.url, account, POOL_KEYS, "bench-verify-limited", attributes=ALL_LIMITS
+        )
         mix = _verify_mix(server.port, account, [k.secret for k in keys])
+        limited_mix = _verify_mix(server.port, account, [k.secret for k in limited_keys])
         health_raw = ks.http_request("GET", "/health", server.port, {})
         trivial = await load("health", server.port, server.pid, [_with_raw(health[0], health_raw)])
         cached = await load("verify_cache_on", server.port, server.pid, mix)
+        limited = await load("verify_limits", server.port, server.pid, limited_mix)
 
     async with ks.keys_process(
         stack, work, "keys-cache-off", KEYS_VERIFY_CACHE_ENABLED="false"
@@ -116,6 +136,22 @@ async def _run(
             baseline_of="keys_verify/verify_nocache_per_s",
         ),
         fig("verify_nocache_per_s", uncached["per_s"], "req/s"),
+        fig(
+            "verify_limits_per_s",
+            limited["per_s"],
+            "req/s",
+            target=round(0.9 * cached["per_s"]),
+            baseline=cached["per_s"],
+            baseline_of="keys_verify/verify_per_s",
+        ),
+        fig(
+            "verify_limits_cpu_us_per_req",
+            limited["server_cpu_us_per_request"],
+            "us",
+            better="lower",
+            baseline=cached["server_cpu_us_per_request"],
+            baseline_of="keys_verify/verify_cpu_us_per_req",
+        ),
         fig(
             "health_per_s",
             trivial["per_s"],
@@ -187,7 +223,11 @@ def _verify_mix(
         else:
             kind, secret, expect = "valid", rng.choice(secrets), b'"valid":true'
         raw = ks.http_request(
-            "POST", "/v1/verify", port, account.headers, orjson.dumps({"key": secret})
+            "POST",
+            "/v1/verify",
+            port,
+            account.headers,
+            orjson.dumps({"key": secret, "source_ip": SOURCE_IP}),
         )
         requests.append(ks.LoadRequest(kind, raw, expect))
     return requests

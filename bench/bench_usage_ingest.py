@@ -4,8 +4,8 @@ A usage process of its own (own database, consumer group and scratch topics) rea
 records that were put on the topic before it started, as fast as it can: the rate from
 its first counted record to the last one in PostgreSQL is the sustained ingest rate. In
 the same run a bare aiokafka consumer reads the same topic: the ceiling. Records are
-realistic (~400 bytes, 5,000 keys with Zipf-distributed traffic, event times 50,000/s
-apart); the cold-start spike threshold is lifted so the run measures ingestion, not a
+realistic (~400 bytes, 5,000 keys with Zipf-distributed traffic (`--keys N`: N keys), event
+times 50,000/s apart); the cold-start spike threshold is lifted so the run measures ingestion, not a
 flood of first-minute alerts of brand-new keys.
 """
 
@@ -22,6 +22,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.bench_audit_ingest import cpu_by_process, cpu_used
 from bench.harness import BenchContext, Figure, benchmark
 from bench.scratch_topic import scratch_topic
 from bench.usage_support import (
@@ -42,10 +43,11 @@ DEADLINE_S: Final = 600.0
 @benchmark("usage_ingest")
 async def usage_ingest(ctx: BenchContext) -> list[Figure]:
     count = ctx.scale(1_000_000, 100_000)
-    ctx.note(records=count, keys=KEYS, partitions=PARTITIONS, key_distribution="zipf(1.0)")
+    keys = ctx.keys(KEYS)
+    ctx.note(records=count, keys=keys, partitions=PARTITIONS, key_distribution="zipf(1.0)")
     start = datetime.now(UTC) - timedelta(seconds=count / EVENT_RATE + 60)
     built = time.perf_counter()
-    messages = traffic(key_pool(KEYS, f"bench-{uuid.uuid4().hex[:6]}"), count, EVENT_RATE, start)
+    messages = traffic(key_pool(keys, f"bench-{uuid.uuid4().hex[:6]}"), count, EVENT_RATE, start)
     ctx.note(
         build_s=round(time.perf_counter() - built, 1),
         record_bytes=round(sum(len(v) for _, v in messages) / count),
@@ -62,7 +64,8 @@ async def usage_ingest(ctx: BenchContext) -> list[Figure]:
             async with usage_process(
                 ctx.bootstrap, records, events, log, USAGE_SPIKE_COLD_VOLUME="1000000000"
             ) as usage:
-                rate, cpu_us = await ingest_rate(usage, count)
+                rate, cpu_us, split = await ingest_rate(usage, count)
+                ctx.note(cpu_us_per_record=split)
                 committed_s = await wait_committed(ctx.bootstrap, usage.group, records)
                 ctx.note(offsets_committed_after_s=round(committed_s, 2))
     return [
@@ -70,6 +73,7 @@ async def usage_ingest(ctx: BenchContext) -> list[Figure]:
         ctx.figure("bare_consumer_records_per_s", bare, "rec/s"),
         ctx.figure("ingest_share_of_bare_consumer", rate / bare, "ratio", target=0.5),
         ctx.figure("usage_cpu_us_per_record", cpu_us, "us", better="lower"),
+        ctx.figure("postgres_cpu_us_per_record", split["postgres"], "us", better="lower"),
     ]
 
 
@@ -98,19 +102,27 @@ async def bare_consumer_rate(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
-async def ingest_rate(usage: UsageProcess, count: int) -> tuple[float, float]:
-    """(records/s from the first counted record to the last, CPU us per record)."""
+async def ingest_rate(usage: UsageProcess, count: int) -> tuple[float, float, dict[str, float]]:
+    """(records/s from the first counted record to the last, CPU us per record in the
+    usage process, CPU us per record by process: usage, its database's backends, the
+    broker)."""
     began = time.perf_counter()
     first_at = first_count = 0.0
     cpu_first = 0.0
+    database = usage.database.rsplit("/", 1)[-1].split("?")[0]
+    split_first: dict[int, tuple[str, float]] = {}
     while True:
         done = await counted(usage.database)
         now = time.perf_counter()
         if done and not first_at:
             first_at, first_count, cpu_first = now, done, usage.cpu_seconds()
+            split_first = cpu_by_process(usage.pid, "usage", database)
         if done >= count:
             cpu = usage.cpu_seconds() - cpu_first
-            return (done - first_count) / (now - first_at), cpu / (done - first_count) * 1e6
+            used = cpu_used(split_first, cpu_by_process(usage.pid, "usage", database))
+            records = done - first_count
+            split = {r: round(s / records * 1e6, 1) for r, s in used.items() if r != "audit"}
+            return records / (now - first_at), cpu / records * 1e6, split
         if now - began > DEADLINE_S:
             raise TimeoutError(f"only {done} of {count} records counted")
         await asyncio.sleep(0.1)

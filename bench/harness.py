@@ -66,11 +66,14 @@ class BenchSettings:
     kafka_bootstrap_servers: str = DEFAULT_BOOTSTRAP
     quick: bool = False
     results_dir: Path = RESULTS_DIR
+    keys: int | None = None
+    """`--keys`: the active keys of a usage benchmark (its cost as the work grows); its
+    result is saved as `<name>.keys<N>` so that each size keeps its own figures."""
 
     @classmethod
-    def from_env(cls, *, quick: bool = False) -> BenchSettings:
+    def from_env(cls, *, quick: bool = False, keys: int | None = None) -> BenchSettings:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
-        return cls(kafka_bootstrap_servers=bootstrap, quick=quick)
+        return cls(kafka_bootstrap_servers=bootstrap, quick=quick, keys=keys)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ class BenchContext:
     def scale(self, full: int, quick: int) -> int:
         """`full` in a real run, `quick` in a `--quick` smoke run."""
         return quick if self.settings.quick else full
+
+    def keys(self, default: int) -> int:
+        """The active keys to run with: `--keys` when given, else `default`."""
+        return self.settings.keys or default
 
     def note(self, **params: Any) -> None:
         """Record the knobs of this run (message counts, sizes...) in the result."""
@@ -204,7 +211,7 @@ def run(names: Iterable[str], settings: BenchSettings) -> list[BenchResult]:
             error = "".join(traceback.format_exception_only(exc)).strip()
             traceback.print_exc()
         results[name] = BenchResult(
-            name=name,
+            name=name if settings.keys is None else f"{name}.keys{settings.keys}",
             figures=list(figures),
             environment=environment,
             params=ctx.params,

@@ -367,15 +367,21 @@ class CreatedKey:
 
 
 async def create_keys_http(
-    base_url: str, account: BenchAccount, count: int, name: str, concurrency: int = 8
+    base_url: str,
+    account: BenchAccount,
+    count: int,
+    name: str,
+    concurrency: int = 8,
+    attributes: dict[str, Any] | None = None,
 ) -> list[CreatedKey]:
-    """`count` keys through `POST /v1/keys`, `concurrency` at a time."""
+    """`count` keys through `POST /v1/keys`, `concurrency` at a time, with `attributes`."""
     gate = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=base_url, headers=account.headers, timeout=30) as http:
 
         async def one(i: int) -> CreatedKey:
             async with gate:
-                answer = await http.post("/v1/keys", json={"name": f"{name}-{i}"})
+                body = {"name": f"{name}-{i}", **(attributes or {})}
+                answer = await http.post("/v1/keys", json=body)
             if answer.status_code != 201:
                 raise RuntimeError(f"create key: {answer.status_code} {answer.text[:300]}")
             body = answer.json()

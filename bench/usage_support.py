@@ -109,9 +109,10 @@ async def usage_process(
             USAGE_CONSUMER_GROUP=group,
             USAGE_RECORDS_TOPIC=records_topic,
             USAGE_KEYS_EVENTS_TOPIC=events_topic,
+            USAGE_LIMITS_CONSUMER_GROUP=f"bench-usage-limits-{uuid.uuid4().hex[:8]}",
             LOG_LEVEL="WARNING",
-            **env,
         )
+        environment.update(env)
         with log.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "services.usage", env=environment, cwd=REPO_ROOT,
@@ -216,9 +217,14 @@ async def counted(database: str) -> int:
 
 
 def key_events(
-    keys: Sequence[tuple[str, str]], created: datetime, disabled: bool = False, limit: int = 0
+    keys: Sequence[tuple[str, str]],
+    created: datetime,
+    disabled: bool = False,
+    limit: int = 0,
+    **limits: Any,
 ) -> list[tuple[bytes, bytes]]:
-    """KeyCreated (and KeyDisabled) events of `keys` as (message key, value)."""
+    """KeyCreated (and KeyDisabled) events of `keys` as (message key, value); `limits`:
+    more of the key's limits (rate_limit_per_minute, token_budget...)."""
     actor = Actor(type="user", id="bench@example.com")
     messages = []
     for position, (key_id, account) in enumerate(keys, start=1):
@@ -234,6 +240,7 @@ def key_events(
                 name=f"bench key {position}",
                 prefix="ig_live_Ab3d",
                 rate_limit_per_hour=limit or None,
+                **limits,
             ),
         )
         messages.append((key_id.encode(), created_event.model_dump_json().encode()))

@@ -58,6 +58,7 @@ from contracts.keys import (
     KeyAttributes,
     KeyPatch,
 )
+from contracts.limits import LimitState, LimitWindow, TokenBudget
 from contracts.results import CommandResult
 from contracts.usage import UsageRecord
 
@@ -83,14 +84,25 @@ def example_events(
                 scopes=[SCOPE_KEYS_VERIFY],
                 rate_limit_per_hour=1000,
                 expires_at=None,
+                rate_limit_per_minute=60,
+                token_budget=TokenBudget(tokens=2_000_000, period="month"),
+                allowed_cidrs=["203.0.113.0/24", "2001:db8::/32"],
                 prefix="ig_test_Ab3d",
             ),
         ),
         (
             KeyUpdated,
             KeyUpdatedData(
-                before={"scopes": [SCOPE_KEYS_VERIFY], "expires_at": None},
-                after={"scopes": [SCOPE_KEYS_VERIFY, SCOPE_USAGE_READ], "expires_at": EXPIRES_AT},
+                before={
+                    "scopes": [SCOPE_KEYS_VERIFY],
+                    "expires_at": None,
+                    "token_budget": TokenBudget(tokens=2_000_000, period="month"),
+                },
+                after={
+                    "scopes": [SCOPE_KEYS_VERIFY, SCOPE_USAGE_READ],
+                    "expires_at": EXPIRES_AT,
+                    "token_budget": TokenBudget(tokens=5_000_000, period="month"),
+                },
             ),
         ),
         (
@@ -208,6 +220,27 @@ def example_alert(*, key_id: UUID | None = None, account_id: str = "demo") -> Al
     )
 
 
+def example_limit_state(*, key_id: UUID | None = None, account_id: str = "demo") -> LimitState:
+    """A key that used up its hourly requests: limited until the hour ends."""
+    return LimitState(
+        key_id=key_id or uuid4(),
+        account_id=account_id,
+        state="rate_limited",
+        limit_name="rate_limit_per_hour",
+        until=BASE_TIME.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
+        counted=1000,
+        limit=1000,
+        as_of=BASE_TIME,
+        windows={
+            "rate_limit_per_hour": LimitWindow(
+                counted=1000,
+                limit=1000,
+                reset_at=BASE_TIME.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
+            )
+        },
+    )
+
+
 def all_examples(*, account_id: str = "demo") -> list[ContractModel]:
     """Every example above: each event, command, result, a usage record and an alert."""
     key_id = uuid4()
@@ -217,4 +250,5 @@ def all_examples(*, account_id: str = "demo") -> list[ContractModel]:
         *example_results(),
         example_usage_record(key_id=key_id, account_id=account_id),
         example_alert(key_id=key_id, account_id=account_id),
+        example_limit_state(key_id=key_id, account_id=account_id),
     ]

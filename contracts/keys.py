@@ -22,7 +22,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from contracts.base import NOT_A_BOOL, ContractModel, Text, UtcDatetime
+from contracts.base import ContractModel, Text, UtcDatetime
+from contracts.limits import AllowedCidrs, RateLimit, TokenBudget
 
 # What the checks below allow, as patterns for the JSON Schema (and so the OpenAPI
 # documents): control characters (Cc) nowhere, and at the ends no character that
@@ -74,7 +75,7 @@ Scopes = Annotated[
     Field(max_length=50, json_schema_extra={"uniqueItems": True}),
     AfterValidator(_check_unique),
 ]
-RateLimitPerHour = Annotated[int, Field(ge=1, le=10**9), NOT_A_BOOL]
+RateLimitPerHour = RateLimit
 KeyPrefix = Annotated[str, Field(pattern=r"^[a-z]{2,8}_[a-z0-9]{1,16}_[A-Za-z0-9]{4}$")]
 """The display start of a secret (``ig_live_Ab3d``): enough to recognise a key, not to use it."""
 KeyStatus = Literal["active", "disabled", "revoked", "expired"]
@@ -128,6 +129,20 @@ class KeyAttributes(ContractModel):
         description="A decoy planted to catch intruders: never valid, every use raises a"
         " critical alert. Set at creation only.",
     )
+    rate_limit_per_minute: RateLimit | None = Field(
+        default=None, description="Requests allowed per minute (UTC); null means no limit."
+    )
+    rate_limit_per_day: RateLimit | None = Field(
+        default=None, description="Requests allowed per day (UTC); null means no limit."
+    )
+    token_budget: TokenBudget | None = Field(
+        default=None,
+        description="Model tokens (tokens_in + tokens_out) allowed per day or month; null: none.",
+    )
+    allowed_cidrs: AllowedCidrs = Field(
+        default_factory=list,
+        description="IPv4/IPv6 networks the key may be used from; empty means anywhere.",
+    )
 
 
 class KeyPatch(ContractModel):
@@ -144,6 +159,16 @@ class KeyPatch(ContractModel):
         default=None, description="null removes the limit."
     )
     expires_at: UtcDatetime | None = Field(default=None, description="null: never expires.")
+    rate_limit_per_minute: RateLimit | None = Field(
+        default=None, description="null removes the limit."
+    )
+    rate_limit_per_day: RateLimit | None = Field(
+        default=None, description="null removes the limit."
+    )
+    token_budget: TokenBudget | None = Field(default=None, description="null removes the budget.")
+    allowed_cidrs: AllowedCidrs | None = Field(
+        default=None, description="Replaces the networks; [] for anywhere."
+    )
 
     @model_validator(mode="after")
     def _check_given_fields(self) -> KeyPatch:
@@ -153,6 +178,8 @@ class KeyPatch(ContractModel):
             raise ValueError("name cannot be null: a key always has a name")
         if "scopes" in self.model_fields_set and self.scopes is None:
             raise ValueError("scopes cannot be null: send [] to remove every scope")
+        if "allowed_cidrs" in self.model_fields_set and self.allowed_cidrs is None:
+            raise ValueError("allowed_cidrs cannot be null: send [] to allow every network")
         return self
 
     @model_serializer(mode="wrap")
@@ -166,18 +193,47 @@ class KeyPatch(ContractModel):
     ) -> JsonSchemaValue:
         # The serializer above hides the fields from pydantic; the output shape is the input's.
         if handler.mode == "serialization":
-            return cls.model_json_schema(mode="validation")  # flat: no nested models to $ref
+            # The output shape is the input's, written out whole: its nested models (the
+            # token budget) inlined, as this document's $defs are not the caller's.
+            return _inline_refs(cls.model_json_schema(mode="validation"))
         schema = handler(core_schema)
-        # As the validator says: at least one field, and name and scopes never null.
+        # As the validator says: at least one field; name, scopes, networks never null.
         schema["minProperties"] = 1
-        for never_null in ("name", "scopes"):
+        for never_null in ("name", "scopes", "allowed_cidrs"):
             prop = schema["properties"][never_null]
             prop.update(next(b for b in prop.pop("anyOf") if b.get("type") != "null"))
             prop.pop("default", None)
         return schema
 
 
-PATCHABLE_FIELDS: Final = ("name", "description", "scopes", "rate_limit_per_hour", "expires_at")
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
+
+
+PATCHABLE_FIELDS: Final = (
+    "name",
+    "description",
+    "scopes",
+    "rate_limit_per_hour",
+    "expires_at",
+    "rate_limit_per_minute",
+    "rate_limit_per_day",
+    "token_budget",
+    "allowed_cidrs",
+)
 
 # The type of each patchable field's value, for readers of KeyUpdated's before/after.
 _FIELD_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
@@ -186,6 +242,10 @@ _FIELD_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
     "scopes": TypeAdapter(Scopes),
     "rate_limit_per_hour": TypeAdapter(RateLimitPerHour | None),
     "expires_at": TypeAdapter(UtcDatetime | None),
+    "rate_limit_per_minute": TypeAdapter(RateLimit | None),
+    "rate_limit_per_day": TypeAdapter(RateLimit | None),
+    "token_budget": TypeAdapter(TokenBudget | None),
+    "allowed_cidrs": TypeAdapter(AllowedCidrs),
 }
 
 

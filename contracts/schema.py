@@ -17,12 +17,14 @@ from pydantic import TypeAdapter
 from contracts.alerts import Alert
 from contracts.commands import Command
 from contracts.events import Event
+from contracts.limits import LimitState
 from contracts.results import CommandResult
 from contracts.topics import (
     KEYS_COMMAND_RESULTS,
     KEYS_COMMANDS,
     KEYS_EVENTS,
     USAGE_ALERTS,
+    USAGE_LIMITS,
     USAGE_RECORDS,
 )
 from contracts.usage import UsageRecord
@@ -35,6 +37,7 @@ _MESSAGE_TYPES: Final[dict[str, tuple[str, Any]]] = {
     KEYS_COMMAND_RESULTS: ("CommandResult", CommandResult),
     USAGE_RECORDS: ("UsageRecord", UsageRecord),
     USAGE_ALERTS: ("Alert", Alert),
+    USAGE_LIMITS: ("LimitState", LimitState),
 }
 
 

@@ -9,6 +9,8 @@ KEYS_COMMAND_RESULTS: Final = "keys.command-results"
 KEYS_EVENTS: Final = "keys.events"
 USAGE_RECORDS: Final = "usage.records"
 USAGE_ALERTS: Final = "usage.alerts"
+USAGE_LIMITS: Final = "usage.limits"
+"""Each key's limit state (contracts.limits.LimitState); compacted: the latest per key."""
 
 
 def dlq(topic: str) -> str:
@@ -22,7 +24,10 @@ PRIMARY_TOPICS: Final = (
     KEYS_EVENTS,
     USAGE_RECORDS,
     USAGE_ALERTS,
+    USAGE_LIMITS,
 )
+COMPACTED_TOPICS: Final = frozenset({USAGE_LIMITS})
+"""Topics whose latest message per key is the state (cleanup.policy=compact)."""
 ALL_TOPICS: Final = PRIMARY_TOPICS + tuple(dlq(topic) for topic in PRIMARY_TOPICS)
 MIN_PARTITIONS: Final = 3
 """Each topic has at least this many partitions, so per-key order is tested for real."""

@@ -8,7 +8,7 @@ it does not (no request body, no secret).
 from __future__ import annotations
 
 from typing import Final
-from uuid import UUID
+from uuid import UUID, uuid4, uuid5
 
 from pydantic import Field
 
@@ -46,3 +46,20 @@ disabled, revoked or expired secret; a permission it lacks), such as the keys se
 refusals: an attempt, not a use. Every other record, whatever the upstream answered
 (2xx-5xx, a rate limit's 429 included), is a use of the key. This is the one meaning of a
 key's "last used" for every service: docs/last-used.md."""
+
+
+RECORD_ID_NAMESPACE: Final = UUID("5b0c9f62-8a4e-5d7e-9a51-6a1f0f3a2b10")
+"""The UUID5 namespace of record ids made from a gateway's request id that is no UUID."""
+
+
+def record_id_for(request_id: str | None) -> UUID:
+    """The ``record_id`` of the usage record of a gateway's request: its request id when
+    that is a UUID (nginx's ``$request_id``, 32 hex digits, is one), else a UUID5 of it,
+    so every reporter of one request (forward auth, the gateway, the model API) writes the
+    same id and the usage service counts it once; a new id without a request id."""
+    if not request_id:
+        return uuid4()
+    try:
+        return UUID(request_id)
+    except ValueError:
+        return uuid5(RECORD_ID_NAMESPACE, request_id)

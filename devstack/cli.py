@@ -8,6 +8,7 @@ import time
 
 import typer
 
+from devstack import gateway as local_gateway
 from devstack import kafka, paths, postgres, services, stack
 
 DEMO_ACCOUNT = "demo"
@@ -42,6 +43,20 @@ def up(infra_only: bool = typer.Option(False, help="Kafka and PostgreSQL only.")
         typer.echo(secret)
 
 
+@app.command()
+def gateway() -> None:
+    """Start nginx (forward auth to the keys service) in front of the sample model API."""
+    ends = stack.endpoints_from_env()
+    started = local_gateway.start(ends.kafka, ends.database_url)
+    asyncio.run(local_gateway.wait_ready())
+    typer.echo(f"started: {', '.join(started) or 'nothing (all was running)'}")
+    typer.echo(f"gateway:    {local_gateway.gateway_url()}  (nginx, forward auth to keys)")
+    typer.echo(f"sample API: {local_gateway.sample_api_url()}  (behind it)")
+    typer.echo(
+        f"try: curl -H 'Authorization: Bearer <key>' {local_gateway.gateway_url()}/v1/generate"
+    )
+
+
 @app.command("admin-key")
 def admin_key(account: str) -> None:
     """Create a key with every scope for ACCOUNT; prints it alone on the last line."""
@@ -66,9 +81,11 @@ def clean() -> None:
 @app.command()
 def status() -> None:
     """Which parts of the local stack run, with their pids."""
-    for name, proc in [("kafka", kafka.BROKER), ("postgres", postgres.SERVER)] + [
-        (s.name, s.process) for s in services.SERVICES
-    ]:
+    for name, proc in (
+        [("kafka", kafka.BROKER), ("postgres", postgres.SERVER)]
+        + [(s.name, s.process) for s in services.SERVICES]
+        + [("nginx", local_gateway.NGINX), ("sample-api", local_gateway.SAMPLE_API)]
+    ):
         pid = proc.pid()
         typer.echo(f"{name:9} {'running pid ' + str(pid) if pid else 'stopped'}")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from contracts.topics import ALL_TOPICS, MIN_PARTITIONS
+from contracts.topics import ALL_TOPICS, COMPACTED_TOPICS, MIN_PARTITIONS
 from devstack import paths
 from devstack.procs import Managed
 
@@ -170,7 +170,15 @@ async def create_topics(bootstrap: str, topics: Iterable[str] = ALL_TOPICS) -> l
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            new = [NewTopic(t, MIN_PARTITIONS, replication_factor=1) for t in missing]
+            new = [
+                NewTopic(
+                    t,
+                    MIN_PARTITIONS,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"} if t in COMPACTED_TOPICS else {},
+                )
+                for t in missing
+            ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another `make up` won the race
                 await admin.create_topics(new)
         return missing

@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from devstack import kafka, paths, postgres, services
+from devstack import gateway, kafka, paths, postgres, services
 
 
 @dataclass
@@ -57,8 +57,10 @@ async def up_services(ends: Endpoints) -> Endpoints:
 
 
 def down() -> list[str]:
-    """Stop services first (they flush and commit), then the broker and the database."""
-    stopped = [s.name for s in services.SERVICES if s.process.stop()]
+    """Stop the gateway, then the services (they flush and commit), then the broker and
+    the database."""
+    stopped = gateway.stop()
+    stopped += [s.name for s in services.SERVICES if s.process.stop()]
     if kafka.stop():
         stopped.append("kafka")
     if postgres.stop():

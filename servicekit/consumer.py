@@ -109,6 +109,10 @@ class Subscription(Generic[T]):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     title: str | None = None
     """Name in the AsyncAPI document; needed when one service reads a topic twice."""
+    decode_many: Callable[[list[bytes]], list[T | None]] | None = None
+    """Decodes a whole batch in one call (where that is cheaper than record by record):
+    a value per record, or None where it leaves the record to `decode`, whose verdict
+    (a value or a refusal) stands."""
 
 
 class BatchProcessor(Generic[T]):
@@ -125,17 +129,30 @@ class BatchProcessor(Generic[T]):
         self.max_backoff = max_backoff
         self.subscriber: Any = None
         """FastStream's subscriber, once registered on a broker (its aiokafka consumer)."""
+        self.done_through: dict[int, int] = {}
+        """Per partition, the offset after the last record processed (handled or refused)."""
 
     async def process(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
+        decoded: Sequence[T | None] = (
+            [None] * len(records)
+            if self.sub.decode_many is None
+            else self.sub.decode_many([record.value or b"" for record in records])
+        )
         good: list[Received[T]] = []
-        for record in records:
+        for record, value in zip(records, decoded, strict=True):
+            if value is not None:
+                good.append(Received(record, value))
+                continue
             try:
                 good.append(Received(record, self.sub.decode(record.value or b"")))
             except (ValueError, TypeError, UnicodeDecodeError) as exc:
                 await self._refuse(record, decode_error(exc), undecodable=True)
         if good:
             await self._handle(good)
+        for record in records:
+            done = self.done_through.get(record.partition, 0)
+            self.done_through[record.partition] = max(done, record.offset + 1)
         MESSAGES_CONSUMED.labels(self.sub.topic).inc(len(records))
         BATCH_SECONDS.labels(self.sub.topic).observe(time.perf_counter() - started)
 
@@ -286,3 +303,29 @@ async def positioned(processor: BatchProcessor[Any], timeout: float = 60.0) -> i
         raise RuntimeError(
             f"the reader of {processor.sub.topic} got no partitions in {timeout:.0f} s"
         ) from None
+
+
+async def caught_up(processor: BatchProcessor[Any], timeout: float = 120.0) -> dict[int, int]:
+    """Wait until a positioned group-less reader that starts at `earliest` has processed
+    every record its partitions held when this was called (their end offsets then); returns
+    those ends. A reader that holds state from a compacted topic (the latest message per
+    key is the state) waits for this before the service says it is ready."""
+    consumer = getattr(processor.subscriber, "consumer", None)
+    if consumer is None:
+        raise RuntimeError(f"the reader of {processor.sub.topic} has not started")
+    partitions = list(consumer.assignment())
+    ends = await consumer.end_offsets(partitions)
+    starts = await consumer.beginning_offsets(partitions)
+    behind = {tp.partition: end for tp, end in ends.items() if end > starts[tp]}
+
+    async def processed() -> None:
+        while any(processor.done_through.get(p, 0) < end for p, end in behind.items()):  # noqa: ASYNC110 - set by the reader's batches
+            await asyncio.sleep(0.02)
+
+    try:
+        await asyncio.wait_for(processed(), timeout)
+    except TimeoutError:
+        raise RuntimeError(
+            f"the reader of {processor.sub.topic} did not catch up in {timeout:.0f} s"
+        ) from None
+    return {tp.partition: end for tp, end in ends.items()}

@@ -1,4 +1,5 @@
-"""A task that runs every `interval` seconds until stopped; a failure is logged, not fatal."""
+"""A task that runs every `interval` seconds until stopped (or sooner when nudged, e.g. an
+outbox woken by the commit that filled it); a failure is logged, not fatal."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ class Periodic:
         self.interval = interval
         self._work = work
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Run the work now rather than at the end of the interval."""
+        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self.name)
@@ -33,7 +39,9 @@ class Periodic:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
             await self._run_once()
 
     async def _run_once(self) -> None:

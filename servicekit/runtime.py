@@ -81,7 +81,8 @@ class Runtime:
 
     # --- wiring -------------------------------------------------------------------
     def subscribe(self, subscription: Subscription[T]) -> None:
-        self.processors[subscription.topic] = subscribe(
+        # By title where one is given: a service may read one topic twice (two groups).
+        self.processors[subscription.title or subscription.topic] = subscribe(
             self.broker, subscription, self.dead_letters
         )
 

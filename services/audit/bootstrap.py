@@ -15,6 +15,7 @@ from services.audit.adapters.chain_store import ChainStore
 from services.audit.adapters.checkpoint_store import CheckpointStore
 from services.audit.app.checkpoints import sign_heads
 from services.audit.app.context import AuditContext
+from services.audit.app.limits import LimitChanges
 from services.audit.app.recording import Recorder
 from services.audit.domain.chain import ChainKey
 from services.audit.entrypoints.consumers import subscriptions
@@ -48,7 +49,8 @@ def build(settings: AuditSettings) -> FastAPI:
         ttl=settings.audit_caller_cache_seconds,
         refusal_ttl=settings.audit_caller_refusal_cache_seconds,
     )
-    for subscription in subscriptions(recorder, settings.audit_batch_size, callers):
+    limits = LimitChanges(recorder, pool)
+    for subscription in subscriptions(recorder, settings.audit_batch_size, callers, limits):
         runtime.subscribe(subscription)
 
     checkpoints = CheckpointStore(pool)

@@ -7,7 +7,9 @@ from pathlib import Path
 import asyncpg
 from fastapi import FastAPI
 
-from contracts import KEYS_EVENTS, USAGE_RECORDS, Event, UsageRecord
+from contracts import KEYS_EVENTS, USAGE_LIMITS, USAGE_RECORDS, Event, UsageRecord
+from servicekit.consumer import caught_up
+from servicekit.logging import get_logger
 from servicekit.periodic import Periodic
 from servicekit.runtime import Runtime, serve
 from servicekit.settings import load_settings
@@ -19,6 +21,7 @@ from services.keys.app.activity import LastUsedTracker, RefusalReporter
 from services.keys.app.context import KeysContext
 from services.keys.app.expiry import expire_due_keys
 from services.keys.app.leaks import PublicReports
+from services.keys.app.limit_book import LimitBook
 from services.keys.app.unit_of_work import KeysUnitOfWork
 from services.keys.app.use_cases import SecretTools
 from services.keys.app.verification import Verifier
@@ -33,14 +36,17 @@ from services.keys.entrypoints.api.leaks import (
     MAX_GITHUB_BODY_BYTES,
     LeakIntake,
 )
+from services.keys.entrypoints.authorize import AuthorizeFastPath
 from services.keys.entrypoints.commands import cache_subscription, command_subscription
 from services.keys.entrypoints.http import api_router
 from services.keys.entrypoints.last_use import last_use_subscription
+from services.keys.entrypoints.limits import limits_subscription
 from services.keys.entrypoints.verify import VerifyFastPath
 from services.keys.settings import KeysSettings
 
 DESCRIPTION = "The source of truth for InstaGen access keys: commands in, events out, verification."
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger(__name__)
 
 
 def _master_key(settings: KeysSettings) -> bytes:
@@ -87,12 +93,22 @@ def build(settings: KeysSettings) -> FastAPI:
     )
     reporter = RefusalReporter(
         runtime.writes(
-            USAGE_RECORDS, UsageRecord, "Refused verifications of known keys (status 401)."
+            USAGE_RECORDS,
+            UsageRecord,
+            "Refused verifications of known keys: 401 for its status, 403 for its networks,"
+            " 429 for its limits.",
         )
     )
     tracker = LastUsedTracker(lambda latest: queries.record_last_used(pool(), latest))
     ctx = KeysContext(
-        uow, tools, verifier, reporter, tracker, pool, LeakPolicy.parse(settings.keys_leak_policy)
+        uow,
+        tools,
+        verifier,
+        reporter,
+        tracker,
+        pool,
+        LimitBook(),
+        LeakPolicy.parse(settings.keys_leak_policy),
     )
     leaks = LeakIntake(
         GitHubKeys.load(settings.keys_github_public_keys, settings.keys_github_public_keys_file),
@@ -116,6 +132,7 @@ def build(settings: KeysSettings) -> FastAPI:
     runtime.subscribe(command_subscription(runtime, ctx))
     runtime.subscribe(cache_subscription(ctx))
     runtime.subscribe(last_use_subscription(ctx))
+    runtime.subscribe(limits_subscription(ctx))
 
     workers = [
         Periodic("refusal-reporter", 0.2, reporter.flush),
@@ -125,6 +142,12 @@ def build(settings: KeysSettings) -> FastAPI:
             "expiry-scheduler", settings.keys_expiry_interval_seconds, expire_due_keys(uow, pool)
         ),
     ]
+
+    async def learn_limit_states() -> None:
+        # Ready only once every state published before the start is known: a key limited
+        # then is refused by this process from its first answer.
+        ends = await caught_up(runtime.processors[USAGE_LIMITS])
+        log.info("limit_states_read", topic=USAGE_LIMITS, ends=ends, keys=len(ctx.limits))
 
     async def start_workers() -> None:
         publisher.start()
@@ -141,12 +164,14 @@ def build(settings: KeysSettings) -> FastAPI:
     async def stop_console() -> None:
         await browser_console.backends.close()
 
+    runtime.on_start(learn_limit_states)
     runtime.on_start(start_workers)
     runtime.on_stop(stop_workers)
     runtime.on_stop(stop_console)
     app = runtime.create_app(body_limits={GITHUB_REPORT_PATH: MAX_GITHUB_BODY_BYTES})
     app.include_router(api_router)
     install_console(app, browser_console)
+    app.add_middleware(AuthorizeFastPath, ctx=ctx)
     app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request
     app.state.keys = ctx
     app.state.leaks = leaks

@@ -17,11 +17,12 @@ from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from contracts import ALL_PLATFORM_SCOPES, Actor, KeyAttributes
+from contracts import ALL_PLATFORM_SCOPES, LIMIT_NAMES, Actor, KeyAttributes, KeyPatch
 from servicekit import db
 from servicekit.settings import load_settings
 from services.keys.adapters import projections, queries
@@ -38,6 +39,48 @@ console = Console()
 T = TypeVar("T")
 Account = Annotated[str, typer.Option("--account", "-a", help="The account the key belongs to.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+PerMinute = Annotated[int | None, typer.Option(help="Requests allowed per minute (UTC).")]
+PerHour = Annotated[int | None, typer.Option(help="Requests allowed per hour (UTC).")]
+PerDay = Annotated[int | None, typer.Option(help="Requests allowed per day (UTC).")]
+Budget = Annotated[
+    str | None,
+    typer.Option(help="Tokens (in + out) per day or month, e.g. 10000/day or 2000000/month."),
+]
+AllowCidr = Annotated[
+    list[str] | None,
+    typer.Option(help="A network the key may be used from (203.0.113.0/24); repeat."),
+]
+M = TypeVar("M", bound=BaseModel)
+
+
+def _limits(
+    minute: int | None,
+    hour: int | None,
+    day: int | None,
+    budget: str | None,
+    cidrs: list[str] | None,
+) -> dict[str, Any]:
+    tokens, _, period = (budget or "").partition("/")
+    return {
+        "rate_limit_per_minute": minute,
+        "rate_limit_per_hour": hour,
+        "rate_limit_per_day": day,
+        "token_budget": {"tokens": tokens, "period": period or "month"} if budget else None,
+        "allowed_cidrs": cidrs or [],
+    }
+
+
+def _checked(model: type[M], values: dict[str, Any]) -> M:
+    """The options as the contract takes them, or each wrong one named and exit 2."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as invalid:
+        for error in invalid.errors(include_url=False):
+            field = ".".join(str(p) for p in error["loc"]) or "options"
+            console.print(f"[red]invalid[/red]: {field}: {error['msg']}")
+        raise typer.Exit(2) from None
 
 
 def _operator() -> Actor:
@@ -85,6 +128,9 @@ def _show(outcome: use_cases.Outcome, as_json: bool) -> None:
         return
     for name in ("id", "name", "environment", "status", "prefix", "scopes", "version"):
         typer.echo(f"{name:12} {view[name]}")
+    for name in (*LIMIT_NAMES, "allowed_cidrs"):
+        if view[name]:
+            typer.echo(f"{name:12} {view[name]}")
     if outcome.secret is not None:
         typer.echo(outcome.secret.plaintext)  # alone on the last line, for scripts
 
@@ -116,18 +162,57 @@ def create(
     canary: Annotated[
         bool, typer.Option("--canary", help="A decoy: never valid, every use alerts.")
     ] = False,
+    per_minute: PerMinute = None,
+    per_hour: PerHour = None,
+    per_day: PerDay = None,
+    token_budget: Budget = None,
+    allow_cidr: AllowCidr = None,
     as_json: AsJson = False,
 ) -> None:
     """Create a key; prints it with its secret."""
-    attributes = KeyAttributes(
-        name=name,
-        description=description,
-        environment=environment,
-        scopes=scope or [],
-        canary=canary,
+    attributes = _checked(
+        KeyAttributes,
+        {
+            "name": name,
+            "description": description,
+            "environment": environment,
+            "scopes": scope or [],
+            "canary": canary,
+            **_limits(per_minute, per_hour, per_day, token_budget, allow_cidr),
+        },
     )
     _show(
         _run(lambda tx, tools, meta: use_cases.create(tx, tools, account, attributes, meta)),
+        as_json,
+    )
+
+
+@app.command("set-limits")
+def set_limits(
+    key_id: uuid.UUID,
+    account: Account,
+    per_minute: PerMinute = None,
+    per_hour: PerHour = None,
+    per_day: PerDay = None,
+    token_budget: Budget = None,
+    allow_cidr: AllowCidr = None,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(help="A limit to remove (e.g. rate_limit_per_day, allowed_cidrs); repeat."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Change a key's limits; the options given change, the others stay as they are."""
+    given = {
+        name: value
+        for name, value in _limits(per_minute, per_hour, per_day, token_budget, allow_cidr).items()
+        if value is not None and value != []
+    }
+    for name in clear or []:
+        given[name] = [] if name == "allowed_cidrs" else None
+    patch = _checked(KeyPatch, given)
+    _show(
+        _run(lambda tx, _, meta: use_cases.update(tx, account, key_id, patch, meta)),
         as_json,
     )
 

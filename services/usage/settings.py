@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from contracts import KEYS_EVENTS, USAGE_RECORDS
+from contracts import KEYS_EVENTS, USAGE_LIMITS, USAGE_RECORDS
 from servicekit.settings import ServiceSettings
 from services.usage.domain.containment import ContainmentPolicy
 from services.usage.domain.detectors import DetectorConfig
@@ -38,9 +38,35 @@ class UsageSettings(ServiceSettings):
     )
     usage_batch_max_records: int = Field(5000, ge=1, le=100_000)
 
+    # --- enforced limits (docs/limits.md) ---------------------------------------------
+    usage_limits_consumer_group: str = Field(
+        "usage-limits", min_length=1, description="Consumer group of the limit counter."
+    )
+    usage_limits_records_topic: str = Field(
+        "",
+        description="Topic the limit counter reads; empty: the records topic (benchmarks"
+        " point the analytic ingest elsewhere to measure the counter alone).",
+    )
+    usage_limits_topic: str = Field(
+        USAGE_LIMITS, min_length=1, description="Topic of limit states (tests and benchmarks)."
+    )
+    usage_limits_batch_max_records: int = Field(5000, ge=1, le=100_000)
+    usage_limits_refresh_seconds: float = Field(
+        1.0, gt=0, le=60, description="A clear key's moved counts are sent at most this often."
+    )
+    usage_limits_dedup_horizon_minutes: int = Field(15, ge=1, le=24 * 60)
+    usage_limits_dedup_max_ids: int = Field(
+        500_000, ge=1000, description="Record ids kept per partition to recognise re-sent ones."
+    )
+
     # --- event time, dedup, caches ------------------------------------------------------
     usage_lateness_seconds: int = Field(120, ge=0, le=3600)
     usage_dedup_horizon_minutes: int = Field(15, ge=1, le=24 * 60)
+    usage_dedup_memory_ids: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Record ids held in memory to catch a record sent twice (~120 B each).",
+    )
     usage_idle_key_eviction_seconds: float = Field(900.0, gt=0)
     usage_caller_cache_seconds: float = Field(
         30.0, gt=0, le=600, description="How long a caller's whoami answer is reused."

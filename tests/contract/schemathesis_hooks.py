@@ -17,6 +17,9 @@ RULES_NO_SCHEMA_CAN_STATE: Final = {
     "expires_at_in_past",
     # The same Idempotency-Key with another request: a fact about earlier requests.
     "idempotency_key_reused",
+    # A network's arithmetic: its numbers in range, no host bits under its prefix, no two
+    # that are the same network (198.51.100.7, 198.51.100.7/32); the pattern states the characters.
+    "allowed_cidrs_invalid",
 }
 ACCEPTING: Final = {401, 403, 404, 409, 429}
 """Answers that are no refusal of the data: whose key, which resource, what state, how often."""

@@ -12,11 +12,13 @@ from contracts import (
     KEYS_COMMANDS,
     KEYS_EVENTS,
     USAGE_ALERTS,
+    USAGE_LIMITS,
     USAGE_RECORDS,
     Alert,
     CommandResult,
     ContractModel,
     EventEnvelope,
+    LimitState,
     UsageRecord,
     parse_command,
     parse_event,
@@ -38,6 +40,8 @@ def _topic_and_key(message: ContractModel) -> tuple[str, bytes]:
         return USAGE_RECORDS, str(message.key_id).encode()
     if isinstance(message, Alert):
         return USAGE_ALERTS, str(message.key_id).encode()
+    if isinstance(message, LimitState):
+        return USAGE_LIMITS, str(message.key_id).encode()
     return KEYS_COMMANDS, str(message.command_id).encode()  # type: ignore[attr-defined]
 
 
@@ -48,6 +52,7 @@ def _parse(topic: str, raw: bytes) -> ContractModel:
         KEYS_COMMAND_RESULTS: CommandResult.model_validate_json,
         USAGE_RECORDS: UsageRecord.model_validate_json,
         USAGE_ALERTS: Alert.model_validate_json,
+        USAGE_LIMITS: LimitState.model_validate_json,
     }
     parsed: ContractModel = parsers[topic](raw)
     return parsed
@@ -93,8 +98,7 @@ async def test_an_acknowledged_message_survives_a_broker_restart(
 ) -> None:
     if not stack.broker_restartable:
         pytest.skip("the broker is external to this test run; it cannot be restarted from here")
-    record = all_examples()[-2]
-    assert isinstance(record, UsageRecord)
+    record = next(m for m in all_examples() if isinstance(m, UsageRecord))
     payload = record.model_dump_json().encode()
     async with TopicTail(stack.kafka, USAGE_RECORDS) as tail:
         await producer.send(USAGE_RECORDS, payload, key=str(record.key_id).encode())

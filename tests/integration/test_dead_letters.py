@@ -19,16 +19,20 @@ from contracts import (
     KEYS_COMMANDS,
     KEYS_EVENTS,
     USAGE_ALERTS,
+    USAGE_LIMITS,
     USAGE_RECORDS,
     Alert,
     CommandResult,
     ContractModel,
+    LimitState,
     dlq,
+    format_utc,
 )
 from contracts.examples import (
     example_alert,
     example_commands,
     example_events,
+    example_limit_state,
     example_results,
     example_usage_record,
 )
@@ -50,6 +54,7 @@ def _valid(topic: str) -> ContractModel:
         KEYS_COMMAND_RESULTS: lambda: example_results()[1],  # rejected: audited
         USAGE_RECORDS: lambda: example_usage_record(account_id=account),
         USAGE_ALERTS: lambda: example_alert(account_id=account),
+        USAGE_LIMITS: lambda: example_limit_state(account_id=account),  # limited: audited
     }
     message: ContractModel = examples[topic]()
     return message
@@ -61,9 +66,13 @@ def _source_id(message: ContractModel) -> str:
         return f"result:{message.command_id}"
     if isinstance(message, Alert):
         return f"alert:{message.alert_id}"
+    if isinstance(message, LimitState):
+        return f"limit:{message.key_id}:{message.limit_name}:{format_utc(message.until)}"  # type: ignore[arg-type]
     return f"event:{message.event_id}"  # type: ignore[attr-defined]
 
 
+LIMITS_GROUP = "usage-limits"
+"""The usage service's limit counter (USAGE_LIMITS_CONSUMER_GROUP)."""
 # (topic, the service that consumes it under that consumer group)
 CONSUMERS = [
     (KEYS_COMMANDS, "keys"),
@@ -72,7 +81,9 @@ CONSUMERS = [
     (KEYS_COMMAND_RESULTS, "audit"),
     (USAGE_RECORDS, "usage"),
     (USAGE_RECORDS, LAST_USE_GROUP),
+    (USAGE_RECORDS, LIMITS_GROUP),
     (USAGE_ALERTS, "audit"),
+    (USAGE_LIMITS, "audit"),
 ]
 
 
@@ -120,6 +131,13 @@ async def test_a_malformed_message_is_dead_lettered_and_consumption_goes_on(
                 "SELECT count(*) FROM audit_records WHERE source_id = $1", _source_id(message)
             )
             return bool(found)
+        if service == LIMITS_GROUP:  # the limit counter stores its positions with its counts
+            found = await db["usage"].fetchval(
+                "SELECT next_offset FROM limit_offsets WHERE topic = $1 AND partition = $2",
+                topic,
+                valid.partition,
+            )
+            return found is not None and found > valid.offset
         if topic == USAGE_RECORDS:  # usage counts records by record_id, not by offset
             found = await db[service].fetchval(
                 "SELECT count(*) FROM seen_records WHERE record_id = $1",

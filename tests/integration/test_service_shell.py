@@ -51,6 +51,8 @@ async def test_each_service_answers_the_operational_endpoints(
 
 UNAUTHENTICATED_PATHS = {"/v1/secret-scanning/github", "/v1/credentials/revoke"}
 """Leak reports (docs/secret-scanning.md): GitHub signs its own, anyone may send the other."""
+FORWARD_AUTH = "/v1/authorize"
+"""Forward auth (docs/gateways.md): the gateway's key in X-Verifier-Key, the client's as given."""
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -63,12 +65,16 @@ async def test_every_operation_behind_a_key_declares_the_bearer_scheme(
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            headers = {p["name"].lower() for p in operation.get("parameters", [])}
+            if path == FORWARD_AUTH:  # the gateway's key is the scheme; the client's, judged
+                assert operation.get("security") == [{"VerifierKey": []}], (method, path)
+                assert {"authorization", "x-api-key"} <= headers, (method, path)
+                continue
             if path in UNAUTHENTICATED_PATHS:  # signed by GitHub, or open to anyone
                 assert "security" not in operation, (method, path)
             elif path.startswith("/v1/"):
                 assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
-            headers = {p["name"].lower() for p in operation.get("parameters", [])}
             assert "authorization" not in headers, (method, path)
 
 

@@ -24,6 +24,8 @@ class TopicTail:
         self._start: dict[TopicPartition, int] = {}
 
     async def __aenter__(self) -> TopicTail:
+        if self._consumer is not None:  # opened already (e.g. once its topic was known)
+            return self
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,

@@ -234,7 +234,8 @@ async def usage_instance(
             USAGE_DATABASE_URL=database,
             USAGE_CONSUMER_GROUP=f"usage-test-{uuid.uuid4().hex[:8]}",
             USAGE_RECORDS_TOPIC=records_topic,
-            **settings,
+            **{"USAGE_LIMITS_CONSUMER_GROUP": f"usage-limits-test-{uuid.uuid4().hex[:8]}"}
+            | settings,
         )
         instance = UsageInstance(
             f"http://127.0.0.1:{port}", database, env, log, spawn("usage", env, log)

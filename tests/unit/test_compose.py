@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from contracts.topics import ALL_TOPICS, MIN_PARTITIONS
+from contracts.topics import ALL_TOPICS, COMPACTED_TOPICS, MIN_PARTITIONS
 from devstack import postgres as devstack_postgres
 from devstack.services import _GENERATED_SECRETS as SECRETS
 from servicekit.settings import DEFAULT_SERVER_URL, ServiceSettings, env_name
@@ -307,6 +307,7 @@ def test_kafka_init_creates_every_topic_with_enough_partitions() -> None:
 
     internal = _environment(APPS[0])["KAFKA_BOOTSTRAP_SERVERS"]
     partitions: dict[str, int] = {}
+    compacted: set[str] = set()
     for line in _resolve(script).splitlines():
         argv = shlex.split(line)
         if "--create" not in argv:
@@ -318,8 +319,11 @@ def test_kafka_init_creates_every_topic_with_enough_partitions() -> None:
         assert topic not in partitions, f"{topic} is created twice"
         partitions[topic] = int(argv[argv.index("--partitions") + 1])
         assert int(argv[argv.index("--replication-factor") + 1]) == 1
+        if "--config" in argv and argv[argv.index("--config") + 1] == "cleanup.policy=compact":
+            compacted.add(topic)
 
     assert set(partitions) == set(ALL_TOPICS)
+    assert compacted == set(COMPACTED_TOPICS), "the state topics are compacted, no other"
     too_few = {topic: n for topic, n in partitions.items() if n < MIN_PARTITIONS}
     assert not too_few, f"fewer than {MIN_PARTITIONS} partitions: {too_few}"
 

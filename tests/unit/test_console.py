@@ -65,6 +65,31 @@ def test_after_sign_in_only_console_pages_are_a_destination(target: str, goes_to
     assert local_page(target) == goes_to
 
 
+def test_the_create_form_sets_every_kind_of_limit_and_names_a_bad_network() -> None:
+    made = key_attributes(
+        {
+            "name": "Batch jobs",
+            "rate_limit_per_minute": "60",
+            "rate_limit_per_day": "10000",
+            "token_budget_tokens": "2000000",
+            "token_budget_period": "day",
+            "allowed_cidrs": "203.0.113.0/24\r\n2001:db8::/32, 198.51.100.7",
+            "expires_in_days": "",
+        },
+        [],
+    )
+    assert (made.rate_limit_per_minute, made.rate_limit_per_day) == (60, 10000)
+    assert made.token_budget is not None and made.token_budget.tokens == 2_000_000
+    assert made.allowed_cidrs == ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"]
+    with pytest.raises(FormInvalid) as invalid:
+        key_attributes(
+            {"name": "x", "expires_in_days": "", "allowed_cidrs": "10.0.0.1/8",
+             "token_budget_tokens": "0"},
+            [],
+        )  # fmt: skip
+    assert set(invalid.value.fields) == {"allowed_cidrs", "token_budget"}
+
+
 def test_the_create_form_becomes_keykey_attributes() -> None:
     made = key_attributes(
         {

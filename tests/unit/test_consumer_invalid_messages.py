@@ -73,3 +73,40 @@ async def test_a_connection_dropped_mid_operation_is_retried_not_dead_lettered()
     )
     await processor.process(_records(3))
     assert (handled, dead.sent) == ([0, 1, 2], [])
+
+
+async def test_a_batch_decoder_leaves_what_it_does_not_decide_to_the_record_decoder() -> None:
+    """`decode_many` decodes what it can; a None goes to `decode`, whose refusal is a dead
+    letter; the handler gets every decoded message in offset order."""
+    handled: list[list[int]] = []
+
+    async def handle(batch: list[Received[int]]) -> None:
+        handled.append([item.message for item in batch])
+
+    def decode_many(values: list[bytes]) -> list[int | None]:
+        return [int(v) if int(v) % 2 == 0 else None for v in values]
+
+    def decode(value: bytes) -> int:
+        if int(value) == 3:
+            raise ValueError("three is refused")
+        return int(value)
+
+    dead = DeadLetters()
+    sub = Subscription("t", "g", decode, handle, int, "", decode_many=decode_many)
+    await BatchProcessor(sub, dead).process(_records(5))  # type: ignore[arg-type]
+    assert handled == [[0, 1, 2, 4]]
+    assert dead.sent == [(3, "ValueError: three is refused")]
+
+
+async def test_a_reader_knows_how_far_it_has_processed_each_partition() -> None:
+    """What `caught_up` waits on: the offset after the last record processed, whether it
+    was handled or refused (a reader that holds state is ready once past the end)."""
+
+    async def handle(batch: list[Received[int]]) -> None:
+        return None
+
+    processor = BatchProcessor(Subscription("t", None, int, handle, int, ""), DeadLetters())  # type: ignore[arg-type]
+    records = _records(4)
+    records[3] = ConsumerRecord("t", 1, 3, 0, 0, b"k", b"not a number", None, 1, 1, [])
+    await processor.process(records)
+    assert processor.done_through == {1: 4}

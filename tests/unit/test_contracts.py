@@ -7,6 +7,7 @@ names the problem.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -58,6 +59,7 @@ from contracts import (
     RevokeKeyData,
     RotateKeyData,
     Severity,
+    TokenBudget,
     UpdateKey,
     UsageRecord,
     dlq,
@@ -110,6 +112,19 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "scopes": scopes,
     "rate_limit_per_hour": rate_limits,
     "expires_at": st.none() | times,
+    "rate_limit_per_minute": rate_limits,
+    "rate_limit_per_day": rate_limits,
+    "token_budget": st.none()
+    | st.builds(
+        TokenBudget, tokens=st.integers(1, 2**53), period=st.sampled_from(["day", "month"])
+    ),
+    "allowed_cidrs": st.lists(
+        st.tuples(st.ip_addresses(), st.integers(0, 128)).map(
+            lambda a: str(ipaddress.ip_network((a[0], min(a[1], a[0].max_prefixlen)), strict=False))
+        ),
+        max_size=5,
+        unique=True,
+    ),
 }
 attributes = {field: FIELD_VALUES[field] for field in PATCHABLE_FIELDS} | {
     "environment": pattern(r"[a-z][a-z0-9-]{0,31}"),
@@ -689,7 +704,7 @@ def test_the_examples_hold_one_of_every_message_with_fresh_ids() -> None:
 def test_the_topics_and_their_dead_letter_topics() -> None:
     assert dlq("keys.commands") == "keys.commands.dlq"
     assert set(ALL_TOPICS) == set(PRIMARY_TOPICS) | {f"{t}.dlq" for t in PRIMARY_TOPICS}
-    assert len(ALL_TOPICS) == 10
+    assert len(ALL_TOPICS) == 12
 
 
 def test_json_schemas_describe_every_topic_and_are_written_as_json(tmp_path: Path) -> None:

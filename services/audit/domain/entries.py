@@ -24,7 +24,15 @@ EVENT_ACTIONS: Final = {
     "KeyExpired": "key.expired",
     "KeyReportedLeaked": "key.reported_leaked",
 }
-ACTIONS: Final = (*EVENT_ACTIONS.values(), COMMAND_REJECTED, ALERT_RAISED, RETENTION_APPLIED)
+LIMIT_ACTIONS: Final = ("limit.rate_limited", "limit.budget_exhausted", "limit.cleared")
+"""Changes of a key's limit state (domain/limits.py)."""
+ACTIONS: Final = (
+    *EVENT_ACTIONS.values(),
+    COMMAND_REJECTED,
+    ALERT_RAISED,
+    RETENTION_APPLIED,
+    *LIMIT_ACTIONS,
+)
 KEY_EVENT_ACTIONS: Final = frozenset(EVENT_ACTIONS.values())
 """Records of the key's own events: read from its partition of keys.events in order, so the
 key's name is known when they are written. A rejection or an alert comes from another topic,

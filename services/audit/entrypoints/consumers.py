@@ -1,4 +1,5 @@
-"""Kafka entrypoints: every key event, rejected command and alert becomes an audit record.
+"""Kafka entrypoints: every key event, rejected command, alert and change of a key's limit
+state becomes an audit record.
 
 Each handler translates its batch in the order it was read (so per key, the order of the
 partition) and hands it to the recorder in one piece; the batch's offsets are committed by
@@ -29,12 +30,15 @@ from contracts import (
     KEYS_COMMAND_RESULTS,
     KEYS_EVENTS,
     USAGE_ALERTS,
+    USAGE_LIMITS,
     Alert,
     CommandResult,
     Event,
+    LimitState,
 )
 from servicekit.callers import CallerDirectory
 from servicekit.consumer import InvalidMessages, Received, Record, Subscription, decode_error
+from services.audit.app.limits import LimitChanges
 from services.audit.app.pipeline import PART, record_parts
 from services.audit.app.recording import Recorder
 from services.audit.domain.entries import Entry
@@ -105,7 +109,11 @@ def forget_changed_keys(callers: CallerDirectory, batch: list[Received[PendingEv
 
 
 def subscriptions(
-    recorder: Recorder, batch_size: int, callers: CallerDirectory
+    recorder: Recorder,
+    batch_size: int,
+    callers: CallerDirectory,
+    limits: LimitChanges,
+    limits_topic: str = USAGE_LIMITS,
 ) -> list[Subscription[Any]]:
     async def record_events(batch: list[Received[PendingEvent]]) -> None:
         forget_changed_keys(callers, batch)
@@ -119,6 +127,9 @@ def subscriptions(
 
     async def record_alerts(batch: list[Received[Alert]]) -> None:
         await recorder.record([from_alert(item.message) for item in batch])
+
+    async def record_limit_changes(batch: list[Received[LimitState]]) -> None:
+        await limits.record([item.message for item in batch])
 
     return [
         Subscription(
@@ -147,6 +158,16 @@ def subscriptions(
             record_alerts,
             Alert,
             "Alerts raised on unusual key activity: one audit record each.",
+            max_records=batch_size,
+        ),
+        Subscription(
+            limits_topic,
+            GROUP_ID,
+            LimitState.model_validate_json,
+            record_limit_changes,
+            LimitState,
+            "Keys' limit states: one audit record per change (limited, cleared), none for"
+            " a state sent again or a clear key's moved counts.",
             max_records=batch_size,
         ),
     ]

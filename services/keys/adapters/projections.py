@@ -16,15 +16,22 @@ from services.keys.domain.recorded import RecordedEvent
 _UPSERT_STATE = """
 INSERT INTO key_state (key_id, account_id, name, description, environment, scopes,
     rate_limit_per_hour, expires_at, prefix, status, disabled_reason, grace_period_ends_at,
-    created_at, updated_at, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    created_at, updated_at, version, rate_limit_per_minute, rate_limit_per_day,
+    token_budget_tokens, token_budget_period, allowed_cidrs)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20)
 ON CONFLICT (key_id) DO UPDATE SET
     name = EXCLUDED.name, description = EXCLUDED.description, scopes = EXCLUDED.scopes,
     rate_limit_per_hour = EXCLUDED.rate_limit_per_hour, expires_at = EXCLUDED.expires_at,
     prefix = EXCLUDED.prefix, status = EXCLUDED.status,
     disabled_reason = EXCLUDED.disabled_reason,
     grace_period_ends_at = EXCLUDED.grace_period_ends_at,
-    updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
+    updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,
+    rate_limit_per_minute = EXCLUDED.rate_limit_per_minute,
+    rate_limit_per_day = EXCLUDED.rate_limit_per_day,
+    token_budget_tokens = EXCLUDED.token_budget_tokens,
+    token_budget_period = EXCLUDED.token_budget_period,
+    allowed_cidrs = EXCLUDED.allowed_cidrs
 """
 # Leak reports and canaries (migration 010): one statement of their own beside the upsert.
 _LEAK_COLUMNS = """
@@ -52,6 +59,11 @@ async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
         state.created_at,
         state.updated_at,
         state.version,
+        state.rate_limit_per_minute,
+        state.rate_limit_per_day,
+        state.token_budget.tokens if state.token_budget else None,
+        state.token_budget.period if state.token_budget else None,
+        list(state.allowed_cidrs),
     )
     if event.event_type in ("KeyCreated", "KeyReportedLeaked") and (
         state.canary or state.leak_report is not None

@@ -7,15 +7,22 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from contracts import TokenBudget
+from services.keys.app.limits import KeyLimits
 from services.keys.app.verification import KnownSecret
 from services.keys.domain.key import AccessKey
 from services.keys.domain.leaks import LeakReport
 
+_LIMIT_COLUMNS = (
+    "k.rate_limit_per_minute, k.rate_limit_per_day, k.token_budget_tokens,"
+    " k.token_budget_period, k.allowed_cidrs"
+)
 _KEY_COLUMNS = (
     "k.key_id, k.account_id, k.name, k.description, k.environment, k.scopes,"
     " k.rate_limit_per_hour, k.expires_at, k.prefix, k.status, k.disabled_reason,"
-    " k.grace_period_ends_at, k.created_at, k.updated_at, k.version, u.last_used_at"
-    ", k.canary, k.leak_source, k.leak_url, k.leak_action, k.leak_reported_at"
+    " k.grace_period_ends_at, k.created_at, k.updated_at, k.version, u.last_used_at,"
+    " k.canary, k.leak_source, k.leak_url, k.leak_action, k.leak_reported_at,"
+    f" {_LIMIT_COLUMNS}"
 )
 
 
@@ -39,6 +46,10 @@ def key_from_row(row: Any) -> AccessKey:
         disabled_reason=row["disabled_reason"],
         canary=row["canary"],
         leak_report=_leak_report(row),
+        rate_limit_per_minute=row["rate_limit_per_minute"],
+        rate_limit_per_day=row["rate_limit_per_day"],
+        token_budget=_token_budget(row),
+        allowed_cidrs=tuple(row["allowed_cidrs"]),
     )
 
 
@@ -48,6 +59,11 @@ def _leak_report(row: Any) -> LeakReport | None:
     return LeakReport(
         row["leak_source"], row["leak_url"], row["leak_reported_at"], row["leak_action"]
     )
+
+
+def _token_budget(row: Any) -> TokenBudget | None:
+    tokens, period = row["token_budget_tokens"], row["token_budget_period"]
+    return None if tokens is None else TokenBudget(tokens=tokens, period=period)
 
 
 async def get_key(
@@ -97,7 +113,8 @@ async def list_keys(
 async def find_secret(pool: Any, secret_hash: bytes) -> KnownSecret | None:
     row = await pool.fetchrow(
         "SELECT l.key_id, l.valid_until, k.account_id, k.environment, k.scopes,"
-        " k.rate_limit_per_hour, k.status, k.expires_at, k.canary"
+        " k.rate_limit_per_hour, k.status, k.expires_at, k.canary,"
+        f" {_LIMIT_COLUMNS}"
         " FROM key_lookup l JOIN key_state k USING (key_id) WHERE l.secret_hash = $1",
         secret_hash,
     )
@@ -113,6 +130,13 @@ async def find_secret(pool: Any, secret_hash: bytes) -> KnownSecret | None:
         expires_at=row["expires_at"],
         valid_until=row["valid_until"],
         canary=row["canary"],
+        limits=KeyLimits.of(
+            minute=row["rate_limit_per_minute"],
+            hour=row["rate_limit_per_hour"],
+            day=row["rate_limit_per_day"],
+            budget=_token_budget(row),
+            cidrs=row["allowed_cidrs"],
+        ),
     )
 
 

@@ -1,5 +1,6 @@
 """What verification leaves behind: refusals of known keys on `usage.records` (so a leaked
-key that was disabled can be seen being tried), and when each key was last used.
+key that was disabled can be seen being tried: 401; a key used from outside its networks:
+403; a key over its limits: 429), and when each key was last used.
 
 A key's last use (docs/last-used.md) is the newest request made with it that was not
 refused for the key itself: learned from `usage.records` (`latest_uses`, the authority:
@@ -25,12 +26,16 @@ from services.keys.app.verification import KnownSecret
 
 log = get_logger(__name__)
 UNKNOWN_SOURCE_IP = "0.0.0.0"  # noqa: S104 - a placeholder address in a record, not a bind
-Attempt = tuple[uuid.UUID, str, float, str | None, str | None, str | None]
-"""A refused attempt as noted: key id, account, epoch time, address, user agent, endpoint."""
+Attempt = tuple[
+    uuid.UUID, str, float, str | None, str | None, str | None, int, str | None, uuid.UUID | None
+]
+"""A decision as noted: key id, account, epoch time, address, user agent, endpoint, status,
+model, record id (None: a new one)."""
 
 
 class RefusalReporter:
-    """Buffers refusals and sends them in batches; a full buffer drops the oldest.
+    """Buffers the usage records of verification's decisions (refusals of known keys, and
+    forward auth's admissions) and sends them in batches; a full buffer drops the oldest.
 
     `report` only notes the attempt (a tuple append): the record is built when flushed, so
     a refusal (a canary's above all) costs the answer no more than an unknown key does."""
@@ -47,27 +52,42 @@ class RefusalReporter:
         source_ip: str | None,
         user_agent: str | None,
         endpoint: str | None,
+        status_code: int = 401,
+        model: str | None = None,
+        record_id: uuid.UUID | None = None,
     ) -> None:
         if len(self._attempts) == self._attempts.maxlen:
             self.dropped += 1
         self._attempts.append(
-            (known.key_id, known.account_id, time.time(), source_ip, user_agent, endpoint)
+            (
+                known.key_id,
+                known.account_id,
+                time.time(),
+                source_ip,
+                user_agent,
+                endpoint,
+                status_code,
+                model,
+                record_id,
+            )
         )
 
     def _records(self) -> None:
         while self._attempts:
-            key_id, account_id, at, source_ip, user_agent, endpoint = self._attempts.popleft()
+            key_id, account_id, at, source_ip, agent, endpoint, status, model, record_id = (
+                self._attempts.popleft()
+            )
             self._buffer.append(
                 UsageRecord(
-                    record_id=uuid.uuid4(),
+                    record_id=record_id or uuid.uuid4(),
                     key_id=key_id,
                     account_id=account_id,
                     occurred_at=datetime.fromtimestamp(at, UTC),
                     source_ip=_address_or_unknown(source_ip),
-                    user_agent=(user_agent or None) and user_agent[:500],
-                    endpoint=(endpoint or "/v1/verify")[:200],
-                    model=None,
-                    status_code=401,
+                    user_agent=_storable(agent, 500),
+                    endpoint=_storable(endpoint, 200) or "/v1/verify",
+                    model=_storable(model, 100),
+                    status_code=status,
                     tokens_in=0,
                     tokens_out=0,
                     latency_ms=0.0,
@@ -85,6 +105,12 @@ class RefusalReporter:
             except Exception:
                 self._buffer.extendleft(reversed(batch))  # keep them for the next flush
                 raise
+
+
+def _storable(text: str | None, length: int) -> str | None:
+    """What a client sent, as a record keeps it: no NUL (contracts.base.Text), cut short."""
+    kept = (text or "").replace("\x00", "")[:length]
+    return kept or None
 
 
 def _address_or_unknown(text: str | None) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.keys.app.activity import LastUsedTracker, RefusalReporter
+from services.keys.app.limit_book import LimitBook
 from services.keys.app.unit_of_work import KeysUnitOfWork
 from services.keys.app.use_cases import SecretTools
 from services.keys.app.verification import Verifier
@@ -21,4 +22,6 @@ class KeysContext:
     reporter: RefusalReporter
     tracker: LastUsedTracker
     pool: Callable[[], Any]
+    limits: LimitBook
+    """Every key's limit state from `usage.limits`, and this process's admissions."""
     leak_policy: LeakPolicy = field(default=DEFAULT_LEAK_POLICY)

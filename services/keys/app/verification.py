@@ -6,6 +6,9 @@ the database at most once per period. The answer's status is computed at request
 (an expired key or a rotated-out secret past its grace period is refused at once, cache
 or not). Any change to a key drops its cached entries: at once in the process that made
 it, and from `keys.events` in every other process.
+
+A key that passes its status is then held to its networks and its limits (`admit`): the
+order and what each answer means are in docs/limits.md.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Literal
 from prometheus_client import Counter
 
 from services.keys.adapters.crypto import SecretHasher
+from services.keys.app.limit_book import LimitBook
+from services.keys.app.limits import NO_LIMITS, Admission, KeyLimits
 from services.keys.domain.secret import MAX_SECRET_LENGTH, is_well_formed
 
 SECRET_LOOKUPS = Counter(
@@ -28,7 +33,17 @@ SECRET_LOOKUPS = Counter(
     "Presented secrets looked up in the database (cache misses of verification and of leak"
     " reports); a malformed secret is never looked up",
 )
-Code = Literal["valid", "malformed", "not_found", "disabled", "revoked", "expired"]
+Code = Literal[
+    "valid",
+    "malformed",
+    "not_found",
+    "disabled",
+    "revoked",
+    "expired",
+    "ip_not_allowed",
+    "rate_limited",
+    "budget_exhausted",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +61,15 @@ class KnownSecret:
     """Set for a rotated-out secret: the end of its grace period."""
     canary: bool = False
     """A decoy: refused exactly as an unknown secret, and every use reported."""
+    limits: KeyLimits = NO_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     code: Code
     known: KnownSecret | None = None
+    admission: Admission | None = None
+    """The limits' verdict, once the key got that far."""
 
     @property
     def valid(self) -> bool:
@@ -70,6 +88,18 @@ def judge(known: KnownSecret, now: datetime) -> Code:
     if known.status == "disabled":
         return "disabled"
     return "valid"
+
+
+def admit(verdict: Verdict, book: LimitBook, source_ip: str | None, now: float) -> Verdict:
+    """A valid key held to its networks, then to its limits (an in-memory lookup); a key
+    refused for its status is not counted, nor is one refused for its network."""
+    known = verdict.known
+    if known is None or not verdict.valid:
+        return verdict
+    if not known.limits.network_allows(source_ip):
+        return Verdict("ip_not_allowed", known)
+    admission = book.admit(known.key_id, known.limits, now)
+    return Verdict(admission.refused or "valid", known, admission)
 
 
 Lookup = Callable[[bytes], Awaitable[KnownSecret | None]]

@@ -80,7 +80,6 @@ def once(values: dict[str, Any], command_type: str, action: str, sent: str) -> u
 
 def key_attributes(values: dict[str, Any], offered_scopes: list[str]) -> KeyAttributes:
     """The create form as KeyAttributes; FormInvalid names each field that is wrong."""
-    rate = one(values, "rate_limit_per_hour")
     days = one(values, "expires_in_days")
     if days not in {value for value, _ in naming.EXPIRY_CHOICES}:
         raise FormInvalid({"expires_at": "Choose one of the expiry periods offered."})
@@ -93,14 +92,33 @@ def key_attributes(values: dict[str, Any], offered_scopes: list[str]) -> KeyAttr
         "description": one(values, "description") or None,
         "environment": one(values, "environment") or PRODUCTION,
         "scopes": scopes,
-        "rate_limit_per_hour": rate or None,
         "expires_at": datetime.now(UTC) + timedelta(days=int(days)) if days else None,
         "canary": one(values, "canary") == "on",
+        **limits(values),
     }
     try:
         return KeyAttributes.model_validate(raw)
     except ValidationError as invalid:
         raise FormInvalid(field_errors(invalid)) from None
+
+
+RATE_FIELDS = ("rate_limit_per_minute", "rate_limit_per_hour", "rate_limit_per_day")
+BUDGET_PERIODS = (("day", "per day (UTC)"), ("month", "per calendar month (UTC)"))
+
+
+def limits(values: dict[str, Any]) -> dict[str, Any]:
+    """The limit fields of a form as KeyAttributes takes them (each checked there): the
+    rates, the token budget (a number and its period) and the networks, one per line."""
+    found: dict[str, Any] = {name: one(values, name) or None for name in RATE_FIELDS}
+    tokens = one(values, "token_budget_tokens")
+    found["token_budget"] = (
+        {"tokens": tokens, "period": one(values, "token_budget_period") or "month"}
+        if tokens
+        else None
+    )
+    networks = one(values, "allowed_cidrs").replace(",", "\n").splitlines()
+    found["allowed_cidrs"] = [n.strip() for n in networks if n.strip()]
+    return found
 
 
 def pinned_version(values: dict[str, Any]) -> int:

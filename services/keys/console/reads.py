@@ -11,6 +11,7 @@ from typing import Any
 
 from servicekit.errors import ApiError
 from services.keys.adapters import event_store, queries
+from services.keys.app.limits import KeyLimits, reset_text
 from services.keys.console import naming
 from services.keys.console.backends import BackendError
 from services.keys.console.caller import SignedIn
@@ -35,6 +36,62 @@ async def key_or_404(console: Console, me: SignedIn, key_id: uuid.UUID) -> KeyVi
     if found is None:
         raise ApiError(404, "not_found", f"No key {key_id} in this account.")
     return KeyView.of(*found)
+
+
+LIMIT_LABELS = {
+    "rate_limit_per_minute": "Requests per minute",
+    "rate_limit_per_hour": "Requests per hour",
+    "rate_limit_per_day": "Requests per day",
+    "token_budget": "Token budget",
+}
+
+
+@dataclass(frozen=True)
+class LimitShown:
+    """One limit on a key's page: what its window allows and what is left of it now."""
+
+    name: str
+    label: str
+    allowed: int
+    remaining: int
+    resets_at: str
+
+
+@dataclass(frozen=True)
+class KeyLimitsShown:
+    rows: list[LimitShown]
+    refused: str | None
+    """rate_limited or budget_exhausted while the key is limited."""
+    refused_by: str | None
+    refused_until: str | None
+
+
+def key_limits(console: Console, key: KeyView) -> KeyLimitsShown:
+    """The key's limits as this process decides them now (the latest state from the usage
+    service, plus what this process admitted since): counts nothing."""
+    limits = KeyLimits.of(
+        key.rate_limit_per_minute,
+        key.rate_limit_per_hour,
+        key.rate_limit_per_day,
+        key.token_budget,
+        key.allowed_cidrs,
+    )
+    seen = console.ctx.limits.peek(key.id, limits, datetime.now(UTC).timestamp())
+    period = f" per {key.token_budget.period}" if key.token_budget else ""
+    rows = [
+        LimitShown(
+            name,
+            LIMIT_LABELS[name] + (period if name == "token_budget" else ""),
+            allowed,
+            remaining,
+            reset_text(end),
+        )
+        for name, allowed, remaining, end in seen.windows
+    ]
+    if seen.refused is None:
+        return KeyLimitsShown(rows, None, None, None)
+    label = LIMIT_LABELS[seen.limit_name or "token_budget"]
+    return KeyLimitsShown(rows, seen.refused, label, reset_text(seen.reset_at))
 
 
 async def key_history(console: Console, key_id: uuid.UUID) -> list[EventView]:

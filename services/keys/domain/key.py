@@ -29,6 +29,7 @@ from contracts import (
     KeyRotatedData,
     KeyStatus,
     KeyUpdatedData,
+    TokenBudget,
 )
 from contracts.keys import dump_field_value
 from services.keys.domain import errors, leaks
@@ -56,6 +57,11 @@ class AccessKey:
     disabled_reason: str | None = None
     canary: bool = False
     leak_report: leaks.LeakReport | None = None
+    rate_limit_per_minute: int | None = None
+    rate_limit_per_day: int | None = None
+    token_budget: TokenBudget | None = None
+    allowed_cidrs: tuple[str, ...] = ()
+    """Canonical networks (contracts.limits); empty: anywhere."""
 
     @property
     def quarantined(self) -> bool:
@@ -87,7 +93,7 @@ class AccessKey:
         for field in patch.model_fields_set:
             new = getattr(patch, field)
             old = getattr(self, field)
-            if field == "scopes":
+            if field in _LISTS:
                 old, new = list(old), list(new)
             if new != old:
                 before[field] = dump_field_value(field, old)
@@ -164,6 +170,10 @@ def create_key(attributes: KeyAttributes, prefix: str, secret_hash: bytes, now: 
     return Change("KeyCreated", data, secret_hash=secret_hash)
 
 
+_LISTS = ("scopes", "allowed_cidrs")
+"""Attributes kept as tuples (the aggregate is immutable), lists in contracts."""
+
+
 # --- folding ----------------------------------------------------------------------------
 def evolve(key: AccessKey | None, event: RecordedEvent) -> AccessKey:  # noqa: PLR0911 - one per type
     """The state after `event`. Data is trusted: it was validated when it was decided."""
@@ -187,12 +197,16 @@ def evolve(key: AccessKey | None, event: RecordedEvent) -> AccessKey:  # noqa: P
             version=event.stream_version,
             secret_hash=event.secret_hash,
             canary=created.canary,
+            rate_limit_per_minute=created.rate_limit_per_minute,
+            rate_limit_per_day=created.rate_limit_per_day,
+            token_budget=created.token_budget,
+            allowed_cidrs=tuple(created.allowed_cidrs),
         )
     if key is None:
         raise ValueError(f"{event.event_type} before KeyCreated in stream {event.key_id}")
     if event.event_type == "KeyUpdated":
         after = KeyUpdatedData.model_validate(data).after
-        changes: dict[str, Any] = {f: (tuple(v) if f == "scopes" else v) for f, v in after.items()}
+        changes: dict[str, Any] = {f: (tuple(v) if f in _LISTS else v) for f, v in after.items()}
         return dataclasses.replace(key, **changes, **common)
     if event.event_type == "KeyDisabled":
         return dataclasses.replace(key, status="disabled", disabled_reason=data["reason"], **common)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.keys.entrypoints.api import (
+    authorization,
     history,
     identity,
     key_actions,
@@ -18,5 +19,5 @@ from services.keys.entrypoints.paging import key_list_page
 __all__ = ["STATUS_OF_CODE", "api_router", "domain_error", "key_list_page"]
 
 api_router = APIRouter()
-for resource in (keys, key_actions, history, identity, verification, leaks):
+for resource in (keys, key_actions, history, identity, verification, authorization, leaks):
     api_router.include_router(resource.router)

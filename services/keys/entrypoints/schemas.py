@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts import Actor, KeyStatus, Reason
-from contracts.base import UtcDatetime, Whole
+from contracts import Actor, KeyStatus, Reason, TokenBudget
+from contracts.base import Text, UtcDatetime, Whole
 from contracts.commands import MAX_GRACE_PERIOD_SECONDS
+from contracts.limits import LimitName
 from services.keys.domain.key import AccessKey
 from services.keys.domain.recorded import RecordedEvent
 
@@ -28,6 +29,10 @@ class KeyView(BaseModel):
     environment: str
     scopes: list[str]
     rate_limit_per_hour: int | None
+    rate_limit_per_minute: int | None
+    rate_limit_per_day: int | None
+    token_budget: TokenBudget | None
+    allowed_cidrs: list[str] = Field(description="Networks the key may be used from; [] anywhere.")
     expires_at: UtcDatetime | None
     prefix: str = Field(description="Display start of the secret, e.g. ig_live_Ab3d.")
     status: KeyStatus
@@ -57,6 +62,10 @@ class KeyView(BaseModel):
             environment=key.environment,
             scopes=list(key.scopes),
             rate_limit_per_hour=key.rate_limit_per_hour,
+            rate_limit_per_minute=key.rate_limit_per_minute,
+            rate_limit_per_day=key.rate_limit_per_day,
+            token_budget=key.token_budget,
+            allowed_cidrs=list(key.allowed_cidrs),
             expires_at=key.expires_at,
             prefix=key.prefix,
             status=key.status_at(at or datetime.now(UTC)),
@@ -150,20 +159,62 @@ class WhoAmI(BaseModel):
 class VerifyRequest(Body):
     key: str = Field(max_length=512, description="The secret the client presented.")
     source_ip: str | None = Field(
-        None, max_length=64, description="The client's address, if known."
+        None,
+        max_length=64,
+        description="The client's address. A key with allowed_cidrs is refused "
+        "(ip_not_allowed) without one, or with one outside its networks.",
     )
     user_agent: str | None = Field(None, max_length=500)
     endpoint: str | None = Field(None, max_length=200, description="What the client called.")
+    model: Text | None = Field(None, max_length=100, description="The model the client asked for.")
+
+
+class LimitView(BaseModel):
+    limit: int = Field(ge=1, description="What the window allows (requests or tokens).")
+    remaining: int = Field(ge=0, description="What is left of it after this request.")
+    reset_at: UtcDatetime = Field(description="When the window ends (UTC).")
+
+
+VerifyCode = Literal[
+    "valid",
+    "malformed",
+    "not_found",
+    "disabled",
+    "revoked",
+    "expired",
+    "ip_not_allowed",
+    "rate_limited",
+    "budget_exhausted",
+]
 
 
 class VerifyResponse(BaseModel):
+    """The answer; the order of the checks and what each code means: docs/limits.md."""
+
     valid: bool
-    code: Literal["valid", "malformed", "not_found", "disabled", "revoked", "expired"]
+    code: VerifyCode
     key_id: uuid.UUID | None = None
     account_id: str | None = None
     environment: str | None = None
     scopes: list[str] | None = None
     rate_limit_per_hour: int | None = None
+    allowed_cidrs: list[str] | None = Field(
+        None,
+        description="For a known key: the networks it may be used from ([] = anywhere), so"
+        " a gateway that caches the answer can check its clients' addresses itself.",
+    )
+    limits: dict[LimitName, LimitView] | None = Field(
+        None, description="With valid: each limit the key has, and what remains of it."
+    )
+    limit_name: LimitName | None = Field(
+        None, description="With rate_limited or budget_exhausted: the limit reached."
+    )
+    retry_after_seconds: int | None = Field(
+        None, ge=1, description="With rate_limited or budget_exhausted: when to ask again."
+    )
+    reset_at: UtcDatetime | None = Field(
+        None, description="With rate_limited or budget_exhausted: when that window ends."
+    )
 
 
 # --- leaked keys (docs/secret-scanning.md) ---------------------------------------------

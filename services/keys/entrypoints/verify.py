@@ -9,6 +9,7 @@ models and the general middlewares cost several times the verification itself).
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -20,11 +21,22 @@ from servicekit.errors import ApiError, validation_error_body
 from servicekit.http import MAX_BODY_BYTES
 from servicekit.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from services.keys.app.context import KeysContext
-from services.keys.entrypoints.auth import authenticate_header
+from services.keys.app.limits import reset_text, retry_after
+from services.keys.app.verification import Verdict, admit
+from services.keys.entrypoints.auth import Principal, authenticate_header
 from services.keys.entrypoints.schemas import VerifyRequest
 
 PATH = "/v1/verify"
 _NOT_FOUND = {"valid": False, "code": "not_found"}
+_REFUSAL_STATUS = {
+    "disabled": 401,
+    "revoked": 401,
+    "expired": 401,
+    "ip_not_allowed": 403,
+    "rate_limited": 429,
+    "budget_exhausted": 429,
+}
+"""The status of the usage record each refusal of a known key leaves on usage.records."""
 
 
 async def verify_answer(
@@ -46,38 +58,83 @@ async def verify_answer(
         request = VerifyRequest.model_validate_json(raw_body)
     except ValidationError as exc:
         return 422, validation_error_body(exc.errors(include_input=False)), {}
+    _, answer = await decide(ctx, caller, request, client_ip, user_agent=user_agent)
+    return 200, answer, {}
+
+
+async def decide(
+    ctx: KeysContext,
+    caller: Principal,
+    request: VerifyRequest,
+    client_ip: str | None,
+    record_id: uuid.UUID | None = None,
+    user_agent: str | None = None,
+) -> tuple[Verdict, dict[str, Any]]:
+    """The decision about one presented key and its answer body, for `/v1/verify` and
+    forward auth alike; a refusal of a known key is reported on usage.records (as
+    `record_id` when the gateway named its request). A canary is answered as an unknown
+    key, its attempt reported all the same; `user_agent` (the HTTP caller's) stands in for
+    a request that names none."""
     verdict = await ctx.verifier.verify(request.key)
     known = verdict.known
     if known is not None and known.canary:
-        # Answered as an unknown key; the attempt goes out in the background, like refusals.
-        agent = request.user_agent or user_agent
-        ctx.reporter.report(known, request.source_ip or client_ip, agent, request.endpoint)
-        known = None
+        # Answered as an unknown key, here and by forward auth (nothing tells a canary
+        # from a key that does not exist); the attempt goes out in the background, like
+        # refusals, so usage raises canary_key_used.
+        ctx.reporter.report(
+            known,
+            request.source_ip or client_ip,
+            request.user_agent or user_agent,
+            request.endpoint,
+            401,
+            request.model,
+            record_id,
+        )
+        return Verdict("not_found"), dict(_NOT_FOUND)
     if known is None:
-        return 200, {"valid": False, "code": verdict.code}, {}
+        return verdict, {"valid": False, "code": verdict.code}
     if known.account_id != caller.account_id and SCOPE_KEYS_VERIFY_ANY_ACCOUNT not in caller.scopes:
         # A key only ever sees its own account's data; the platform's gateways hold
         # keys:verify:any-account to verify every account's keys.
-        return 200, _NOT_FOUND, {}
+        return Verdict("not_found"), dict(_NOT_FOUND)
+    # Status first, then the key's networks, then its limits (docs/limits.md).
+    now = time.time()
+    verdict = admit(verdict, ctx.limits, request.source_ip, now)
     # A valid key is not marked used here: the gateway's usage record of the request is
     # its use (docs/last-used.md); a verifier that caches would not ask on each request.
-    if verdict.code in ("disabled", "revoked", "expired"):
+    refused_as = _REFUSAL_STATUS.get(verdict.code)
+    if refused_as is not None:
         ctx.reporter.report(
-            known, request.source_ip or client_ip, request.user_agent, request.endpoint
+            known,
+            request.source_ip or client_ip,
+            request.user_agent,
+            request.endpoint,
+            refused_as,
+            request.model,
+            record_id,
         )
-    return (
-        200,
-        {
-            "valid": verdict.valid,
-            "code": verdict.code,
-            "key_id": str(known.key_id),
-            "account_id": known.account_id,
-            "environment": known.environment,
-            "scopes": list(known.scopes),
-            "rate_limit_per_hour": known.rate_limit_per_hour,
-        },
-        {},
-    )
+    answer: dict[str, Any] = {
+        "valid": verdict.valid,
+        "code": verdict.code,
+        "key_id": str(known.key_id),
+        "account_id": known.account_id,
+        "environment": known.environment,
+        "scopes": list(known.scopes),
+        "rate_limit_per_hour": known.rate_limit_per_hour,
+        "allowed_cidrs": list(known.limits.cidrs),
+    }
+    admission = verdict.admission
+    if admission is not None and admission.refused is not None:
+        answer["limit_name"] = admission.limit_name
+        answer["retry_after_seconds"] = retry_after(admission.reset_at, now)
+        answer["reset_at"] = reset_text(admission.reset_at)
+    elif verdict.valid:
+        windows = admission.windows if admission is not None else ()
+        answer["limits"] = {
+            name: {"limit": allowed, "remaining": remaining, "reset_at": reset_text(end)}
+            for name, allowed, remaining, end in windows
+        }
+    return verdict, answer
 
 
 class VerifyFastPath:
@@ -120,17 +177,25 @@ class VerifyFastPath:
             status, payload, headers = await verify_answer(
                 self.ctx, authorization, body, client[0] if client else None, user_agent
             )
-        encoded = orjson.dumps(payload)
-        raw_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(encoded)).encode()),
-        ]
-        raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": encoded})
+        await send_json(send, status, payload, headers)
         counter = self._requests.get(status) or HTTP_REQUESTS.labels(PATH, "POST", str(status))
         counter.inc()
         self._seconds.observe(time.perf_counter() - started)
+
+
+async def send_json(
+    send: Send, status: int, payload: Any, headers: dict[str, str], head: bool = False
+) -> None:
+    """One JSON answer, written straight to the ASGI server (the fast paths' way out); to a
+    HEAD request, its headers alone."""
+    encoded = orjson.dumps(payload)
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(encoded)).encode()),
+    ]
+    raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": b"" if head else encoded})
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -10,8 +10,8 @@ from services.usage.domain.keys import KeyInfo
 _COLUMNS = (
     "key_id::text, account_id, name, environment, rate_limit_per_hour, status,"
     " extract(epoch FROM status_since)::float8, previous_status,"
-    " extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8, version"
-    ", canary"
+    " extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8, version,"
+    " rate_limit_per_minute, rate_limit_per_day, token_budget, token_budget_period, canary"
 )
 
 
@@ -42,17 +42,22 @@ async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
     await conn.execute(
         "INSERT INTO key_directory (key_id, account_id, name, environment, rate_limit_per_hour,"
         " status, status_since, previous_status, created_at, expires_at, version, updated_at,"
-        " canary)"
+        " rate_limit_per_minute, rate_limit_per_day, token_budget, token_budget_period, canary)"
         " SELECT k, a, n, e, r, s, to_timestamp(ss), ps, to_timestamp(c), to_timestamp(x), v,"
-        " now(), cn FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],"
-        " $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[], $11::bigint[],"
-        " $12::boolean[]) AS u(k, a, n, e, r, s, ss, ps, c, x, v, cn)"
+        " now(), rm, rd, tb, tp, cn FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+        " $5::bigint[], $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[],"
+        " $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::boolean[])"
+        " AS u(k, a, n, e, r, s, ss, ps, c, x, v, rm, rd, tb, tp, cn)"
         " ON CONFLICT (key_id) DO UPDATE SET account_id = EXCLUDED.account_id,"
         " name = EXCLUDED.name, environment = EXCLUDED.environment,"
         " rate_limit_per_hour = EXCLUDED.rate_limit_per_hour, status = EXCLUDED.status,"
         " status_since = EXCLUDED.status_since, previous_status = EXCLUDED.previous_status,"
         " created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,"
-        " version = EXCLUDED.version, updated_at = now(), canary = EXCLUDED.canary"
+        " version = EXCLUDED.version, updated_at = now(),"
+        " rate_limit_per_minute = EXCLUDED.rate_limit_per_minute,"
+        " rate_limit_per_day = EXCLUDED.rate_limit_per_day,"
+        " token_budget = EXCLUDED.token_budget, token_budget_period = EXCLUDED.token_budget_period,"
+        " canary = EXCLUDED.canary"
         " WHERE key_directory.version < EXCLUDED.version",
         [k.key_id for k in keys],
         [k.account_id for k in keys],
@@ -65,6 +70,10 @@ async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
         [k.created_at for k in keys],
         [k.expires_at for k in keys],
         [k.version for k in keys],
+        [k.rate_limit_per_minute for k in keys],
+        [k.rate_limit_per_day for k in keys],
+        [k.token_budget for k in keys],
+        [k.token_budget_period for k in keys],
         [k.canary for k in keys],
     )
 

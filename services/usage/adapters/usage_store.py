@@ -1,4 +1,4 @@
-"""PostgreSQL writes of one ingested batch: dedup (seen_records) and rollups.
+"""PostgreSQL writes of one ingested batch: dedup (record_offsets, seen_batches), rollups.
 
 Each function is one statement over arrays (`unnest`), so a batch of thousands of
 records costs a handful of round trips. Times travel as epoch seconds (float8) and are
@@ -13,24 +13,60 @@ from typing import Any
 from services.usage.domain.requests import MAX_NETWORKS_PER_MINUTE, MinuteRollup
 
 
-async def claim_new(conn: Any, record_ids: Sequence[str], minute: int) -> set[str] | None:
-    """Remember the record ids; returns those not seen before (within the horizon), or
-    None when all of them are new (the usual case: no per-row answer to send and parse).
+async def counted_through(conn: Any, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+    """The next offset to count of each partition (those counted before), locked until the
+    transaction ends: two processes that both believe they hold a partition (a rebalance
+    under way) count its records one after the other, never both."""
+    rows = await conn.fetch(
+        "SELECT partition, next_offset FROM record_offsets"
+        " WHERE topic = $1 AND partition = ANY($2::int[]) FOR UPDATE",
+        topic,
+        partitions,
+    )
+    return dict(rows)
+
+
+async def record_batch(
+    conn: Any, topic: str, next_offsets: dict[int, int], minute: int, record_ids: Sequence[str]
+) -> None:
+    """Store where each partition is counted up to, and the batch's record ids (one row).
 
     `minute` is the batch's newest event minute: the horizon is counted from when an id
     was seen (in event time), so a late record's id is kept as long as a timely one's."""
-    new: list[str] | None = await conn.fetchval(
-        "WITH claimed AS (INSERT INTO seen_records (record_id, minute)"
-        " SELECT r, to_timestamp($2::bigint * 60)"
-        " FROM unnest(string_to_array($1, ' ')::uuid[]) AS r"
-        " ON CONFLICT DO NOTHING RETURNING record_id)"
-        " SELECT CASE WHEN count(*) = $3 THEN NULL"
-        " ELSE coalesce(array_agg(record_id::text), '{}') END FROM claimed",
-        " ".join(record_ids),  # one text: cheaper to send than an array of 5,000 values
+    await conn.execute(
+        "WITH ids AS (INSERT INTO seen_batches (minute, record_ids)"
+        " SELECT to_timestamp($4::bigint * 60), $5 WHERE $5 <> '')"
+        " INSERT INTO record_offsets AS o (topic, partition, next_offset)"
+        " SELECT $1, p, n FROM unnest($2::int[], $3::bigint[]) AS u(p, n)"
+        " ON CONFLICT (topic, partition) DO UPDATE"
+        " SET next_offset = greatest(o.next_offset, EXCLUDED.next_offset)",
+        topic,
+        list(next_offsets),
+        list(next_offsets.values()),
         minute,
-        len(record_ids),
+        " ".join(record_ids),  # one text: cheaper to send and store than 5,000 values
     )
-    return None if new is None else set(new)
+
+
+async def recent_ids(conn: Any, horizon_minutes: int, limit: int) -> list[tuple[int, list[str]]]:
+    """(minute, ids) of the batches within the horizon of the newest, oldest first, at
+    most about `limit` ids (the newest kept)."""
+    batches: list[tuple[int, list[str]]] = []
+    held = 0
+    async with conn.transaction():
+        async for minute, text in conn.cursor(
+            "SELECT (extract(epoch FROM minute) / 60)::bigint, record_ids FROM seen_batches"
+            " WHERE minute >= (SELECT max(minute) FROM seen_batches)"
+            "  - make_interval(mins => $1::int) ORDER BY id DESC",
+            horizon_minutes,
+        ):
+            ids = text.split(" ")
+            batches.append((minute, ids))
+            held += len(ids)
+            if held >= limit:
+                break
+    batches.reverse()
+    return batches
 
 
 _ROLLUP_COLUMNS = (
@@ -98,6 +134,6 @@ async def add_rollups(conn: Any, rows: Sequence[MinuteRollup]) -> None:
 async def forget_seen_before(conn: Any, minute: int) -> str:
     """Prune the dedup horizon: record ids of minutes before `minute` (epoch minutes)."""
     status: str = await conn.execute(
-        "DELETE FROM seen_records WHERE minute < to_timestamp($1::bigint * 60)", minute
+        "DELETE FROM seen_batches WHERE minute < to_timestamp($1::bigint * 60)", minute
     )
     return status

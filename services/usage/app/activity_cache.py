@@ -51,13 +51,16 @@ class ActivityCache:
         self._old, self._young = self._young, {}
         return evicted
 
-    def follow(self, ranges: dict[Position, tuple[int, int]]) -> None:
-        """Check each partition continues where this process left it; else start over."""
+    def follow(self, ranges: dict[Position, tuple[int, int]]) -> bool:
+        """Check each partition continues where this process left it; else start over
+        (and say so)."""
         if any(
             position in self._next_offset and self._next_offset[position] != first
             for position, (first, _) in ranges.items()
         ):
             self.clear()
+            return True
+        return False
 
     def consumed(self, ranges: dict[Position, tuple[int, int]]) -> None:
         for position, (_, last) in ranges.items():

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.usage.app.activity_cache import ActivityCache
 from services.usage.app.directory import KeyDirectory
+from services.usage.app.limit_counter import LimitCounter
 from services.usage.domain.containment import ContainmentPolicy
 from services.usage.domain.detectors import DetectorConfig
 
@@ -21,8 +22,11 @@ class UsageContext:
     config: DetectorConfig
     policy: ContainmentPolicy
     dedup_horizon_minutes: int
+    dedup_memory_ids: int = 1_000_000
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     """Held by whatever reads or changes the caches across an await (a batch of records,
     a batch of key events, an eviction), so they never see each other half-done."""
     on_alerts: Callable[[], None] = lambda: None
     """Called after a commit that stored new alerts (wakes the outbox)."""
+    limits: LimitCounter | None = None
+    """The limit counter, re-evaluating a key whose limits a key event changes."""

@@ -4,11 +4,10 @@ second for whatever a crash left behind. At least once: consumers dedupe by id."
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from servicekit.logging import get_logger
+from servicekit.periodic import Periodic
 from servicekit.runtime import Topic
 from services.usage.adapters import alert_store
 
@@ -21,34 +20,16 @@ class Outbox:
         self._pool = pool
         self._alerts = alerts
         self._commands = commands
-        self._interval = interval
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("usage-outbox", interval, self.flush)
 
     def nudge(self) -> None:
-        self._wake.set()
+        self._loop.nudge()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="usage-outbox")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):  # a last attempt; what is left goes next start
-            await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
-            try:
-                await self.flush()
-            except Exception as exc:  # the next round retries
-                log.warning("outbox_flush_failed", error=f"{type(exc).__name__}: {exc}")
+        await self._loop.stop(final_run=True)  # a last attempt; what is left goes next start
 
     async def flush(self) -> int:
         pool = self._pool()

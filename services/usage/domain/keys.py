@@ -1,7 +1,8 @@
 """The usage service's own view of each key, folded from `keys.events`.
 
-Only what detection and authorisation need: owner, environment, declared hourly limit,
-status and since when, creation and expiry times. It never reads the keys database.
+Only what detection, authorisation and the limit counter need: owner, environment, the
+key's limits, status and since when, creation and expiry times. It never reads the keys
+database.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from contracts import (
     KeyExpired,
     KeyRevoked,
     KeyUpdated,
+    TokenBudget,
 )
+from services.usage.domain.limits import KeyLimits
 
 ACTIVE = "active"
 
@@ -39,8 +42,23 @@ class KeyInfo:
     expires_at: float | None
     version: int
     """stream_version of the last event folded in: older or repeated events are skipped."""
+    rate_limit_per_minute: int | None = None
+    rate_limit_per_day: int | None = None
+    token_budget: int | None = None
+    token_budget_period: str | None = None
+    """day or month (contracts.TokenBudget), with token_budget."""
     canary: bool = False
     """A decoy key: every use of it is a critical alert (canary_key_used)."""
+
+    @property
+    def limits(self) -> KeyLimits:
+        return KeyLimits(
+            self.rate_limit_per_minute,
+            self.rate_limit_per_hour,
+            self.rate_limit_per_day,
+            self.token_budget,
+            self.token_budget_period,
+        )
 
     def status_at(self, at: float) -> tuple[str, float]:
         """The status a request made at `at` met, and since when (expiry counts from
@@ -80,6 +98,10 @@ def fold(current: KeyInfo | None, event: Event) -> KeyInfo | None:
             expires_at=_epoch(data.expires_at),
             version=event.stream_version,
             canary=data.canary,
+            rate_limit_per_minute=data.rate_limit_per_minute,
+            rate_limit_per_day=data.rate_limit_per_day,
+            token_budget=data.token_budget.tokens if data.token_budget else None,
+            token_budget_period=data.token_budget.period if data.token_budget else None,
         )
     base = current or KeyInfo(
         sys.intern(str(event.key_id)),
@@ -99,6 +121,11 @@ def fold(current: KeyInfo | None, event: Event) -> KeyInfo | None:
         after = event.data.after
         if "rate_limit_per_hour" in after:
             changes["rate_limit_per_hour"] = after["rate_limit_per_hour"]
+        for limit in ("rate_limit_per_minute", "rate_limit_per_day"):
+            if limit in after:
+                changes[limit] = after[limit]
+        if "token_budget" in after:
+            changes.update(_budget(after["token_budget"]))
         if "name" in after:
             changes["name"] = after["name"]
         if "expires_at" in after:
@@ -107,6 +134,12 @@ def fold(current: KeyInfo | None, event: Event) -> KeyInfo | None:
     if status is not None and status != base.status:
         changes.update(status=status, status_since=at, previous_status=base.status)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _budget(budget: TokenBudget | None) -> dict[str, object]:
+    if budget is None:
+        return {"token_budget": None, "token_budget_period": None}
+    return {"token_budget": budget.tokens, "token_budget_period": budget.period}
 
 
 def _status_after(event: Event) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Sequence
 from typing import NamedTuple
 
 AUTH_FAILURES = frozenset({401, 403})
@@ -92,7 +93,7 @@ class MinuteRollup:
         self.networks.add(request.network)  # capped when written
 
 
-def roll_up(requests: list[Request]) -> list[MinuteRollup]:
+def roll_up(requests: Sequence[Request]) -> list[MinuteRollup]:
     """Per key and minute, in one pass: what one upsert statement writes."""
     rows: dict[tuple[str, int], MinuteRollup] = {}
     for request in requests:

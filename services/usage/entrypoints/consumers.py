@@ -10,7 +10,7 @@ from services.usage.app.context import UsageContext
 from services.usage.app.ingest import Ingestor
 from services.usage.app.key_events import apply_key_events
 from services.usage.domain.requests import Request
-from services.usage.entrypoints.records import decode_request
+from services.usage.entrypoints.records import decode_request, decode_requests
 from services.usage.settings import UsageSettings
 
 
@@ -18,13 +18,15 @@ def subscriptions(
     settings: UsageSettings, ctx: UsageContext, ingestor: Ingestor
 ) -> list[Subscription[Any]]:
     async def ingest(batch: list[Received[Request]]) -> None:
-        ranges: dict[tuple[str, int], tuple[int, int]] = {}
-        for item in batch:
-            position = (item.record.topic, item.record.partition)
-            first, _ = ranges.get(position, (item.record.offset, 0))
-            ranges[position] = (first, item.record.offset)
-        ctx.cache.follow(ranges)
-        await ingestor.ingest([item.message for item in batch])
+        records = [item.record for item in batch]
+        # Each partition's first and last offset: a partition's records are in order.
+        last = {(r.topic, r.partition): r.offset for r in records}
+        first = {(r.topic, r.partition): r.offset for r in reversed(records)}
+        ranges = {position: (first[position], offset) for position, offset in last.items()}
+        ingestor.follow(ranges)
+        await ingestor.ingest(
+            settings.usage_records_topic, [item.message for item in batch], records, ranges
+        )
         ctx.cache.consumed(ranges)
 
     async def key_events(batch: list[Received[Event]]) -> None:
@@ -40,6 +42,7 @@ def subscriptions(
             "One record per API request, from the gateways (and the keys service's refusals).",
             max_records=settings.usage_batch_max_records,
             batch_timeout_ms=100,
+            decode_many=decode_requests,
         ),
         Subscription(
             settings.usage_keys_events_topic,

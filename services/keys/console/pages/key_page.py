@@ -14,7 +14,14 @@ from services.keys.console.caller import ConsoleContext, KeyCaller, PostedOnKey
 from services.keys.console.chart import RANGES
 from services.keys.console.context import DONE_MESSAGES, KEYS_PAGE, back_to_key
 from services.keys.console.forms import GRACE_CHOICES, one, pinned_version
-from services.keys.console.reads import key_history, key_or_404, key_usage, shown, unused
+from services.keys.console.reads import (
+    key_history,
+    key_limits,
+    key_or_404,
+    key_usage,
+    shown,
+    unused,
+)
 from services.keys.console.refusals import RefusalPages
 
 router = APIRouter(include_in_schema=False, route_class=RefusalPages)
@@ -37,6 +44,7 @@ async def key_page(
     )
     return console.page(
         request, "key.html", me, key=usage.key, history=history, chart=usage.chart,
+        limits=key_limits(console, usage.key),
         usage_error=usage.error, alerts=alerts["items"], alerts_error=alerts_error,
         ranges=list(RANGES), unused=unused(usage.key), grace_choices=GRACE_CHOICES,
         reveal_enabled=console.config.reveal_enabled, notice=DONE_MESSAGES.get(done or ""),

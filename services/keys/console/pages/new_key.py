@@ -13,7 +13,7 @@ from services.keys.app import use_cases
 from services.keys.console import naming
 from services.keys.console.caller import Caller, ConsoleContext, Posted, SignedIn
 from services.keys.console.context import KEYS_PAGE, Console
-from services.keys.console.forms import FormInvalid, key_attributes, once
+from services.keys.console.forms import BUDGET_PERIODS, FormInvalid, key_attributes, once
 from services.keys.console.pages.key_secret import secret_page
 from services.keys.console.refusals import RefusalPages
 
@@ -57,6 +57,7 @@ def new_key_form(
         request, "new_key.html", me, 422 if field_errors else 200,
         groups=naming.NAME_GROUPS, names=naming.all_names(),
         environments=naming.ENVIRONMENTS, expiry_choices=naming.EXPIRY_CHOICES,
+        budget_periods=BUDGET_PERIODS,
         template=naming.DESCRIPTION_TEMPLATE, example=naming.DESCRIPTION_EXAMPLE,
         scopes=offered_scopes(me),
         form=form, field_errors=field_errors or {}, tab="keys",

@@ -23,6 +23,14 @@ router = APIRouter(prefix="/v1", tags=["verification"])
     "/verify",
     response_model=VerifyResponse,
     summary="Is this key valid? For API gateways, on every request (scope keys:verify)",
+    description=(
+        "Checks in this order, the first that fails answering with `valid: false`: format"
+        " (`malformed`), lookup (`not_found`), status (`revoked`, `expired`, `disabled`),"
+        " network (`ip_not_allowed`: a key with `allowed_cidrs` and a `source_ip` outside"
+        " them, or none), limits (`rate_limited`, `budget_exhausted`, with `limit_name`,"
+        " `retry_after_seconds` and `reset_at`). A valid answer has `limits`: each limit of"
+        " the key with what remains of its current window after this request."
+    ),
     responses=problems(*AUTHENTICATED),
     openapi_extra={
         "requestBody": {

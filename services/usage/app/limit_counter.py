@@ -1,0 +1,249 @@
+"""The limit counter: each key's records against its limits, one count for every verifier.
+
+It reads `usage.records` in a consumer group of its own (enforcement never waits on the
+analytic ingest). A batch is one transaction: the partitions' stored positions are locked
+(what a crash or a rebalance already counted is skipped by offset), re-sent records are
+skipped by record id (RecentIds, rebuilt from `limit_seen` when the memory is not current),
+each key's windows are merged into its stored ones, the states of the keys with limits are
+judged from the totals and stored, and the new positions and ids are written. The
+publisher sends the stored states after the commit (app/limit_publisher.py).
+
+Key events re-evaluate a key whose limits changed (`limits_changed`, inside the key
+events' transaction), and a limited key whose window has ended is re-evaluated at the
+window's end (`roll_over`), so it is cleared without waiting for its next record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from servicekit.consumer import Received
+from services.usage.adapters import limit_store
+from services.usage.app.directory import KeyDirectory
+from services.usage.app.metrics import LIMIT_RECORDS_COUNTED, LIMIT_STATE_CHANGES
+from services.usage.domain.keys import KeyInfo
+from services.usage.domain.limits import (
+    BatchCounts,
+    Evaluated,
+    KeyLimits,
+    Span,
+    Windows,
+    evaluate,
+    reached,
+    totals_of,
+)
+from services.usage.domain.recent_ids import RecentIds
+from services.usage.domain.requests import Request
+
+ROLL_OVER_BATCH = 1000
+MAX_REMEMBERED = 1_000_000
+
+
+class LimitCounter:
+    def __init__(
+        self,
+        pool: Callable[[], Any],
+        directory: KeyDirectory,
+        topic: str,
+        *,
+        horizon_minutes: int,
+        max_ids: int,
+        refresh_seconds: float = 1.0,
+        on_states: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pool = pool
+        self.directory = directory
+        self.topic = topic
+        self.horizon_minutes = horizon_minutes
+        self.max_ids = max_ids
+        self.on_states = on_states
+        """Called after a commit that stored states (wakes the publisher)."""
+        self.lock = asyncio.Lock()
+        """Held by a batch and by a re-evaluation: the directory's limits and the stored
+        states change together (key events hold it until the directory has the new limits)."""
+        self._recent: dict[int, RecentIds] = {}
+        self.refresh_seconds = refresh_seconds
+        self._judged: dict[str, float] = {}
+        """Keys whose last state this process stored was clear, and when (monotonic): such
+        a key, judged again within `refresh_seconds` and reaching no limit, waits in
+        `_pending` (its counts are stored, its state is refreshed by `roll_over`)."""
+        self._pending: dict[str, float] = {}
+        """Keys counted but not judged yet: the event time of their newest record."""
+
+    async def count(self, batch: Sequence[Received[Request]]) -> int:
+        """Count a batch; returns how many records it counted."""
+        partitions = sorted({item.record.partition for item in batch})
+        next_offsets: dict[int, int] = {}
+        counted: dict[int, list[str]] = {p: [] for p in partitions}
+        newest_minute = 0
+        in_batch: set[str] = set()
+        async with self.lock, self.pool().acquire() as conn, conn.transaction():
+            await self.directory.ensure_loaded(conn)
+            positions = await limit_store.lock_positions(conn, self.topic, partitions)
+            for p in partitions:
+                recent = self._recent.get(p)
+                if recent is None or recent.next_offset != positions[p]:
+                    await self._reload(conn, p, positions[p])
+                    self._judged.clear()  # another process may have stored states since
+            counts = BatchCounts()
+            for item in batch:
+                partition, offset = item.record.partition, item.record.offset
+                if offset < positions[partition]:
+                    continue  # counted before a crash or by this partition's former owner
+                next_offsets[partition] = max(next_offsets.get(partition, 0), offset + 1)
+                request = item.message
+                record_id = request.record_id
+                if record_id in in_batch or record_id in self._recent[partition]:
+                    continue
+                if counts.add(request):
+                    in_batch.add(record_id)
+                    counted[partition].append(record_id)
+                    newest_minute = max(newest_minute, request.minute)
+            windows = await limit_store.add_counts(conn, counts.windows)
+            now = time.monotonic()
+            states, waiting = self._judge(counts, windows, now)
+            changes = await limit_store.save_states(conn, states)
+            if next_offsets:
+                await limit_store.save_positions(conn, self.topic, next_offsets)
+                seen = [
+                    (p, n - 1, newest_minute, " ".join(counted[p]))
+                    for p, n in next_offsets.items()
+                    if counted[p]
+                ]
+                await limit_store.save_seen(conn, self.topic, seen)
+        for p, n in next_offsets.items():  # memory follows once the transaction committed
+            self._recent[p].add(newest_minute, counted[p])
+            self._recent[p].next_offset = n
+        self._judging_done(states, now)
+        for key_id, at in waiting.items():
+            self._pending[key_id] = max(at, self._pending.get(key_id, at))
+        total = sum(len(ids) for ids in counted.values())
+        LIMIT_RECORDS_COUNTED.inc(total)
+        LIMIT_STATE_CHANGES.inc(changes)
+        if states:
+            self.on_states()
+        return total
+
+    def _judge(
+        self, counts: BatchCounts, windows: dict[str, Windows], now: float
+    ) -> tuple[list[Evaluated], dict[str, float]]:
+        """The states of the batch's keys with limits; a key still clear whose last clear
+        state is younger than `refresh_seconds` waits instead (key -> event time)."""
+        states: list[Evaluated] = []
+        waiting: dict[str, float] = {}
+        for key_id, (at, account_id) in counts.newest.items():
+            limits = _limits(self.directory.get(key_id))
+            if not limits:
+                continue
+            totals = totals_of(windows[key_id])
+            judged = self._judged.get(key_id)
+            if (
+                judged is not None
+                and now - judged < self.refresh_seconds
+                and not reached(limits, totals, at)
+            ):
+                waiting[key_id] = at
+                continue
+            states.append(evaluate(key_id, account_id, limits, totals, at))
+        return states, waiting
+
+    def _judging_done(self, states: Sequence[Evaluated], now: float) -> None:
+        if len(self._judged) > MAX_REMEMBERED:
+            self._judged.clear()
+        for state in states:
+            self._pending.pop(state.key_id, None)
+            if state.state == "clear":
+                self._judged[state.key_id] = now
+            else:
+                self._judged.pop(state.key_id, None)
+
+    async def _reload(self, conn: Any, partition: int, next_offset: int) -> None:
+        since = int(time.time() // 60) - self.horizon_minutes
+        stored = await limit_store.load_seen(conn, self.topic, partition, since)
+        recent = self._recent[partition] = RecentIds(self.horizon_minutes, self.max_ids)
+        recent.reset(next_offset, [(minute, ids.split()) for minute, ids in stored])
+
+    async def limits_changed(self, conn: Any, changes: Sequence[tuple[KeyInfo, float]]) -> int:
+        """Re-evaluate keys whose limits changed (key, event time), in the caller's
+        transaction, the caller holding `lock`: a raised limit clears the key at once, a
+        lowered one may limit it at once, a removed one clears it. Returns states stored."""
+        if not changes:
+            return 0
+        key_ids = [key.key_id for key, _ in changes]
+        for key_id in key_ids:  # judged afresh at their next record
+            self._judged.pop(key_id, None)
+        stored = await limit_store.stored_as_of(conn, key_ids)
+        windows = await limit_store.stored_windows(conn, key_ids)
+        # Judged where the key's newest records are (read before its key events, in a
+        # replay, they have no state yet), and never before a state it had.
+        wanted = [
+            (key, max(at, stored.get(key.key_id, at), windows.get(key.key_id, [at])[0]))
+            for key, at in changes
+            if key.limits or key.key_id in stored
+        ]
+        return len(await self._reevaluate(conn, wanted))
+
+    async def roll_over(self) -> int:
+        """Every second: clear (or limit again, by a longer window) the limited keys whose
+        window ended, evaluated at the window's end, which becomes the state's as_of; and
+        judge the keys whose counts moved since their last clear state (`_pending`)."""
+        now = time.monotonic()
+        async with self.lock:
+            pending = [
+                (key_id, at)
+                for key_id, at in self._pending.items()
+                if now - self._judged.get(key_id, 0.0) >= self.refresh_seconds
+            ]
+            async with self.pool().acquire() as conn, conn.transaction():
+                await self.directory.ensure_loaded(conn)
+                expired = await limit_store.expired_limits(conn, time.time(), ROLL_OVER_BATCH)
+                wanted: dict[str, tuple[KeyInfo, float]] = {}  # one state per key
+                for key_id, at in pending:
+                    known = self.directory.get(key_id)
+                    if known is not None:
+                        wanted[key_id] = (known, at)
+                for key_id, account_id, until, as_of in expired:
+                    key = self.directory.get(key_id) or _unknown(key_id, account_id)
+                    wanted[key_id] = (key, max(until, as_of, wanted.get(key_id, (key, 0.0))[1]))
+                    self._judged.pop(key_id, None)
+                states = await self._reevaluate(conn, list(wanted.values()))
+            self._judging_done(states, now)
+            for key_id, _ in pending:
+                self._pending.pop(key_id, None)
+        if states:
+            self.on_states()
+        return len(states)
+
+    async def _reevaluate(
+        self, conn: Any, keys: Sequence[tuple[KeyInfo, float]]
+    ) -> list[Evaluated]:
+        windows = await limit_store.stored_windows(conn, [key.key_id for key, _ in keys])
+        states: list[Evaluated] = [
+            evaluate(key.key_id, key.account_id, key.limits, _totals(windows, key.key_id), at)
+            for key, at in keys
+        ]
+        changed = await limit_store.save_states(conn, states)
+        LIMIT_STATE_CHANGES.inc(changed)
+        return states
+
+    async def prune(self) -> None:
+        now = time.time()
+        async with self.pool().acquire() as conn:
+            await limit_store.prune(conn, now, int(now // 60) - self.horizon_minutes)
+
+
+def _unknown(key_id: str, account_id: str) -> KeyInfo:
+    """A key limited before the directory knew it: judged without limits, so cleared."""
+    return KeyInfo(key_id, account_id, None, None, None, "active", 0, "active", None, None, 0)
+
+
+def _limits(key: KeyInfo | None) -> KeyLimits | None:
+    return key.limits if key is not None else None
+
+
+def _totals(windows: dict[str, Windows], key_id: str) -> dict[tuple[Span, int], tuple[int, int]]:
+    found = windows.get(key_id)
+    return totals_of(found) if found is not None else {}
