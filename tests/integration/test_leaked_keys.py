@@ -271,3 +271,46 @@ async def test_a_canary_tried_from_two_networks_raises_two_critical_alerts(
         await wait_until(in_audit, timeout=60, what="the canary alerts in the audit log")
     created = (await api.get(f"/v1/keys/{canary['id']}/events")).json()["items"][-1]
     assert created["event_type"] == "KeyCreated" and created["data"]["canary"] is True
+
+
+async def test_forward_auth_answers_a_canary_as_an_unknown_key_and_its_use_alerts(
+    stack: Stack, account: Account, api: httpx.AsyncClient, db: dict[str, asyncpg.Connection]
+) -> None:
+    canary = await create_key(api, name="stripe creds (decoy)", canary=True)
+    await known_to_usage(db["usage"], canary["id"])
+    unknown = generate_secret("production").plaintext
+
+    async def authorize(secret: str) -> httpx.Response:
+        headers = {
+            "X-Verifier-Key": account.admin_key,
+            "Authorization": f"Bearer {secret}",
+            "X-Forwarded-For": "192.0.2.41",
+            "X-Original-URI": "/v1/generate?stream=1",
+            "X-Request-Id": uuid.uuid4().hex,
+            "User-Agent": "intruder/1.0",
+        }
+        async with httpx.AsyncClient(base_url=stack.url("keys"), timeout=15) as gateway:
+            return await gateway.post("/v1/authorize", headers=headers)
+
+    tried, as_unknown = await authorize(canary["key"]), await authorize(unknown)
+    assert tried.status_code == as_unknown.status_code == 401
+    assert tried.content == as_unknown.content
+    assert tried.json()["error"]["code"] == "not_found"
+    for header in ("x-error-code", "www-authenticate", "content-type"):
+        assert tried.headers[header] == as_unknown.headers[header], header
+    assert not {"x-key-id", "x-account-id"} & set(tried.headers)
+
+    async with account.client(stack.url("usage")) as usage:
+
+        async def raised() -> list[Any]:
+            page = await usage.get(
+                "/v1/alerts", params={"key_id": canary["id"], "kind": "canary_key_used"}
+            )
+            items: list[Any] = page.json()["items"]
+            return items
+
+        alerts = await wait_until(raised, timeout=60, what="a canary_key_used alert")
+    assert alerts[0]["severity"] == "critical"
+    assert alerts[0]["evidence"]["network"] == "192.0.2.0/24"
+    assert alerts[0]["evidence"]["user_agent"] == "intruder/1.0"
+    assert alerts[0]["evidence"]["endpoint"] == "/v1/generate"
