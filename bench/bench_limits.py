@@ -50,7 +50,7 @@ CLIENTS: Final = 4
 @benchmark("limits_propagation")
 async def limits_propagation(ctx: BenchContext) -> list[Figure]:
     count = ctx.scale(30, 5)
-    ctx.note(keys=count, limit_per_hour=LIMIT, filler_records_per_s=FILLER_PER_S)
+    ctx.note(keys=count, limit_per_hour=LIMIT, filler_asked_per_s=FILLER_PER_S)
     stack = ks.endpoints(ctx.bootstrap)
     limited_at: dict[str, float] = {}
     arrived = asyncio.Event()
@@ -92,7 +92,7 @@ async def limits_propagation(ctx: BenchContext) -> list[Figure]:
                     await asyncio.wait([asyncio.create_task(arrived.wait())], timeout=0.5)
                 if key_id in limited_at:
                     to_topic.append(limited_at[key_id] - t0)
-            ctx.note(filler_records_sent=filler.sent, filler_seconds=round(filler.seconds, 1))
+            ctx.note(filler_records_sent=filler.sent, filler_records_per_s=round(filler.rate))
 
     ms = [s * 1000 for s in propagation]
     topic_ms = [max(s, 0.0) * 1000 for s in to_topic]
@@ -182,7 +182,12 @@ async def limits_overshoot(ctx: BenchContext) -> list[Figure]:
 # --- support ----------------------------------------------------------------------------------
 class _Filler:
     sent = 0
-    seconds = 0.0
+    began = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Records per second sent so far."""
+        return self.sent / max(time.perf_counter() - self.began, 1e-9)
 
 
 @contextlib.asynccontextmanager
@@ -195,7 +200,7 @@ async def _filler(bootstrap: str, per_second: int) -> AsyncIterator[_Filler]:
 
     async def run() -> None:
         async with _producer(bootstrap) as producer:
-            began = time.perf_counter()
+            began = filler.began = time.perf_counter()
             while not stop.is_set():
                 at = datetime.now(UTC)
                 batch = [
@@ -210,7 +215,6 @@ async def _filler(bootstrap: str, per_second: int) -> AsyncIterator[_Filler]:
                     max(0.0, filler.sent / per_second - (time.perf_counter() - began))
                 )
             await producer.flush()
-            filler.seconds = time.perf_counter() - began
 
     task = asyncio.create_task(run())
     try:

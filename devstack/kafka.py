@@ -120,7 +120,13 @@ def format_storage() -> bool:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     subprocess.run(
         _java(
-            "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id, "--config", str(conf)
+            # `--cluster-id=ID` in one word: an id may start with "-" (one in 64), which the
+            # tool's argument parser would take for an option.
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "--config",
+            str(conf),
         ),
         check=True,
         stdout=subprocess.DEVNULL,
