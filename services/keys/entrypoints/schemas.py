@@ -13,6 +13,7 @@ from contracts import Actor, KeyStatus, Reason, TokenBudget
 from contracts.base import Text, UtcDatetime, Whole
 from contracts.commands import MAX_GRACE_PERIOD_SECONDS
 from contracts.limits import LimitName
+from services.keys.app.verification import Code
 from services.keys.domain.key import AccessKey
 from services.keys.domain.recorded import RecordedEvent
 
@@ -175,17 +176,8 @@ class LimitView(BaseModel):
     reset_at: UtcDatetime = Field(description="When the window ends (UTC).")
 
 
-VerifyCode = Literal[
-    "valid",
-    "malformed",
-    "not_found",
-    "disabled",
-    "revoked",
-    "expired",
-    "ip_not_allowed",
-    "rate_limited",
-    "budget_exhausted",
-]
+VerifyCode = Code
+"""The codes of a verification's answer: those verification decides (one list)."""
 
 
 class VerifyResponse(BaseModel):
