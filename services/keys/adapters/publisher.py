@@ -110,8 +110,11 @@ class EventPublisher:
             log.info("publisher_leading")
             await conn.add_listener(event_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
             while True:
+                # Cleared before the read, never after: a nudge that lands while this round
+                # reads (an append committing just after its query) must start another
+                # round at once, not wait out the idle poll.
+                self._wake.clear()
                 if await self._publish_once(conn) == 0:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._idle_poll)
                 if conn.is_closed():

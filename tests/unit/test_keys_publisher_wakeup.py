@@ -1,0 +1,65 @@
+"""The event publisher never sleeps through a wake-up that lands while it reads.
+
+An append that commits just after a round's query nudges the publisher while that round is
+still running; the round then finds nothing, and the publisher must start another round at
+once instead of waiting out its idle poll (which, at 0.5 s, was the tail of revocation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from services.keys.adapters.publisher import EventPublisher
+
+
+class _Connection:
+    """What the leading loop asks of its connection: the lock, a listener, liveness."""
+
+    async def fetchval(self, *_: Any) -> bool:
+        return True  # the advisory lock is ours
+
+    async def add_listener(self, *_: Any) -> None:
+        return None
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+class _NudgedWhileReading(EventPublisher):
+    """The first round is nudged mid-read and finds nothing; later rounds are counted."""
+
+    def __init__(self) -> None:
+        async def connect() -> _Connection:
+            return _Connection()
+
+        super().__init__(connect, topic=None, idle_poll_seconds=3600.0)  # type: ignore[arg-type]
+        self.rounds = 0
+        self.second_round = asyncio.Event()
+
+    async def _publish_once(self, conn: Any) -> int:
+        self.rounds += 1
+        if self.rounds == 1:
+            await asyncio.sleep(0)  # the round's query is in flight...
+            self.nudge()  # ...when another append commits and nudges
+            return 0  # the query did not see that append
+        self.second_round.set()
+        await asyncio.sleep(3600)  # park: nothing more to show
+        return 0
+
+
+@pytest.mark.asyncio
+async def test_a_nudge_during_a_round_starts_another_round_at_once() -> None:
+    publisher = _NudgedWhileReading()
+    publisher.start()
+    try:
+        # The idle poll is an hour: only the kept wake-up can start the second round.
+        await asyncio.wait_for(publisher.second_round.wait(), timeout=30)
+    finally:
+        await publisher.stop()
+    assert publisher.rounds == 2
