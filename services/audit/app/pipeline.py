@@ -29,11 +29,11 @@ PART: Final = 250
 async def record_parts(
     recorder: Recorder,
     accounts: set[str],
-    key_ids: set[str],
+    key_ids: set[uuid.UUID],
     parts: Iterator[list[Entry]],
 ) -> int:
-    """Store the entries `parts` yields (for chains `accounts`, about keys `key_ids`, as
-    text); returns how many were new. An exception from `parts` undoes everything."""
+    """Store the entries `parts` yields (for chains `accounts`, about keys `key_ids`);
+    returns how many were new. An exception from `parts` undoes everything."""
     produced: list[Entry] = []
 
     def kept() -> Iterator[list[Entry]]:
@@ -58,7 +58,7 @@ async def _interleaved(
     recorder: Recorder,
     tx: ChainTransaction,
     accounts: set[str],
-    key_ids: set[str],
+    key_ids: set[uuid.UUID],
     parts: Iterable[list[Entry]],
 ) -> Appended:
     heads = await tx.lock_heads(accounts)
