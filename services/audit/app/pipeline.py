@@ -17,7 +17,7 @@ from typing import Final
 
 import asyncpg
 
-from services.audit.adapters.chain_store import SOURCE_UNIQUE, ChainTransaction
+from services.audit.adapters.chain_store import SOURCE_UNIQUE, ChainTransaction, random_ids
 from services.audit.app.recording import Recorder, count_appended
 from services.audit.domain.appending import Appended, KeyName, append_entries
 from services.audit.domain.entries import Entry
@@ -70,7 +70,9 @@ async def _interleaved(
     writing: asyncio.Future[None] | None = None
     try:
         for part in parts:  # computing this part overlaps the writing of the previous one
-            appended = append_entries(recorder.key, heads, part, seen, names, recorded_at)
+            appended = append_entries(
+                recorder.key, heads, part, seen, names, recorded_at, random_ids(len(part))
+            )
             seen.update(e.source_id for e in part)
             heads.update(appended.heads)
             names.update({k: n.name for k, n in appended.names.items()})
