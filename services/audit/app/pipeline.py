@@ -1,10 +1,10 @@
-"""Recording a large batch while it is still being read: the CPU work of each part (check
-against the contract, translate, seal) runs while the previous part is being written.
+"""Recording a large batch part by part: the CPU work of each part (sealing its records
+into their chains) runs while the previous part is being written (COPY).
 
-One transaction, with the heads of every chain the batch touches locked up front (so the
-caller names the accounts and keys before the entries exist), exactly as `Recorder.record`
-does it; only the work is interleaved. If the parts turn out to hold a recorded source
-(a redelivery), the whole batch is written again the careful way.
+One transaction, with the heads of every chain the batch touches locked up front (the
+caller names the accounts and keys), exactly as `Recorder.record` does it; only the work
+is interleaved. If the parts turn out to hold a recorded source (a redelivery), the whole
+batch is written again the careful way.
 """
 
 from __future__ import annotations
