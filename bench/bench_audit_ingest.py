@@ -25,6 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.audit_stream import event_stream
 from bench.harness import BenchContext, Figure, benchmark
 from contracts import KEYS_EVENTS
+from devstack import kafka as devstack_kafka
+from devstack import postgres as devstack_postgres
 from devstack import services as devstack_services
 from devstack import stack as devstack_stack
 from servicekit.kafka import Headers, KafkaProducer
@@ -123,29 +125,42 @@ def _cpu(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _parent(stat: str) -> int:
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def cpu_by_process(
     audit_pid: int | None, service: str = "audit", database: str = "audit"
 ) -> dict[int, tuple[str, float]]:
     """CPU seconds so far of the processes that do the ingest, by pid: the service (audit
-    unless named), the PostgreSQL backends of its database, the Kafka broker."""
+    unless named), the PostgreSQL backends of its database, the Kafka broker. Only this
+    stack's: the broker and the backends of the server that `make up` started here (other
+    stacks on the machine run brokers and `audit` databases of their own)."""
+    broker, server = devstack_kafka.BROKER.pid(), devstack_postgres.SERVER.pid()
     found: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
             stat = (entry / "stat").read_text()
             command = (
                 (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                if pid != broker
+                else ""
             )
         except OSError:
             continue  # gone in the meantime
-        pid = int(entry.name)
         if pid == audit_pid:
             found[pid] = (service, _cpu(stat))
-        elif command.startswith("postgres: ") and f" {database} " in command:
-            found[pid] = ("postgres", _cpu(stat))
-        elif command.startswith("java ") and "kafka" in command:
+        elif pid == broker:
             found[pid] = ("kafka", _cpu(stat))
+        elif (
+            command.startswith("postgres: ")
+            and f" {database} " in command
+            and _parent(stat) == server
+        ):
+            found[pid] = ("postgres", _cpu(stat))
     return found
 
 

@@ -8,6 +8,7 @@ and routes, and hands the app to `serve`. Nothing connects before the app starts
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -154,6 +155,15 @@ class Runtime:
 
     async def _db_ready(self) -> bool:
         return self.pool is not None and await db.ping(self.pool)
+
+
+def collect_rarely() -> None:
+    """For a service that ingests by the hundred thousand: its batches allocate a few
+    short-lived objects per message, almost none of them in cycles, and a collection every
+    700 allocations (the default) cost a fifth of the CPU. What was built at start-up is
+    never collected: frozen, not scanned. Call it once everything is built, before serve."""
+    gc.set_threshold(100_000, 50, 100)
+    gc.freeze()
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from servicekit.callers import CallerDirectory
 from servicekit.periodic import Periodic
-from servicekit.runtime import Runtime, serve
+from servicekit.runtime import Runtime, collect_rarely, serve
 from servicekit.settings import load_settings
 from services.audit.adapters.chain_store import ChainStore
 from services.audit.adapters.checkpoint_store import CheckpointStore
@@ -79,4 +79,6 @@ def build(settings: AuditSettings) -> FastAPI:
 
 def main() -> None:
     settings = load_settings(AuditSettings)
-    serve(build(settings), settings)
+    app = build(settings)
+    collect_rarely()  # key events by the thousand, as usage reads its records
+    serve(app, settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -10,7 +9,7 @@ from fastapi import FastAPI
 from contracts import KEYS_COMMANDS, USAGE_ALERTS, Alert, DisableKey, LimitState
 from servicekit.callers import CallerDirectory, key_change_subscription
 from servicekit.periodic import Periodic
-from servicekit.runtime import Runtime, serve
+from servicekit.runtime import Runtime, collect_rarely, serve
 from servicekit.settings import load_settings
 from services.usage.app.activity_cache import ActivityCache
 from services.usage.app.context import UsageContext
@@ -120,9 +119,5 @@ def build(settings: UsageSettings) -> FastAPI:
 def main() -> None:
     settings = load_settings(UsageSettings)
     app = build(settings)
-    # Ingest allocates a few short-lived objects per record, hundreds of thousands a second,
-    # almost none of them in cycles: a collection every 700 allocations (the default) cost a
-    # fifth of the CPU. What was built at start-up is never collected: frozen, not scanned.
-    gc.set_threshold(100_000, 50, 100)
-    gc.freeze()
+    collect_rarely()
     serve(app, settings)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.audit.adapters.chain_store import random_ids
 from services.audit.domain.appending import append_entries
 from services.audit.domain.chain import GENESIS, ChainKey, record_content
 from services.audit.domain.entries import ActorRef, Entry
@@ -236,3 +237,30 @@ def test_a_rejection_or_an_alert_is_left_unnamed_when_written_as_it_may_come_fir
     heads = {"acme": ChainHead("acme", 0, GENESIS)}
     appended = append_entries(KEY, heads, [rejected, alerted, disabled], set(), {key_id: "ci"}, T0)
     assert [r.key_name for r in appended.records] == [None, None, "ci"]
+
+
+@pytest.mark.parametrize("part", [1, 3, 5, 20])
+def test_a_chain_checked_a_part_at_a_time_breaks_where_it_breaks_record_by_record(
+    part: int,
+) -> None:
+    """Verify reads a chain in parts (a batch per round trip): the verdict is the same
+    whatever the size of the parts, the break in the middle of one or at its edge."""
+    for altered in (5, 6, 11):
+        records = chain(20)
+        records[altered - 1] = dataclasses.replace(records[altered - 1], outcome="failure")
+        verifier = ChainVerifier(KEY, "acme", None)
+        for start in range(0, len(records), part):
+            if not verifier.check_all((r, None) for r in records[start : start + part]):
+                break
+        by_parts = verifier.finish(None, head_of(records))
+        assert by_parts == verify(records, head=head_of(records))
+        assert by_parts.broken is not None and by_parts.broken.seq == altered
+
+
+def test_a_batch_of_record_ids_are_distinct_random_version_4_uuids() -> None:
+    new_id = random_ids(1000)
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(isinstance(i, uuid.UUID) and i.version == 4 for i in ids)
+    assert all(i.variant == uuid.RFC_4122 for i in ids)
+    assert all(uuid.UUID(str(i)) == i and uuid.UUID(str(i)).hex == i.hex for i in ids)

@@ -10,7 +10,8 @@ from services.audit.adapters.chain_store import RECORD_COLUMNS
 from services.audit.domain.entries import ActorRef
 from services.audit.domain.records import AuditRecord, ChainHead, Checkpoint, RetentionAnchor
 
-PREFETCH: Final = 1000
+BATCH: Final = 5000
+"""Records read per round trip when a chain is verified."""
 _RECORDS: Final = (
     f"SELECT {', '.join(f'r.{c}' for c in RECORD_COLUMNS)},"
     " c.hash AS cp_hash, c.signed_at AS cp_signed_at, c.signature AS cp_signature"
@@ -24,29 +25,18 @@ _ANCHOR_COLUMNS: Final = (
 
 
 def record_of(row: Any) -> AuditRecord:
-    actor = (
-        ActorRef(row["actor_type"], row["actor_id"], row["actor_ip"], row["actor_user_agent"])
-        if row["actor_type"] is not None
-        else None
-    )
+    """A record from a row of RECORD_COLUMNS (in that order; more columns may follow)."""
+    (
+        account_id, seq, audit_id, source_id, occurred_at, recorded_at,
+        actor_type, actor_id, actor_ip, actor_user_agent,
+        action, key_id, key_name, outcome, correlation_id, causation_id, details,
+        prev_hash, hash_, *_,
+    ) = row  # fmt: skip
     return AuditRecord(
-        account_id=row["account_id"],
-        seq=row["seq"],
-        audit_id=row["audit_id"],
-        source_id=row["source_id"],
-        occurred_at=row["occurred_at"],
-        recorded_at=row["recorded_at"],
-        actor=actor,
-        action=row["action"],
-        key_id=row["key_id"],
-        key_name=row["key_name"],
-        outcome=row["outcome"],
-        correlation_id=row["correlation_id"],
-        causation_id=row["causation_id"],
-        details=row["details"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
+        account_id, seq, audit_id, source_id, occurred_at, recorded_at,
+        None if actor_type is None else ActorRef(actor_type, actor_id, actor_ip, actor_user_agent),
+        action, key_id, key_name, outcome, correlation_id, causation_id, details, prev_hash, hash_,
+    )  # fmt: skip
 
 
 def checkpoint_of(row: Any) -> Checkpoint:
@@ -79,18 +69,27 @@ class ChainReader:
 
     async def records(
         self, account_id: str, after_seq: int, through_seq: int = 2**63 - 1
-    ) -> AsyncIterator[tuple[AuditRecord, Checkpoint | None]]:
-        """The chain's records after `after_seq`, in order, each with its checkpoint."""
-        cursor = self.conn.cursor(_RECORDS, account_id, after_seq, through_seq, prefetch=PREFETCH)
-        async for row in cursor:
-            checkpoint = (
-                Checkpoint(
-                    account_id, row["seq"], row["cp_hash"], row["cp_signed_at"], row["cp_signature"]
+    ) -> AsyncIterator[list[tuple[AuditRecord, Checkpoint | None]]]:
+        """The chain's records after `after_seq`, in order, each with its checkpoint: a
+        part of BATCH at a time, read from a server-side cursor (memory stays flat however
+        long the chain)."""
+        cursor = await self.conn.cursor(_RECORDS, account_id, after_seq, through_seq)
+        while rows := await cursor.fetch(BATCH):
+            yield [
+                (
+                    record_of(row),
+                    None
+                    if row["cp_hash"] is None
+                    else Checkpoint(
+                        account_id,
+                        row["seq"],
+                        row["cp_hash"],
+                        row["cp_signed_at"],
+                        row["cp_signature"],
+                    ),
                 )
-                if row["cp_hash"] is not None
-                else None
-            )
-            yield record_of(row), checkpoint
+                for row in rows
+            ]
 
     async def newest_checkpoint(self, account_id: str) -> Checkpoint | None:
         row = await self.conn.fetchrow(

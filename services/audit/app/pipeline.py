@@ -1,10 +1,10 @@
-"""Recording a large batch while it is still being read: the CPU work of each part (check
-against the contract, translate, seal) runs while the previous part is being written.
+"""Recording a large batch part by part: the CPU work of each part (sealing its records
+into their chains) runs while the previous part is being written (COPY).
 
-One transaction, with the heads of every chain the batch touches locked up front (so the
-caller names the accounts and keys before the entries exist), exactly as `Recorder.record`
-does it; only the work is interleaved. If the parts turn out to hold a recorded source
-(a redelivery), the whole batch is written again the careful way.
+One transaction, with the heads of every chain the batch touches locked up front (the
+caller names the accounts and keys), exactly as `Recorder.record` does it; only the work
+is interleaved. If the parts turn out to hold a recorded source (a redelivery), the whole
+batch is written again the careful way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Final
 
 import asyncpg
 
-from services.audit.adapters.chain_store import SOURCE_UNIQUE, ChainTransaction
+from services.audit.adapters.chain_store import SOURCE_UNIQUE, ChainTransaction, random_ids
 from services.audit.app.recording import Recorder, count_appended
 from services.audit.domain.appending import Appended, KeyName, append_entries
 from services.audit.domain.entries import Entry
@@ -29,11 +29,11 @@ PART: Final = 250
 async def record_parts(
     recorder: Recorder,
     accounts: set[str],
-    key_ids: set[str],
+    key_ids: set[uuid.UUID],
     parts: Iterator[list[Entry]],
 ) -> int:
-    """Store the entries `parts` yields (for chains `accounts`, about keys `key_ids`, as
-    text); returns how many were new. An exception from `parts` undoes everything."""
+    """Store the entries `parts` yields (for chains `accounts`, about keys `key_ids`);
+    returns how many were new. An exception from `parts` undoes everything."""
     produced: list[Entry] = []
 
     def kept() -> Iterator[list[Entry]]:
@@ -58,7 +58,7 @@ async def _interleaved(
     recorder: Recorder,
     tx: ChainTransaction,
     accounts: set[str],
-    key_ids: set[str],
+    key_ids: set[uuid.UUID],
     parts: Iterable[list[Entry]],
 ) -> Appended:
     heads = await tx.lock_heads(accounts)
@@ -70,7 +70,9 @@ async def _interleaved(
     writing: asyncio.Future[None] | None = None
     try:
         for part in parts:  # computing this part overlaps the writing of the previous one
-            appended = append_entries(recorder.key, heads, part, seen, names, recorded_at)
+            appended = append_entries(
+                recorder.key, heads, part, seen, names, recorded_at, random_ids(len(part))
+            )
             seen.update(e.source_id for e in part)
             heads.update(appended.heads)
             names.update({k: n.name for k, n in appended.names.items()})

@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 import asyncpg
 from prometheus_client import Counter
 
-from services.audit.adapters.chain_store import SOURCE_UNIQUE, ChainStore, ChainTransaction
+from services.audit.adapters.chain_store import (
+    SOURCE_UNIQUE,
+    ChainStore,
+    ChainTransaction,
+    random_ids,
+)
 from services.audit.domain.appending import Appended, append_entries
 from services.audit.domain.chain import ChainKey
 from services.audit.domain.entries import KEY_EVENT_ACTIONS, Entry
@@ -47,7 +52,9 @@ async def append(
         if e.key_id is not None and e.key_name is None and e.action in KEY_EVENT_ACTIONS
     }
     names = await tx.key_names(unnamed) if unnamed else {}
-    appended = append_entries(key, heads, entries, recorded, names, clock())
+    appended = append_entries(
+        key, heads, entries, recorded, names, clock(), random_ids(len(entries))
+    )
     await tx.append(appended.records)
     await tx.move_heads(appended.heads.values())
     await tx.remember_names(appended.names)

@@ -21,8 +21,8 @@ async def verify_chain(
             if through_seq is None
             else reader.records(account_id, verifier.next_seq - 1, through_seq)
         )
-        async for record, checkpoint in records:
-            if not verifier.check(record, checkpoint):
+        async for batch in records:
+            if not verifier.check_all(batch):
                 break
     if through_seq is not None:
         return verifier.verdict()

@@ -91,18 +91,21 @@ def record_content(record: AuditRecord) -> bytes:
 class ChainKey:
     """The audit key: hashes records, signs checkpoints and retention anchors."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"the audit key must be at least {MIN_KEY_BYTES} bytes")
-        self._key = bytes(key)
+        self._keyed = hmac.new(bytes(key), digestmod="sha256")
+        """The HMAC with the key absorbed: each MAC starts from a copy of it."""
 
     def __repr__(self) -> str:
         return "ChainKey(<redacted>)"
 
     def _mac(self, content: bytes) -> bytes:
-        return hmac.digest(self._key, content, "sha256")
+        mac = self._keyed.copy()
+        mac.update(content)
+        return mac.digest()
 
     def record_hash(self, record: AuditRecord) -> bytes:
         return self._mac(record_content(record))

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Final
+from uuid import UUID
 
 import orjson
 
-from contracts import Actor, Alert, CommandResult, EventEnvelope, KeyCreated, KeyUpdated
+from contracts import (
+    Actor,
+    Alert,
+    CommandResult,
+    ContractModel,
+    EventEnvelope,
+    KeyCreatedData,
+    KeyUpdatedData,
+)
 from services.audit.domain.entries import (
     ALERT_RAISED,
     COMMAND_REJECTED,
@@ -41,24 +50,52 @@ def _actor(actor: Actor) -> ActorRef:
 
 def from_event(event: EventEnvelope) -> Entry:
     """A key event: its data (before/after of an update, a reason...) are the details."""
+    return event_entry(
+        f"event:{event.event_id}", event.account_id, event.occurred_at, _actor(event.actor),
+        event.event_type, event.key_id, event.correlation_id, event.causation_id,
+        event_data(event.data), event.stream_version,
+    )  # fmt: skip
+
+
+def event_data(data: ContractModel) -> tuple[str | None, str]:
+    """What a key event's `data` (the contract's model) gives its entry: the key's name
+    when the event says it (created, renamed), and the details, as the model writes them."""
     name: str | None = None
-    if isinstance(event, KeyCreated):
-        name = event.data.name
-    elif isinstance(event, KeyUpdated) and "name" in event.data.after:
-        name = str(event.data.after["name"])
+    if isinstance(data, KeyCreatedData):
+        name = data.name
+    elif isinstance(data, KeyUpdatedData) and "name" in data.after:
+        name = str(data.after["name"])
+    return name, data.model_dump_json()
+
+
+def event_entry(
+    source_id: str,
+    account_id: str,
+    occurred_at: datetime,
+    actor: ActorRef,
+    event_type: str,
+    key_id: UUID,
+    correlation_id: str | None,
+    causation_id: str | None,
+    data: tuple[str | None, str],
+    stream_version: int,
+) -> Entry:
+    """A key event's entry from its parts, however they were read; `data` as `event_data`
+    gives it."""
+    name, details = data
     return Entry(
-        source_id=f"event:{event.event_id}",
-        account_id=event.account_id,
-        occurred_at=event.occurred_at,
-        actor=_actor(event.actor),
-        action=EVENT_ACTIONS[event.event_type],
-        key_id=event.key_id,
+        source_id=source_id,
+        account_id=account_id,
+        occurred_at=occurred_at,
+        actor=actor,
+        action=EVENT_ACTIONS[event_type],
+        key_id=key_id,
         outcome=SUCCESS,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
-        details=event.data.model_dump_json(),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        details=details,
         key_name=name,
-        key_version=event.stream_version if name is not None else None,
+        key_version=stream_version if name is not None else None,
     )
 
 

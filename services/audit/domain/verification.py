@@ -8,6 +8,7 @@ record retention removed, as its signed anchor says.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
@@ -83,6 +84,12 @@ class ChainVerifier:
         self.next_seq = record.seq + 1
         self.prev_hash = record.hash
         return True
+
+    def check_all(self, records: Iterable[tuple[AuditRecord, Checkpoint | None]]) -> bool:
+        """`check` each next record (with its checkpoint) in turn; False once the chain is
+        broken."""
+        check = self.check
+        return all(check(record, checkpoint) for record, checkpoint in records)
 
     def _problem(self, record: AuditRecord, checkpoint: Checkpoint | None) -> Break | None:
         seq = record.seq

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,20 +23,17 @@ import msgspec
 
 from contracts import UsageRecord
 from contracts.usage import MAX_TOKENS
+from servicekit.wire import ACCOUNT as _ACCOUNT
+from servicekit.wire import IPV4 as _IPV4
+from servicekit.wire import TIME as _TIME
+from servicekit.wire import TIMES as _TIMES
+from servicekit.wire import UUID as _UUID
+from servicekit.wire import UUIDS as _UUIDS
+from servicekit.wire import all_match as _all_match
+from servicekit.wire import decode_each
+from servicekit.wire import remember as _remember
 from services.usage.domain.requests import Request, network_of
 
-_UUID_TEXT: Final = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_UUID: Final = re.compile(rf"{_UUID_TEXT}\Z")
-_UUIDS: Final = re.compile(rf"(?:{_UUID_TEXT}\n)*{_UUID_TEXT}")
-_OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4: Final = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
-_ACCOUNT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_TIME_TEXT: Final = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
-)
-_TIME: Final = re.compile(rf"{_TIME_TEXT}\Z")
-_TIMES: Final = re.compile(rf"(?:{_TIME_TEXT}\n)*{_TIME_TEXT}")
 _FINITE: Final = sys.float_info.max
 
 
@@ -93,25 +89,12 @@ def decode_requests(raws: Sequence[bytes]) -> list[Request | None]:
     """A batch at once: each record as a `Request`, or None where the fast path does not
     decide (the consumer then asks `decode_request`, whose verdict stands). The record
     ids and times of the batch are checked with one pattern each, over all of them."""
-    wires: list[UsageWire | None] = []
-    decode = _DECODER.decode
-    for raw in raws:
-        try:
-            wires.append(decode(raw))
-        except msgspec.DecodeError:
-            wires.append(None)
+    wires = decode_each(_DECODER, raws)
     present = [w for w in wires if w is not None]
     checked = _all_match(_UUIDS, [w.record_id for w in present]) and _all_match(
         _TIMES, [w.occurred_at for w in present]
     )
     return [None if w is None else _request(w, checked) for w in wires]
-
-
-def _all_match(pattern: re.Pattern[str], values: list[str]) -> bool:
-    """Every value matches (`pattern` repeats one line's pattern, lines apart): the count
-    of line breaks proves that no value holds one, so each line is one whole value."""
-    text = "\n".join(values)
-    return text.count("\n") == len(values) - 1 and pattern.fullmatch(text) is not None
 
 
 def _fast(raw: bytes) -> Request | None:
@@ -166,17 +149,7 @@ _NETWORKS: dict[str, str] = {}
 _IPV4_NETWORKS: dict[str, str] = {}
 """The /24 of each valid first three octets seen: an address is its head and an octet."""
 _OCTETS: Final = frozenset(str(n) for n in range(256))
-_CACHE_LIMIT: Final = 100_000
 _NETWORK_CACHE_LIMIT: Final = 20_000
-
-
-def _remember(known: dict[str, str], value: str, pattern: re.Pattern[str]) -> str | None:
-    if not pattern.match(value):
-        return None
-    if len(known) >= _CACHE_LIMIT:
-        known.clear()
-    canonical = known[value] = sys.intern(value)
-    return canonical
 
 
 def _network(value: Any) -> str | None:
