@@ -50,16 +50,20 @@ class KeysTransaction:
         meta: Meta,
     ) -> AccessKey:
         """Append after the version `key` was loaded at; update the read models."""
-        recorded = await event_store.append(
-            self.conn, key_id, account_id, key.version if key else 0, changes, meta
-        )
+        recorded = event_store.record(key_id, account_id, key.version if key else 0, changes, meta)
+        states: list[AccessKey] = []
         state = key
         for event in recorded:
             state = evolve(state, event)
-            await projections.project(self.conn, state, event)
-        self.recorded.extend(recorded)
+            states.append(state)
         if state is None:
             raise ValueError("append needs at least one change")
+        # One round trip: the events, their place in the sequencer's queue and the key's
+        # new state in key_state; then whatever else the events change (lookup, leaks).
+        await event_store.append_recorded(self.conn, recorded, projections.state_upsert(state))
+        for event, after in zip(recorded, states, strict=True):
+            await projections.project(self.conn, after, event, state_written=True)
+        self.recorded.extend(recorded)
         return state
 
     # --- the sealed secret (outside the event store, destroyed on revoke) ---------------
