@@ -150,10 +150,16 @@ class Run:
 
 # --- the key service's own path ---------------------------------------------------------
 async def _keys_writers(
-    ctx: BenchContext, stack: ks.StackEndpoints, account_id: str, steps: Sequence[Step]
+    ctx: BenchContext,
+    stack: ks.StackEndpoints,
+    account_id: str,
+    steps: Sequence[Step],
+    dsn: str | None = None,
 ) -> Run:
+    """The writers on the stack's keys database, or on `dsn` (keys_append_scale's)."""
+    dsn = dsn or stack.keys_db
     tools = ks.tools()
-    pool = await asyncpg.create_pool(stack.keys_db, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     expected = WRITERS * len(steps)
     published: set[str] = set()
     all_published = asyncio.Event()
@@ -170,7 +176,7 @@ async def _keys_writers(
             async with pool.acquire() as conn:
                 before = await ks.publisher_state(conn)
             seconds, latencies, keys_cpu = await asyncio.to_thread(
-                _on_uvloop, stack.keys_db, tools, account_id, steps
+                _on_uvloop, dsn, tools, account_id, steps
             )
             async with pool.acquire() as conn:
                 catch_up, after = await ks.wait_publisher_caught_up(conn, CATCH_UP_TIMEOUT_S)

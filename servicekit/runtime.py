@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+from starlette.types import ASGIApp
 
 from servicekit import db
 from servicekit.consumer import BatchProcessor, Subscription, positioned, subscribe
@@ -156,7 +157,7 @@ class Runtime:
         return self.pool is not None and await db.ping(self.pool)
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+def serve(app: ASGIApp, settings: ServiceSettings) -> None:
     """Run the HTTP server; SIGTERM and SIGINT stop it cleanly through the lifespan."""
     configure_logging(settings.service_name, settings.log_level, settings.log_file)
     config = uvicorn.Config(
