@@ -7,8 +7,9 @@ asyncpg pool of 16 connections to the keys database, exactly as the HTTP and com
 entrypoints call them. Each writer owns `KEYS_PER_WRITER` keys of a
 bench account: it creates them, then cycles update (rename) -> disable -> enable over
 them until it has appended `events_per_writer` events; one event per transaction, and
-each transaction loads the key from its events, appends with optimistic concurrency,
-updates the read models and NOTIFYs the publisher. The publishing guarantee stays on:
+each transaction loads the key (its read model), appends with optimistic concurrency,
+writes the events, their place in the sequencer's queue and the read model in one statement
+(issue 14), then wakes the publisher after the commit. The publishing guarantee stays on:
 the stack's running keys service (whichever process holds the publisher's lock) sequences
 and publishes the events while the writers write. After the writers end, the benchmark
 waits until the publisher's checkpoint covers every committed event, and counts this
