@@ -7,8 +7,9 @@ asyncpg pool of 16 connections to the keys database, exactly as the HTTP and com
 entrypoints call them. Each writer owns `KEYS_PER_WRITER` keys of a
 bench account: it creates them, then cycles update (rename) -> disable -> enable over
 them until it has appended `events_per_writer` events; one event per transaction, and
-each transaction loads the key from its events, appends with optimistic concurrency,
-updates the read models and NOTIFYs the publisher. The publishing guarantee stays on:
+each transaction loads the key (its read model), appends with optimistic concurrency,
+writes the events, their place in the sequencer's queue and the read model in one statement
+(issue 14), then wakes the publisher after the commit. The publishing guarantee stays on:
 the stack's running keys service (whichever process holds the publisher's lock) sequences
 and publishes the events while the writers write. After the writers end, the benchmark
 waits until the publisher's checkpoint covers every committed event, and counts this
@@ -150,10 +151,16 @@ class Run:
 
 # --- the key service's own path ---------------------------------------------------------
 async def _keys_writers(
-    ctx: BenchContext, stack: ks.StackEndpoints, account_id: str, steps: Sequence[Step]
+    ctx: BenchContext,
+    stack: ks.StackEndpoints,
+    account_id: str,
+    steps: Sequence[Step],
+    dsn: str | None = None,
 ) -> Run:
+    """The writers on the stack's keys database, or on `dsn` (keys_append_scale's)."""
+    dsn = dsn or stack.keys_db
     tools = ks.tools()
-    pool = await asyncpg.create_pool(stack.keys_db, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     expected = WRITERS * len(steps)
     published: set[str] = set()
     all_published = asyncio.Event()
@@ -170,7 +177,7 @@ async def _keys_writers(
             async with pool.acquire() as conn:
                 before = await ks.publisher_state(conn)
             seconds, latencies, keys_cpu = await asyncio.to_thread(
-                _on_uvloop, stack.keys_db, tools, account_id, steps
+                _on_uvloop, dsn, tools, account_id, steps
             )
             async with pool.acquire() as conn:
                 catch_up, after = await ks.wait_publisher_caught_up(conn, CATCH_UP_TIMEOUT_S)

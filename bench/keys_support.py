@@ -111,10 +111,13 @@ def cpu_seconds_of(
     command: str | None = None,
     argv_tail: Sequence[str] = (),
     title: Callable[[str], bool] | None = None,
+    cwd: str | None = None,
 ) -> float:
     """CPU seconds so far of every live process named `command` (e.g. `postgres`), whose
     argv ends with `argv_tail` (e.g. `-m services.keys`: every keys process) and whose
-    command line passes `title` (PostgreSQL backends show `postgres: <user> <db> <client>`).
+    command line passes `title` (PostgreSQL backends show `postgres: <user> <db> <client>`)
+    and, with `cwd`, that run in that directory (a shared machine runs other checkouts'
+    keys processes too; `own_keys_cpu` counts only this checkout's).
     Read-only, for a CPU budget of a phase; a process that exits meanwhile is not counted."""
     total = 0.0
     tail = [a.encode() for a in argv_tail]
@@ -132,9 +135,24 @@ def cpu_seconds_of(
             continue
         if title is not None and not title(b" ".join(argv).decode(errors="replace")):
             continue
+        if cwd is not None and _cwd_of(entry) != cwd:
+            continue
         fields = stat.rsplit(")", 1)[-1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def _cwd_of(entry: Path) -> str | None:
+    try:
+        return os.readlink(entry / "cwd")
+    except OSError:
+        return None
+
+
+def own_keys_cpu() -> float:
+    """CPU seconds so far of the keys processes of this checkout (the stack's and the
+    benchmark's own), not of other checkouts' stacks on the same machine."""
+    return cpu_seconds_of(argv_tail=KEYS_ARGV_TAIL, cwd=str(REPO_ROOT))
 
 
 def postgres_cpu(database: str) -> tuple[float, float]:
@@ -181,7 +199,7 @@ class CpuBudget:
             time.process_time(),
             backends,
             shared,
-            cpu_seconds_of(argv_tail=KEYS_ARGV_TAIL),
+            own_keys_cpu(),
             machine_busy_seconds(),
         )
 
@@ -193,7 +211,7 @@ class CpuBudget:
             "this_process": time.process_time() - self.this_process,
             f"postgres_{self.database}_backends": backends - self.postgres_backends,
             "postgres_shared": shared - self.postgres_shared,
-            "keys_processes": cpu_seconds_of(argv_tail=KEYS_ARGV_TAIL) - self.keys_processes,
+            "keys_processes": own_keys_cpu() - self.keys_processes,
         }
         report = {f"{k}_us_per_event": round(v / events * 1e6, 1) for k, v in used.items()}
         report |= {f"{k}_cores": round(v / wall, 2) for k, v in used.items()}
@@ -492,11 +510,12 @@ class PublisherState:
 
 
 async def publisher_state(conn: Any) -> PublisherState:
+    # The sequencer's own tables (migration 012), not the `events` view: both stay cheap
+    # to ask however many events the store holds.
     row = await conn.fetchrow(
-        "SELECT coalesce(max(position), 0) AS top,"
-        " count(*) FILTER (WHERE position IS NULL) AS todo,"
+        "SELECT (SELECT coalesce(max(position), 0) FROM event_positions) AS top,"
+        " (SELECT count(*) FROM events_unsequenced) AS todo,"
         " (SELECT position FROM publisher_checkpoint WHERE name = 'keys.events') AS done"
-        " FROM events"
     )
     return PublisherState(int(row["top"]), int(row["todo"]), int(row["done"] or 0))
 

@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+from starlette.types import ASGIApp
 
 from servicekit import db
 from servicekit.consumer import BatchProcessor, Subscription, positioned, subscribe
@@ -166,7 +167,7 @@ def collect_rarely() -> None:
     gc.freeze()
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+def serve(app: ASGIApp, settings: ServiceSettings) -> None:
     """Run the HTTP server; SIGTERM and SIGINT stop it cleanly through the lifespan."""
     configure_logging(settings.service_name, settings.log_level, settings.log_file)
     config = uvicorn.Config(

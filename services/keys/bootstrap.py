@@ -6,6 +6,7 @@ from pathlib import Path
 
 import asyncpg
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from contracts import KEYS_EVENTS, USAGE_LIMITS, USAGE_RECORDS, Event, UsageRecord
 from servicekit.consumer import caught_up
@@ -172,13 +173,18 @@ def build(settings: KeysSettings) -> FastAPI:
     app.include_router(api_router)
     install_console(app, browser_console)
     app.add_middleware(AuthorizeFastPath, ctx=ctx)
-    app.add_middleware(VerifyFastPath, ctx=ctx)  # outermost: gateways ask on every request
     app.state.keys = ctx
     app.state.leaks = leaks
     app.state.publisher = publisher
     return app
 
 
+def asgi(app: FastAPI) -> ASGIApp:
+    """What the server runs: `/v1/verify` answered in front of the framework (gateways ask
+    on every request), everything else by the app."""
+    return VerifyFastPath(app, app.state.keys)
+
+
 def main() -> None:
     settings = load_settings(KeysSettings)
-    serve(build(settings), settings)
+    serve(asgi(build(settings)), settings)

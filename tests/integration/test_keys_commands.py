@@ -234,6 +234,76 @@ async def test_commands_that_break_a_rule_are_rejected_with_its_code(
     assert caused == 0
 
 
+async def test_a_burst_of_commands_on_several_keys_keeps_each_rule_and_order(
+    producer: KafkaProducer,
+    results: CommandResults,
+    account: Account,
+    db: dict[str, asyncpg.Connection],
+) -> None:
+    """Sent back to back (the consumer takes them in batches, a partition's in one
+    transaction): per key in order, a refusal in the middle stored and harmless to the
+    commands around it, a command sent twice applied once, another account's key untouched."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    reason = DisableKeyData(reason="burst")
+    rename = issue(UpdateKey, account.id, KeyPatch(name="burst-renamed"), first)
+    burst = [
+        issue(CreateKey, account.id, KeyAttributes(name="burst-first"), key_id=first),
+        issue(CreateKey, account.id, KeyAttributes(name="burst-second"), key_id=second),
+        rename,
+        issue(DisableKey, account.id, reason, first),
+        issue(DisableKey, account.id, reason, first),  # already disabled: refused
+        rename,  # the same command again: answered alike, applied once
+        issue(EnableKey, account.id, EnableKeyData(reason="burst over"), first),
+        issue(DisableKey, f"other-{uuid.uuid4().hex[:8]}", reason, second),  # not theirs
+        issue(DisableKey, account.id, reason, second),
+    ]
+    for command in burst:
+        await send(producer, command)
+
+    ids = list(dict.fromkeys(c.command_id for c in burst))
+    answers = await results.wait_for(ids)
+    outcome = [
+        (answers[c.command_id].status, (e := answers[c.command_id].error) and e.code) for c in burst
+    ]
+    assert outcome == [
+        ("accepted", None),
+        ("accepted", None),
+        ("accepted", None),
+        ("accepted", None),
+        ("rejected", "key_already_disabled"),
+        ("accepted", None),
+        ("accepted", None),
+        ("rejected", "not_found"),
+        ("accepted", None),
+    ]
+    assert (await results.answers(rename.command_id, 2))[1]["event_ids"] == [
+        str(e) for e in answers[rename.command_id].event_ids
+    ]
+    rows = await db["keys"].fetch(
+        "SELECT key_id, stream_version, event_type, causation_id FROM events"
+        " WHERE key_id = ANY($1::uuid[]) ORDER BY key_id, stream_version",
+        [first, second],
+    )
+    streams = {
+        key: [(r["event_type"], r["causation_id"]) for r in rows if r["key_id"] == key]
+        for key in (first, second)
+    }
+    assert streams[first] == [
+        ("KeyCreated", str(burst[0].command_id)),
+        ("KeyUpdated", str(rename.command_id)),
+        ("KeyDisabled", str(burst[3].command_id)),
+        ("KeyEnabled", str(burst[6].command_id)),
+    ]
+    assert streams[second] == [
+        ("KeyCreated", str(burst[1].command_id)),
+        ("KeyDisabled", str(burst[8].command_id)),
+    ]
+    for command in burst:
+        accepted = answers[command.command_id]
+        caused = [r for r in rows if r["causation_id"] == str(command.command_id)]
+        assert len(accepted.event_ids) == len(caused)
+
+
 # --- 50 conflicting commands on one key -------------------------------------------------
 ALLOWED_REFUSALS = {"key_already_disabled", "key_already_active", "nothing_to_change"}
 

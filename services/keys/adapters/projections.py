@@ -40,10 +40,9 @@ UPDATE key_state SET canary = $2, leak_source = $3, leak_url = $4, leak_action =
 """
 
 
-async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
-    """Bring the read models to `state`, the key's state after `event`."""
-    await conn.execute(
-        _UPSERT_STATE,
+def state_upsert(state: AccessKey) -> tuple[str, tuple[Any, ...]]:
+    """The statement (and its arguments) that brings key_state to `state`."""
+    return _UPSERT_STATE, (
         state.key_id,
         state.account_id,
         state.name,
@@ -65,6 +64,17 @@ async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
         state.token_budget.period if state.token_budget else None,
         list(state.allowed_cidrs),
     )
+
+
+async def project(
+    conn: Any, state: AccessKey, event: RecordedEvent, state_written: bool = False
+) -> None:
+    """Bring the read models to `state`, the key's state after `event`. `state_written`:
+    key_state already holds the key's final state (the append wrote it in its own
+    statement, see `state_upsert`), so only the other read models are left."""
+    if not state_written:
+        sql, args = state_upsert(state)
+        await conn.execute(sql, *args)
     if event.event_type in ("KeyCreated", "KeyReportedLeaked") and (
         state.canary or state.leak_report is not None
     ):

@@ -76,6 +76,8 @@ class EventPublisher:
         self._task: asyncio.Task[None] | None = None
         self.is_leader = False
         self.published = 0
+        self._checkpoint: int | None = None
+        """Where the checkpoint stands, while this process leads (only the leader moves it)."""
 
     def nudge(self) -> None:
         """Something was appended in this process: publish now rather than at the next poll."""
@@ -107,6 +109,7 @@ class EventPublisher:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
                 return  # another process publishes; we retry after `retry_seconds`
             self.is_leader = True
+            self._checkpoint = None  # read again: another process may have moved it
             log.info("publisher_leading")
             await conn.add_listener(event_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
             while True:
@@ -124,9 +127,11 @@ class EventPublisher:
                 await conn.close()
 
     async def _publish_once(self, conn: Any) -> int:
-        async with conn.transaction():
-            await event_store.sequence(conn)
-        checkpoint = await event_store.checkpoint(conn, CHECKPOINT)
+        # One statement, atomic on its own: no transaction round trips around it.
+        await event_store.sequence(conn)
+        checkpoint = self._checkpoint
+        if checkpoint is None:
+            checkpoint = await event_store.checkpoint(conn, CHECKPOINT)
         events = await event_store.sequenced_after(conn, checkpoint, self._batch_size)
         if not events:
             return 0
@@ -141,6 +146,8 @@ class EventPublisher:
                 )
             )
         await self._topic.send_many(messages)
-        await event_store.save_checkpoint(conn, CHECKPOINT, events[-1].position or checkpoint)
+        position = events[-1].position or checkpoint
+        await event_store.save_checkpoint(conn, CHECKPOINT, position)
+        self._checkpoint = position
         self.published += len(events)
         return len(events)

@@ -88,6 +88,16 @@ async def current_state(conn: Any, key_id: uuid.UUID) -> AccessKey | None:
     return None if row is None else key_from_row(row)
 
 
+async def current_states(conn: Any, key_ids: list[uuid.UUID]) -> dict[uuid.UUID, AccessKey]:
+    """`current_state` of several keys in one query (those that exist)."""
+    rows = await conn.fetch(
+        f"SELECT {_KEY_COLUMNS} FROM key_state k LEFT JOIN key_last_used u USING (key_id)"
+        " WHERE k.key_id = ANY($1::uuid[])",
+        key_ids,
+    )
+    return {r["key_id"]: key_from_row(r) for r in rows}
+
+
 async def list_keys(
     pool: Any,
     account_id: str,

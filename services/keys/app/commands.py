@@ -7,7 +7,11 @@ A rejected command is stored too: repeating it yields the same rejection.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any
+
+import asyncpg
 
 from contracts import (
     Command,
@@ -71,6 +75,14 @@ def _rejected(command: Command, error: DomainError) -> CommandResult:
     )
 
 
+def _accepted(command: Command, outcome: use_cases.Outcome) -> CommandResult:
+    return outcome.accepted(
+        command.command_id,
+        with_prefix=isinstance(command, (CreateKey, RotateKey)),
+        **_who_tried_what(command),
+    )
+
+
 def _who_tried_what(command: Command) -> dict[str, Any]:
     """The command's context on its result: the audit trail of a rejection needs it."""
     return {
@@ -110,12 +122,7 @@ async def execute(
         stored = await tx.command_result(command.command_id)
         if stored is not None:
             return _answer(command, stored)
-        outcome = await _dispatch(tx, tools, command, meta, policy)
-        result = outcome.accepted(
-            command.command_id,
-            with_prefix=isinstance(command, (CreateKey, RotateKey)),
-            **_who_tried_what(command),
-        )
+        result = _accepted(command, await _dispatch(tx, tools, command, meta, policy))
         await tx.save_command_result(
             command.command_id, command.account_id, command.command_type, result
         )
@@ -138,3 +145,67 @@ async def execute(
         return result
 
     return await use_cases.in_transaction(uow, store_rejection)
+
+
+class _Undecided(Exception):
+    """A command of a batch failed after it had appended: the batch is rolled back and
+    its commands are applied one at a time instead."""
+
+
+async def execute_batch(
+    uow: KeysUnitOfWork,
+    tools: use_cases.SecretTools,
+    commands: Sequence[tuple[Command, Meta]],
+    policy: LeakPolicy = DEFAULT_LEAK_POLICY,
+) -> list[CommandResult]:
+    """Apply `commands` (in order; those on one key in their order) in one transaction:
+    one commit, one read of the stored results, one read of the keys' states, one write of
+    the new results, and one statement per append. The rules are those of `execute`: a
+    command applied before gets its stored result, a refused one is stored as rejected.
+    Whatever the one transaction cannot decide alone (a key changed meanwhile by another
+    process, a command stored concurrently, a database error) rolls it back, and the
+    commands are then applied one at a time by `execute`, each with its retries."""
+    if len(commands) == 1:
+        command, meta = commands[0]
+        return [await execute(uow, tools, command, meta, policy)]
+    try:
+        async with uow.transaction() as tx:
+            stored = await tx.command_results([c.command_id for c, _ in commands])
+            await tx.preload([c.key_id for c, _ in commands if c.key_id is not None])
+            results: list[CommandResult] = []
+            new: list[tuple[str, str, CommandResult]] = []
+            seen: dict[uuid.UUID, CommandResult] = {}
+            for command, meta in commands:
+                earlier = stored.get(command.command_id) or seen.get(command.command_id)
+                if earlier is not None:
+                    results.append(_answer(command, earlier))
+                    continue
+                result = await _decide(tx, tools, command, meta, policy)
+                seen[command.command_id] = result
+                new.append((command.account_id, command.command_type, result))
+                results.append(result)
+            if new:
+                await tx.save_command_results(new)
+        return results
+    except (VersionConflict, _Undecided, asyncpg.PostgresError):
+        return [await execute(uow, tools, c, m, policy) for c, m in commands]
+
+
+async def _decide(
+    tx: KeysTransaction,
+    tools: use_cases.SecretTools,
+    command: Command,
+    meta: Meta,
+    policy: LeakPolicy,
+) -> CommandResult:
+    """One command of a batch: accepted, or rejected by the rules before it wrote."""
+    appended = len(tx.recorded)
+    try:
+        outcome = await _dispatch(tx, tools, command, meta, policy)
+    except VersionConflict:
+        raise
+    except DomainError as error:
+        if len(tx.recorded) != appended:
+            raise _Undecided from error
+        return _rejected(command, error)
+    return _accepted(command, outcome)

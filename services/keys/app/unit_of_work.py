@@ -25,6 +25,18 @@ class KeysTransaction:
         self.conn = conn
         self.from_events = from_events
         self.recorded: list[RecordedEvent] = []
+        self._states: dict[uuid.UUID, AccessKey | None] = {}
+        """Keys' states known in this transaction: preloaded, or as our own appends left them."""
+
+    async def preload(self, key_ids: Sequence[uuid.UUID]) -> None:
+        """Read the states of `key_ids` in one query, for the loads of a batch to come."""
+        if self.from_events:
+            return
+        missing = list({k for k in key_ids if k not in self._states})
+        if missing:
+            found = await queries.current_states(self.conn, missing)
+            for key_id in missing:
+                self._states[key_id] = found.get(key_id)
 
     async def load(self, key_id: uuid.UUID) -> AccessKey | None:
         """The key's current state, from its read model: a snapshot written in the same
@@ -35,6 +47,8 @@ class KeysTransaction:
         cannot make a key conflict forever (and the append brings it up to date)."""
         if self.from_events:
             return await self.replay(key_id)
+        if key_id in self._states:
+            return self._states[key_id]
         return await queries.current_state(self.conn, key_id)
 
     async def replay(self, key_id: uuid.UUID) -> AccessKey | None:
@@ -50,16 +64,21 @@ class KeysTransaction:
         meta: Meta,
     ) -> AccessKey:
         """Append after the version `key` was loaded at; update the read models."""
-        recorded = await event_store.append(
-            self.conn, key_id, account_id, key.version if key else 0, changes, meta
-        )
+        recorded = event_store.record(key_id, account_id, key.version if key else 0, changes, meta)
+        states: list[AccessKey] = []
         state = key
         for event in recorded:
             state = evolve(state, event)
-            await projections.project(self.conn, state, event)
-        self.recorded.extend(recorded)
+            states.append(state)
         if state is None:
             raise ValueError("append needs at least one change")
+        # One round trip: the events, their place in the sequencer's queue and the key's
+        # new state in key_state; then whatever else the events change (lookup, leaks).
+        await event_store.append_recorded(self.conn, recorded, projections.state_upsert(state))
+        for event, after in zip(recorded, states, strict=True):
+            await projections.project(self.conn, after, event, state_written=True)
+        self.recorded.extend(recorded)
+        self._states[key_id] = state
         return state
 
     # --- the sealed secret (outside the event store, destroyed on revoke) ---------------
@@ -96,6 +115,31 @@ class KeysTransaction:
         if row is None:
             return None
         return CommandResult.model_validate_json(row["result"]), row["request_digest"]
+
+    async def command_results(
+        self, command_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, CommandResult]:
+        """The stored results of those of `command_ids` processed before (one query)."""
+        rows = await self.conn.fetch(
+            "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1::uuid[])",
+            list(command_ids),
+        )
+        return {r["command_id"]: CommandResult.model_validate_json(r["result"]) for r in rows}
+
+    async def save_command_results(self, results: Sequence[tuple[str, str, CommandResult]]) -> None:
+        """Store (account_id, command_type, result) of several commands in one statement;
+        one already stored (by another process, concurrently) is a VersionConflict."""
+        try:
+            await self.conn.execute(
+                "INSERT INTO processed_commands (command_id, account_id, command_type, result)"
+                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
+                [r.command_id for _, _, r in results],
+                [account for account, _, _ in results],
+                [command_type for _, command_type, _ in results],
+                [r.model_dump_json() for _, _, r in results],
+            )
+        except asyncpg.UniqueViolationError:
+            raise VersionConflict("a command of the batch was processed concurrently") from None
 
     async def save_command_result(
         self,

@@ -194,7 +194,7 @@ async def create(
     )
     state = await tx.append(None, key_id, account_id, [change], meta)
     await tx.seal(key_id, tools.vault.seal(key_id, secret.plaintext))
-    return Outcome(state, list(tx.recorded), secret)
+    return Outcome(state, tx.recorded[-1:], secret)
 
 
 async def update(

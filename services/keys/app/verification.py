@@ -1,6 +1,8 @@
 """Verification of a presented secret, answered from an in-process cache.
 
-Format and checksum are checked first (no hashing, no I/O for garbage). A known secret
+The cache is asked first, by the secret's keyed digest; format and checksum are checked
+before any database lookup (no I/O for garbage), and only on a cache miss: every cached
+entry was made for a secret that had passed them. A known secret
 is cached for `ttl` seconds; an unknown one is remembered for `negative_ttl`, so it reaches
 the database at most once per period. The answer's status is computed at request time
 (an expired key or a rotated-out secret past its grace period is refused at once, cache
@@ -19,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal
 
 from prometheus_client import Counter
 
@@ -105,6 +107,13 @@ def admit(verdict: Verdict, book: LimitBook, source_ip: str | None, now: float) 
 Lookup = Callable[[bytes], Awaitable[KnownSecret | None]]
 
 
+class _Malformed:
+    """Not an access key (shape or checksum): never hashed into a lookup."""
+
+
+_MALFORMED: Final = _Malformed()
+
+
 class Verifier:
     def __init__(
         self,
@@ -127,22 +136,26 @@ class Verifier:
         self.lookups = 0
 
     async def verify(self, secret: str) -> Verdict:
-        if len(secret) > MAX_SECRET_LENGTH or not is_well_formed(secret):
+        found = await self._resolve(secret)
+        if isinstance(found, _Malformed):
             return Verdict("malformed")
-        digest = self._hasher.digest(secret)
-        known = await self._resolve(digest)
-        if known is None:
+        if found is None:
             return Verdict("not_found")
-        return Verdict(judge(known, datetime.now(UTC)), known)
+        return Verdict(judge(found, datetime.now(UTC)), found)
 
     async def find(self, secret: str) -> KnownSecret | None:
         """The key of a well-formed secret, through the cache; a malformed one is never
         looked up (leak reports drop those before they get here)."""
-        if len(secret) > MAX_SECRET_LENGTH or not is_well_formed(secret):
-            return None
-        return await self._resolve(self._hasher.digest(secret))
+        found = await self._resolve(secret)
+        return None if isinstance(found, _Malformed) else found
 
-    async def _resolve(self, digest: bytes) -> KnownSecret | None:
+    async def _resolve(self, secret: str) -> KnownSecret | _Malformed | None:
+        """The cache first: an entry (known or unknown) is only ever made for a secret
+        that passed the format and checksum check, and the keyed digest names that
+        secret, so a hit needs no check again. A miss is checked before any lookup."""
+        if len(secret) > MAX_SECRET_LENGTH:
+            return _MALFORMED
+        digest = self._hasher.digest(secret)
         now = time.monotonic()
         if self.enabled:
             hit = self._known.get(digest)
@@ -151,6 +164,8 @@ class Verifier:
             missing_until = self._unknown.get(digest)
             if missing_until is not None and missing_until > now:
                 return None
+        if not is_well_formed(secret):
+            return _MALFORMED
         self.lookups += 1
         SECRET_LOOKUPS.inc()
         known = await self._lookup(digest)

@@ -21,7 +21,6 @@ from contracts import (
     parse_command,
 )
 from servicekit.consumer import Received, Record, Subscription
-from servicekit.logging import bind_context
 from servicekit.runtime import Runtime
 from services.keys.app import commands
 from services.keys.app.context import KeysContext
@@ -47,28 +46,31 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         await publish(CommandResult.rejected(command_id, INVALID_COMMAND, reason))
         return True
 
-    async def apply_in_order(sequence: list[Command]) -> list[CommandResult]:
-        outcomes = []
-        for command in sequence:
-            bind_context(correlation_id=command.correlation_id or str(command.command_id))
-            meta = Meta(
-                actor=command.actor,
-                occurred_at=datetime.now(UTC),
-                correlation_id=command.correlation_id or str(command.command_id),
-                causation_id=str(command.command_id),
-            )
-            outcomes.append(
-                await commands.execute(ctx.uow, ctx.tools, command, meta, ctx.leak_policy)
-            )
-        return outcomes
+    def meta_of(command: Command, now: datetime) -> Meta:
+        correlation = command.correlation_id or str(command.command_id)
+        return Meta(
+            actor=command.actor,
+            occurred_at=now,
+            correlation_id=correlation,
+            causation_id=str(command.command_id),
+        )
 
     async def handle(batch: list[Received[Command]]) -> None:
-        # Commands on one key keep their order; different keys are applied concurrently.
-        by_key: dict[object, list[Command]] = {}
+        # A partition's commands in one transaction, in offset order (so those on one key,
+        # which share a partition, keep their order); partitions side by side. No log line
+        # or context per command: the results carry each command's correlation id.
+        now = datetime.now(UTC)
+        by_partition: dict[int, list[tuple[Command, Meta]]] = {}
         for item in batch:
-            command = item.message
-            by_key.setdefault(command.key_id or command.command_id, []).append(command)
-        done = await asyncio.gather(*(apply_in_order(sequence) for sequence in by_key.values()))
+            by_partition.setdefault(item.record.partition, []).append(
+                (item.message, meta_of(item.message, now))
+            )
+        done = await asyncio.gather(
+            *(
+                commands.execute_batch(ctx.uow, ctx.tools, part, ctx.leak_policy)
+                for part in by_partition.values()
+            )
+        )
         # Results go out once every command of the batch is stored: one round trip, not one
         # per command. A crash before this re-runs the batch, which finds the stored results.
         await results.send_many(

@@ -138,7 +138,13 @@ async def decide(
 
 
 class VerifyFastPath:
-    """Answers POST /v1/verify before the framework; everything else passes through."""
+    """Answers POST /v1/verify before the framework; everything else passes through.
+
+    The key service serves it in front of the FastAPI app (see `bootstrap.asgi`), not as
+    one of its middlewares: the framework's own layers (error middleware, telemetry, body
+    limit, routing) cost about as much again as the verification. A request it cannot
+    answer (the database down on a cache miss) goes to the app's documented route, whose
+    error handlers answer it as for any other route (503 while a dependency is down)."""
 
     def __init__(self, app: ASGIApp, ctx: KeysContext) -> None:
         self.app = app
@@ -174,9 +180,15 @@ class VerifyFastPath:
             )
         else:
             client = scope.get("client")
-            status, payload, headers = await verify_answer(
-                self.ctx, authorization, body, client[0] if client else None, user_agent
-            )
+            try:
+                status, payload, headers = await verify_answer(
+                    self.ctx, authorization, body, client[0] if client else None, user_agent
+                )
+            except Exception:
+                # Nothing was sent yet: the documented route gets the same request, and
+                # the framework's error handlers (and middlewares) answer what failed.
+                await self.app(scope, _replay(body), send)
+                return
         await send_json(send, status, payload, headers)
         counter = self._requests.get(status) or HTTP_REQUESTS.labels(PATH, "POST", str(status))
         counter.inc()
@@ -196,6 +208,18 @@ async def send_json(
     raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": b"" if head else encoded})
+
+
+def _replay(body: bytes) -> Receive:
+    """A `receive` that hands over `body` (already read) once, then waits like a server."""
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 async def _read_body(receive: Receive) -> bytes | None:
