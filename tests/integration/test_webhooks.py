@@ -151,6 +151,8 @@ async def test_a_critical_alert_is_posted_signed_and_retried_after_each_failure(
             assert (entry["attempts"], entry["last_status_code"]) == (4, 200)
             assert entry["last_error"] is None and entry["delivered_at"] is not None
             assert len(hook.taken()) == 4  # delivered: never sent again
+        log = (tmp_path / "usage.log").read_text(errors="replace")
+        assert webhook["secret"] not in log and "whsec_" not in log
 
 
 async def test_a_delivery_retried_when_its_service_is_killed_arrives_after_the_restart(
