@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -182,6 +183,56 @@ async def test_a_delivery_retried_when_its_service_is_killed_arrives_after_the_r
             assert 1 <= len(succeeded) <= 2  # at most once more than needed
             assert_signed(succeeded[0], webhook["secret"])
             assert entry["attempts"] >= killed_after + 1
+
+
+async def test_a_webhook_failing_past_the_give_up_time_is_disabled_with_an_alert(
+    stack: Stack,
+    producer: KafkaProducer,
+    api: httpx.AsyncClient,
+    account: Account,
+    tmp_path: Path,
+) -> None:
+    # The give-up time is 24 h in production; 2 s here.
+    with receiver("/broken") as broken, receiver("/ops") as ops:
+        async with usage_instance(
+            stack, tmp_path / "usage.log", "usage.records",
+            USAGE_WEBHOOKS_CONSUMER_GROUP=f"usage-webhooks-test-{uuid.uuid4().hex[:8]}",
+            USAGE_WEBHOOKS_GIVE_UP_SECONDS="2", **FAST_RETRIES,
+        ) as usage:  # fmt: skip
+            failing = await create_webhook(account, usage.url, broken.url)
+            told = await create_webhook(account, usage.url, ops.url, kinds=["webhook_disabled"])
+            broken.answer(*[500] * 1000)
+            await use_a_disabled_key(api, producer, account)
+            (notice,) = await arrivals(ops, 1)
+            alert = assert_signed(notice, told["secret"])
+            assert (alert.kind, alert.severity) == ("webhook_disabled", "warning")
+            assert alert.evidence == {"webhook_id": failing["id"], "url": broken.url}
+            assert alert.account_id == account.id and str(alert.key_id) == failing["id"]
+            (entry,) = await deliveries(account, usage.url, failing["id"])
+            assert entry["status"] == "failed" and entry["attempts"] >= 2
+            assert entry["last_error"].startswith("HTTP 500")
+            listed = {w["id"]: w for w in await _listed(account, usage.url)}
+            assert listed[failing["id"]]["status"] == "disabled"
+            assert listed[told["id"]]["status"] == "active"
+            tried = len(broken.taken())
+            await use_a_disabled_key(api, producer, account)  # a second alert: not sent
+            await wait_until(
+                lambda: _alerts_stored(usage.database, account.id, 2),
+                what="the second key's alert stored",
+            )
+            assert len(broken.taken()) == tried
+
+
+async def _alerts_stored(database: str, account_id: str, count: int) -> bool:
+    conn = await asyncpg.connect(database)
+    try:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM alerts WHERE account_id = $1 AND kind = 'disabled_key_in_use'",
+            account_id,
+        )
+    finally:
+        await conn.close()
+    return bool(found >= count)
 
 
 async def test_a_url_on_a_loopback_address_is_refused_with_a_clear_422(

@@ -104,5 +104,5 @@ async def post(
         return Outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200] or 'failed'}")
     if 200 <= response.status_code < 300:
         return Outcome(True, response.status_code, None)
-    redirect = " (redirects are not followed)" if response.is_redirect else ""
+    redirect = " (redirects are not followed)" if 300 <= response.status_code < 400 else ""
     return Outcome(False, response.status_code, f"HTTP {response.status_code}{redirect}")
