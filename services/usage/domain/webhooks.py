@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
+from urllib.parse import urlsplit
 
 from contracts import Alert, AlertWindow
 
@@ -63,8 +64,12 @@ def disabled_alert(
     webhook_id: uuid.UUID, account_id: str, url: str, failing_since: datetime, now: datetime
 ) -> Alert:
     """The alert that tells the account a webhook was disabled after failing too long.
-    Its id follows from the webhook and the failure, so a retried disabling is one alert."""
+    Its id follows from the webhook and the failure, so a retried disabling is one alert.
+    It names the URL's origin only: a path or query may hold the receiver's own token,
+    and alerts travel on a topic and into the audit log."""
     hours = (now - failing_since).total_seconds() / 3600
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     return Alert(
         alert_id=uuid.uuid5(webhook_id, f"webhook_disabled:{failing_since.isoformat()}"),
         key_id=webhook_id,
@@ -75,9 +80,9 @@ def disabled_alert(
         window=AlertWindow(from_=failing_since, to=now),
         observed=round(hours, 2),
         expected=0,
-        evidence={"webhook_id": str(webhook_id), "url": url},
+        evidence={"webhook_id": str(webhook_id), "origin": origin},
         summary=(
-            f"Webhook {webhook_id} ({url[:200]}) failed every delivery for {hours:.1f} h and"
+            f"Webhook {webhook_id} ({origin[:200]}) failed every delivery for {hours:.1f} h and"
             " was disabled; fix the receiver, then create the webhook again."
         ),
     )
