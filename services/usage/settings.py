@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from contracts import KEYS_EVENTS, USAGE_LIMITS, USAGE_RECORDS
+from contracts import KEYS_EVENTS, USAGE_ALERTS, USAGE_LIMITS, USAGE_RECORDS
 from servicekit.settings import ServiceSettings
 from services.usage.domain.containment import ContainmentPolicy
 from services.usage.domain.detectors import DetectorConfig
@@ -98,6 +98,9 @@ class UsageSettings(ServiceSettings):
     # --- webhooks (docs/webhooks.md) ------------------------------------------------------
     usage_webhooks_consumer_group: str = Field(
         "usage-webhooks", min_length=1, description="Consumer group reading usage.alerts."
+    )
+    usage_webhooks_alerts_topic: str = Field(
+        USAGE_ALERTS, min_length=1, description="Topic of the alerts delivered (benchmarks)."
     )
     usage_webhooks_allow_http: bool = Field(
         False, description="Accept http:// webhook URLs (tests only; production: https only)."

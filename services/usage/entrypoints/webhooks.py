@@ -19,7 +19,7 @@ def webhook_subscription(
         await take_alerts(pool(), batch, on_deliveries)
 
     return Subscription(
-        USAGE_ALERTS,
+        settings.usage_webhooks_alerts_topic,
         settings.usage_webhooks_consumer_group,
         Alert.model_validate_json,
         intake,
