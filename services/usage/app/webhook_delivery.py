@@ -53,11 +53,14 @@ class WebhookDeliverer:
         policy: DeliveryPolicy,
         on_alerts: Callable[[], None],
         poll_seconds: float = 1.0,
+        max_in_flight: int = 100,
     ) -> None:
         self._pool = pool
         self._policy = policy
         self._on_alerts = on_alerts
         self._loop = Periodic("webhook-deliveries", poll_seconds, self.deliver_due)
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task[None]] = set()
         timeout = httpx.Timeout(policy.timeout_seconds, connect=min(5.0, policy.timeout_seconds))
         # No proxies from the environment, no redirects: the address checked is the one used.
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
@@ -69,17 +72,38 @@ class WebhookDeliverer:
         self._loop.start()
 
     async def stop(self) -> None:
-        await self._loop.stop()  # a claimed delivery not recorded is retried after its lease
+        await self._loop.stop()
+        # What is in flight may finish for a moment; a delivery not recorded is tried
+        # again when its lease ends (at most once more than needed).
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=2.0)
+        for task in set(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self._client.aclose()
 
     async def deliver_due(self) -> int:
-        sent = 0
-        while due := await webhook_store.claim_due(self._pool(), BATCH, self._policy.lease_seconds):
-            await asyncio.gather(*(self._deliver(d) for d in due))
-            sent += len(due)
-            if len(due) < BATCH:
+        """Starts the due deliveries, each on its own: a slow receiver holds up nobody
+        else's. Returns how many were started."""
+        started = 0
+        while (room := self._max_in_flight - len(self._in_flight)) > 0:
+            claim = min(room, BATCH)
+            due = await webhook_store.claim_due(self._pool(), claim, self._policy.lease_seconds)
+            for delivery in due:
+                task = asyncio.create_task(self._deliver(delivery))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+            started += len(due)
+            if len(due) < claim:
                 break
-        return sent
+        return started
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Recording failed (e.g. the database is away): the lease brings it back.
+            log.warning("webhook_delivery_unrecorded", error_type=type(error).__name__)
+        self._loop.nudge()  # room for another; and whatever is due next
 
     async def _deliver(self, due: Due) -> None:
         headers = {
