@@ -15,9 +15,11 @@ import httpx
 import orjson
 import pytest
 
-from contracts import Alert
+from contracts import USAGE_ALERTS, Alert
+from contracts.examples import example_alert
 from servicekit.kafka import KafkaProducer
 from tests.support.accounts import Account, new_account
+from tests.support.processes import free_port, spawn
 from tests.support.stack import Stack
 from tests.support.usage import (
     UsageInstance,
@@ -234,6 +236,36 @@ async def _alerts_stored(database: str, account_id: str, count: int) -> bool:
     finally:
         await conn.close()
     return bool(found >= count)
+
+
+async def test_two_usage_processes_share_the_deliveries_and_send_each_once(
+    stack: Stack, producer: KafkaProducer, account: Account, tmp_path: Path
+) -> None:
+    with receiver() as hook:
+        async with delivering_usage(stack, tmp_path / "usage.log") as usage:
+            env = {**usage.env, "USAGE_HTTP_PORT": str(free_port())}
+            log = tmp_path / "usage-second.log"
+            second = UsageInstance(
+                f"http://127.0.0.1:{env['USAGE_HTTP_PORT']}", usage.database, env, log,
+                spawn("usage", env, log),
+            )  # fmt: skip
+            try:
+                await second.wait_ready()
+                webhook = await create_webhook(account, usage.url, hook.url)
+                alerts = [example_alert(account_id=account.id) for _ in range(60)]
+                await producer.send_many(
+                    USAGE_ALERTS,
+                    [(str(a.key_id).encode(), a.model_dump_json().encode(), ()) for a in alerts],
+                )
+                await arrivals(hook, len(alerts))
+                ids = [d.headers["instagen-delivery-id"] for d in hook.taken()]
+                assert sorted(ids) == sorted(str(a.alert_id) for a in alerts)  # each once
+                for delivered in hook.taken():
+                    assert_signed(delivered, webhook["secret"])
+                logged = await deliveries(account, second.url, webhook["id"])
+                assert {d["status"] for d in logged} == {"delivered"} and len(logged) == 60
+            finally:
+                await second.stop()
 
 
 async def test_a_url_on_a_loopback_address_is_refused_with_a_clear_422(
