@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +239,12 @@ async def _alerts_stored(database: str, account_id: str, count: int) -> bool:
     return bool(found >= count)
 
 
+def raised(account_id: str, at: datetime, key_id: uuid.UUID | None = None) -> Alert:
+    """An alert of the account, detected `at`."""
+    alert = example_alert(key_id=key_id, account_id=account_id)
+    return alert.model_copy(update={"detected_at": at})
+
+
 async def test_two_usage_processes_share_the_deliveries_and_send_each_once(
     stack: Stack, producer: KafkaProducer, account: Account, tmp_path: Path
 ) -> None:
@@ -252,10 +259,16 @@ async def test_two_usage_processes_share_the_deliveries_and_send_each_once(
             try:
                 await second.wait_ready()
                 webhook = await create_webhook(account, usage.url, hook.url)
-                alerts = [example_alert(account_id=account.id) for _ in range(60)]
+                alerts = [raised(account.id, datetime.now(UTC)) for _ in range(60)]
+                # Raised a day before the webhook existed: not sent to it. Its key is the
+                # last alert's, so it is read (from the same partition) before that one.
+                past = raised(account.id, datetime.now(UTC) - timedelta(1), alerts[-1].key_id)
                 await producer.send_many(
                     USAGE_ALERTS,
-                    [(str(a.key_id).encode(), a.model_dump_json().encode(), ()) for a in alerts],
+                    [
+                        (str(a.key_id).encode(), a.model_dump_json().encode(), ())
+                        for a in [past, *alerts]
+                    ],
                 )
                 await arrivals(hook, len(alerts))
                 ids = [d.headers["instagen-delivery-id"] for d in hook.taken()]

@@ -101,18 +101,22 @@ async def _page(
 
 
 async def add_deliveries(
-    conn: Any, alerts: Sequence[tuple[uuid.UUID, str, str, str, int, bytes]]
+    conn: Any, alerts: Sequence[tuple[uuid.UUID, str, str, str, int, datetime, bytes]]
 ) -> int:
-    """One pending delivery per alert (alert_id, account, kind, severity, rank, body) and
-    enabled webhook of its account that wants it; a known pair is left as it is."""
+    """One pending delivery per alert (alert_id, account, kind, severity, rank,
+    detected_at, body) and enabled webhook of its account that wants it; a known pair is
+    left as it is. An alert older than the webhook (by more than a few minutes) is not
+    sent to it: a consumer group read again from the start floods nobody with the past."""
     if not alerts:
         return 0
     status: str = await conn.execute(
         "INSERT INTO webhook_deliveries (webhook_id, alert_id, kind, severity, body)"
         " SELECT w.webhook_id, u.i, u.k, u.s, u.b FROM unnest($1::uuid[], $2::text[],"
-        " $3::text[], $4::text[], $5::smallint[], $6::bytea[]) AS u(i, a, k, s, r, b)"
+        " $3::text[], $4::text[], $5::smallint[], $6::timestamptz[], $7::bytea[])"
+        " AS u(i, a, k, s, r, d, b)"
         " JOIN webhooks w ON w.account_id = u.a AND w.disabled_at IS NULL"
         " AND (cardinality(w.kinds) = 0 OR u.k = ANY(w.kinds)) AND u.r >= w.min_rank"
+        " AND u.d >= w.created_at - interval '5 minutes'"
         " ON CONFLICT (webhook_id, alert_id) DO NOTHING",
         *(list(column) for column in zip(*alerts, strict=True)),
     )

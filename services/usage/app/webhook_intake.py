@@ -24,6 +24,7 @@ async def take_alerts(
             item.message.kind,
             item.message.severity,
             SEVERITY_RANK[item.message.severity],
+            item.message.detected_at,
             bytes(item.record.value or b""),
         )
         for item in batch
