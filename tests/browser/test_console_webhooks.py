@@ -3,6 +3,8 @@ shows its signing secret once, is listed, has a (still empty) delivery log, and 
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.browser.conftest import Console
@@ -15,6 +17,9 @@ async def test_a_webhook_created_shown_once_and_deleted(console: Console) -> Non
     await console.sign_in()
     await page.goto("/console/settings/webhooks")
     await page.get_by_text("No webhooks yet.").wait_for()
+    answer = await page.goto(f"/console/settings/webhooks/{uuid.uuid4()}")
+    assert answer is not None and answer.status == 404
+    await page.goto("/console/settings/webhooks")
     await page.get_by_label("Endpoint URL").fill("https://127.0.0.1/hooks")
     await page.get_by_role("button", name="Add webhook").click()
     await page.get_by_role("alert").filter(has_text="loopback address").wait_for()

@@ -66,6 +66,8 @@ async def deliveries_page(
     request: Request, webhook_id: uuid.UUID, console: ConsoleContext, me: Caller
 ) -> Response:
     log, error = await shown(console.backends.webhook_deliveries(me.session.access_key, webhook_id))
+    if error is None and not log["items"] and not await _owns(console, me, webhook_id):
+        raise ApiError(404, "not_found", "No such webhook in this account.")
     return console.page(
         request, "webhook.html", me, webhook_id=webhook_id, deliveries=log["items"],
         deliveries_error=error, tab="webhooks",
@@ -81,3 +83,9 @@ async def _page(
         request, "webhooks.html", me, status, webhooks=listed["items"], webhooks_error=error,
         form=form, kinds=KINDS, severities=SEVERITIES, tab="webhooks", **shown_too,
     )  # fmt: skip
+
+
+async def _owns(console: Console, me: SignedIn, webhook_id: uuid.UUID) -> bool:
+    """Whether the account has the webhook (an empty log is also another's or none)."""
+    listed, _ = await shown(console.backends.webhooks(me.session.access_key))
+    return any(hook.get("id") == str(webhook_id) for hook in listed["items"])
