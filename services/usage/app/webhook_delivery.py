@@ -116,6 +116,7 @@ class WebhookDeliverer:
             allow_http=self._policy.allow_http, allow_private=self._policy.allow_private,
         )  # fmt: skip
         WEBHOOK_ATTEMPTS.labels("delivered" if outcome.delivered else "failed").inc()
+        disabled = False
         async with self._pool().acquire() as conn, conn.transaction():
             if outcome.delivered:
                 await webhook_store.record_success(conn, due, outcome.status_code or 200)
@@ -132,19 +133,21 @@ class WebhookDeliverer:
             if since is not None and since <= _now() - timedelta(
                 seconds=self._policy.give_up_seconds
             ):
-                await self._disable(conn, due)
+                disabled = await self._disable(conn, due)
+        if disabled:
+            self._on_alerts()  # after the commit: the outbox then finds the alert
 
-    async def _disable(self, conn: Any, due: Due) -> None:
+    async def _disable(self, conn: Any, due: Due) -> bool:
         webhook = await webhook_store.disable(conn, due.webhook_id)
         if webhook is None:
-            return
+            return False
         alert = disabled_alert(
             due.webhook_id, webhook["account_id"], webhook["url"], webhook["failing_since"], _now()
         )
         await alert_store.insert_alerts(conn, [alert])
         WEBHOOKS_DISABLED.inc()
         log.warning("webhook_disabled", webhook_id=str(due.webhook_id))
-        self._on_alerts()
+        return True
 
 
 def _now() -> datetime:
