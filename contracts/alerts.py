@@ -23,6 +23,9 @@ AlertKind = Literal[
     "unused_key",
     "key_reported_leaked",
     "canary_key_used",
+    # Not about a key: a webhook of the account was disabled (docs/webhooks.md); its
+    # key_id is the webhook's id.
+    "webhook_disabled",
 ]
 Severity = Literal["info", "warning", "critical"]
 

@@ -19,9 +19,13 @@ from services.usage.app.limit_counter import LimitCounter
 from services.usage.app.limit_publisher import LimitPublisher
 from services.usage.app.outbox import Outbox
 from services.usage.app.unused import find_unused_keys
+from services.usage.app.webhook_delivery import DeliveryPolicy, WebhookDeliverer
+from services.usage.app.webhook_registry import WebhookRegistry
+from services.usage.domain.webhooks import Backoff
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
 from services.usage.entrypoints.limits import limit_subscription
+from services.usage.entrypoints.webhooks import webhook_subscription
 from services.usage.settings import UsageSettings
 
 DESCRIPTION = "Per-key usage from the gateways' records, and alerts on unusual key activity."
@@ -78,6 +82,20 @@ def build(settings: UsageSettings) -> FastAPI:
         runtime.subscribe(subscription)
     runtime.subscribe(limit_subscription(settings, limits))
     runtime.subscribe(key_change_subscription(callers))
+    webhook_policy = DeliveryPolicy(
+        allow_http=settings.usage_webhooks_allow_http,
+        allow_private=settings.usage_webhooks_allow_private,
+        backoff=Backoff(
+            settings.usage_webhooks_backoff_base_seconds,
+            settings.usage_webhooks_backoff_cap_seconds,
+        ),
+        give_up_seconds=settings.usage_webhooks_give_up_seconds,
+        timeout_seconds=settings.usage_webhooks_timeout_seconds,
+    )
+    deliverer = WebhookDeliverer(
+        pool, webhook_policy, outbox.nudge, settings.usage_webhooks_poll_seconds
+    )
+    runtime.subscribe(webhook_subscription(settings, pool, deliverer.nudge))
 
     async def evict_idle() -> None:
         async with ctx.lock:
@@ -97,12 +115,14 @@ def build(settings: UsageSettings) -> FastAPI:
         await callers.start()
         outbox.start()
         publisher.start()
+        deliverer.start()
         for worker in workers:
             worker.start()
 
     async def stop() -> None:
         for worker in workers:
             await worker.stop()
+        await deliverer.stop()
         await outbox.stop()
         await publisher.stop()
         await callers.stop()
@@ -113,6 +133,9 @@ def build(settings: UsageSettings) -> FastAPI:
     app.include_router(api_router)
     app.state.usage = ctx
     app.state.callers = callers
+    app.state.webhooks = WebhookRegistry(
+        pool, webhook_policy, settings.usage_webhooks_max_per_account
+    )
     return app
 
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from contracts import KEYS_EVENTS, USAGE_LIMITS, USAGE_RECORDS
+from contracts import KEYS_EVENTS, USAGE_ALERTS, USAGE_LIMITS, USAGE_RECORDS
 from servicekit.settings import ServiceSettings
 from services.usage.domain.containment import ContainmentPolicy
 from services.usage.domain.detectors import DetectorConfig
@@ -94,6 +94,29 @@ class UsageSettings(ServiceSettings):
     usage_unused_key_days: float = Field(30.0, gt=0)
     usage_unused_key_scan_seconds: float = Field(3600.0, gt=0)
     usage_cooldown_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+
+    # --- webhooks (docs/webhooks.md) ------------------------------------------------------
+    usage_webhooks_consumer_group: str = Field(
+        "usage-webhooks", min_length=1, description="Consumer group reading usage.alerts."
+    )
+    usage_webhooks_alerts_topic: str = Field(
+        USAGE_ALERTS, min_length=1, description="Topic of the alerts delivered (benchmarks)."
+    )
+    usage_webhooks_allow_http: bool = Field(
+        False, description="Accept http:// webhook URLs (tests only; production: https only)."
+    )
+    usage_webhooks_allow_private: bool = Field(
+        False,
+        description="Send to private, loopback and link-local addresses (tests only).",
+    )
+    usage_webhooks_backoff_base_seconds: float = Field(5.0, gt=0, le=3600)
+    usage_webhooks_backoff_cap_seconds: float = Field(3600.0, gt=0, le=86400)
+    usage_webhooks_give_up_seconds: float = Field(
+        86400.0, gt=0, description="A delivery is tried this long, a failing webhook kept."
+    )
+    usage_webhooks_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    usage_webhooks_poll_seconds: float = Field(1.0, gt=0, le=60)
+    usage_webhooks_max_per_account: int = Field(20, ge=1, le=1000)
 
     # --- containment ------------------------------------------------------------------
     usage_containment: str = Field(

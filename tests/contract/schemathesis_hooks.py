@@ -15,6 +15,8 @@ import schemathesis
 RULES_NO_SCHEMA_CAN_STATE: Final = {
     # A time in the past: JSON Schema has no "after now".
     "expires_at_in_past",
+    # A webhook URL's host: where its name resolves, and whether that address is public.
+    "url_invalid",
     # The same Idempotency-Key with another request: a fact about earlier requests.
     "idempotency_key_reused",
     # A network's arithmetic: its numbers in range, no host bits under its prefix, no two

@@ -94,7 +94,7 @@ TOPICS = [
     Topic(KEYS_EVENTS, ("audit", "usage"), _event, parse_event, "event_type"),
     Topic(KEYS_COMMAND_RESULTS, ("audit",), _result, CommandResult.model_validate_json, "status"),
     Topic(USAGE_RECORDS, ("usage",), _record, UsageRecord.model_validate_json),
-    Topic(USAGE_ALERTS, ("audit",), _alert, Alert.model_validate_json, "kind"),
+    Topic(USAGE_ALERTS, ("audit", "usage-webhooks"), _alert, Alert.model_validate_json, "kind"),
 ]
 
 

@@ -73,6 +73,8 @@ def _source_id(message: ContractModel) -> str:
 
 LIMITS_GROUP = "usage-limits"
 """The usage service's limit counter (USAGE_LIMITS_CONSUMER_GROUP)."""
+WEBHOOKS_GROUP = "usage-webhooks"
+"""The usage service's webhook deliveries (USAGE_WEBHOOKS_CONSUMER_GROUP)."""
 # (topic, the service that consumes it under that consumer group)
 CONSUMERS = [
     (KEYS_COMMANDS, "keys"),
@@ -83,6 +85,7 @@ CONSUMERS = [
     (USAGE_RECORDS, LAST_USE_GROUP),
     (USAGE_RECORDS, LIMITS_GROUP),
     (USAGE_ALERTS, "audit"),
+    (USAGE_ALERTS, WEBHOOKS_GROUP),
     (USAGE_LIMITS, "audit"),
 ]
 
@@ -123,7 +126,7 @@ async def test_a_malformed_message_is_dead_lettered_and_consumption_goes_on(
     valid = await producer.send(topic, message.model_dump_json().encode(), key=b"valid")
 
     async def took_effect() -> bool:
-        if service == LAST_USE_GROUP:  # a record of no key it holds: read past, no effect
+        if service in (LAST_USE_GROUP, WEBHOOKS_GROUP):  # of nobody's: read past, no effect
             next_offset = await committed_offset(stack.kafka, service, topic, valid.partition)
             return next_offset is not None and next_offset > valid.offset
         if service == "audit":  # one audit record per source message, by its source id

@@ -94,6 +94,39 @@ class Backends:
     async def alerts(self, access_key: str, **filters: Any) -> dict[str, Any]:
         return await self._get("usage", f"{self.usage_url}/v1/alerts", access_key, filters)
 
+    async def webhooks(self, access_key: str) -> dict[str, Any]:
+        return await self._get("usage", f"{self.usage_url}/v1/webhooks", access_key, {})
+
+    async def webhook_deliveries(self, access_key: str, webhook_id: uuid.UUID) -> dict[str, Any]:
+        url = f"{self.usage_url}/v1/webhooks/{webhook_id}/deliveries"
+        return await self._get("usage", url, access_key, {"limit": 100})
+
+    async def create_webhook(self, access_key: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """The created webhook (its secret in it, shown once); BackendError (with the
+        usage service's message, e.g. why a URL is refused) otherwise."""
+        response = await self._change("POST", "/v1/webhooks", access_key, settings, 201)
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def delete_webhook(self, access_key: str, webhook_id: uuid.UUID) -> None:
+        await self._change("DELETE", f"/v1/webhooks/{webhook_id}", access_key, None, 204)
+
+    async def _change(
+        self, method: str, path: str, access_key: str, body: dict[str, Any] | None, ok: int
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {access_key}"}
+        try:
+            response = await self._http().request(
+                method, f"{self.usage_url}{path}", json=body, headers=headers
+            )
+        except httpx.HTTPError as error:
+            raise BackendError(
+                f"The usage service did not answer ({type(error).__name__})."
+            ) from None
+        if response.status_code != ok:
+            raise BackendError(_error_text(response), response.status_code)
+        return response
+
 
 def _query(params: dict[str, Any]) -> dict[str, Any]:
     """The query string's values: times in ISO 8601, filters not set left out."""
@@ -102,6 +135,14 @@ def _query(params: dict[str, Any]) -> dict[str, Any]:
         for k, v in params.items()
         if v not in (None, "")
     }
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The refusal's own message (for a person), else the status."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"The usage service answered {response.status_code}."
 
 
 def _message(response: httpx.Response) -> str:

@@ -33,3 +33,9 @@ LIMIT_STATE_CHANGES = Counter(
 LIMIT_STATES_PUBLISHED = Counter(
     "instagen_usage_limit_states_published_total", "Limit states sent to usage.limits"
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "instagen_usage_webhook_attempts_total", "Webhook delivery attempts, by outcome", ["outcome"]
+)
+WEBHOOKS_DISABLED = Counter(
+    "instagen_usage_webhooks_disabled_total", "Webhooks disabled after failing for too long"
+)

@@ -11,6 +11,7 @@ from services.keys.console.pages import (
     new_key,
     sign_in,
     usage,
+    webhooks,
 )
 
 ROUTERS = (
@@ -22,5 +23,6 @@ ROUTERS = (
     key_status.router,
     key_secret.router,
     usage.router,
+    webhooks.router,
     audit.router,
 )
