@@ -23,6 +23,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from bench.scratch_topic import scratch_topic
 from contracts import Actor, KeyCreated, KeyCreatedData, KeyDisabled, KeyDisabledData
 from devstack import services as devstack_services
 from devstack import stack as devstack_stack
@@ -98,8 +99,13 @@ class UsageProcess:
 async def usage_process(
     kafka: str, records_topic: str, events_topic: str, log: Path, **env: str
 ) -> AsyncIterator[UsageProcess]:
-    """A usage service on a free port with its own database, group and topics."""
-    async with scratch_database() as database:
+    """A usage service on a free port with its own database, group and topics: its limit
+    states go to a scratch topic unless `env` names one (on the stack's `usage.limits`
+    they would outlive the run, and every keys instance would read them at start)."""
+    async with (
+        scratch_database() as database,
+        scratch_topic(kafka, "bench.usage.limits", 3) as limits_topic,
+    ):
         port = free_port()
         group = f"bench-usage-{uuid.uuid4().hex[:8]}"
         environment = devstack_services.service_env(kafka, server_url(), "usage")
@@ -110,6 +116,7 @@ async def usage_process(
             USAGE_RECORDS_TOPIC=records_topic,
             USAGE_KEYS_EVENTS_TOPIC=events_topic,
             USAGE_LIMITS_CONSUMER_GROUP=f"bench-usage-limits-{uuid.uuid4().hex[:8]}",
+            USAGE_LIMITS_TOPIC=limits_topic,
             LOG_LEVEL="WARNING",
         )
         environment.update(env)
