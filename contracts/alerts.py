@@ -23,6 +23,8 @@ AlertKind = Literal[
     "unused_key",
     "key_reported_leaked",
     "canary_key_used",
+    "key_expiring",
+    "grace_period_ending",
 ]
 Severity = Literal["info", "warning", "critical"]
 

@@ -20,6 +20,7 @@ from services.usage.app.limit_counter import LimitCounter
 from services.usage.app.limit_publisher import LimitPublisher
 from services.usage.app.outbox import Outbox
 from services.usage.app.unused import find_unused_keys
+from services.usage.app.warnings import warn_of_deadlines
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
 from services.usage.entrypoints.limits import limit_subscription
@@ -72,6 +73,7 @@ def build(settings: UsageSettings) -> FastAPI:
         dedup_memory_ids=settings.usage_dedup_memory_ids,
         on_alerts=outbox.nudge,
         limits=limits,
+        key_expiring_days=settings.usage_key_expiring_days,
     )
     ingestor = Ingestor(ctx)
     callers = CallerDirectory(settings.keys_service_url, ttl=settings.usage_caller_cache_seconds)
@@ -93,6 +95,12 @@ def build(settings: UsageSettings) -> FastAPI:
             "unused-keys", settings.usage_unused_key_scan_seconds, lambda: find_unused_keys(ctx)
         ),
     ]
+    deadlines = Periodic(
+        "deadline-warnings",
+        settings.usage_warning_scan_seconds,
+        lambda: warn_of_deadlines(ctx, ctx.key_expiring_days),
+    )
+    workers.append(deadlines)
 
     async def start() -> None:
         await callers.start()
@@ -100,6 +108,7 @@ def build(settings: UsageSettings) -> FastAPI:
         publisher.start()
         for worker in workers:
             worker.start()
+        deadlines.nudge()  # a scan at start: a restart never waits a whole interval
 
     async def stop() -> None:
         for worker in workers:

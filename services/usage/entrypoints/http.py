@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.usage.entrypoints.api import alerts, usage
+from services.usage.entrypoints.api import alert_settings, alerts, usage
 
 api_router = APIRouter()
-for resource in (usage, alerts):
+for resource in (usage, alerts, alert_settings):
     api_router.include_router(resource.router)

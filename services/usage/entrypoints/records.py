@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -39,6 +39,8 @@ _TIME_TEXT: Final = (
 _TIME: Final = re.compile(rf"{_TIME_TEXT}\Z")
 _TIMES: Final = re.compile(rf"(?:{_TIME_TEXT}\n)*{_TIME_TEXT}")
 _FINITE: Final = sys.float_info.max
+PREVIOUS: Final = "previous"
+"""A record's `secret` when the request presented a rotated-out secret."""
 
 
 class UsageWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -58,6 +60,7 @@ class UsageWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     latency_ms: Annotated[float, msgspec.Meta(ge=0, le=_FINITE)]
     user_agent: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     model: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    secret: Literal["current", "previous"] | None = None
 
 
 _DECODER: Final = msgspec.json.Decoder(UsageWire)
@@ -86,6 +89,7 @@ def from_contract(record: UsageRecord) -> Request:
         float(record.latency_ms),
         record.user_agent,
         record.endpoint,
+        record.secret == PREVIOUS,
     )
 
 
@@ -155,6 +159,7 @@ def _request(w: UsageWire, checked: bool) -> Request | None:
     return Request(
         record_id, key_id, account_id, at, int(at // 60), network, w.status_code,
         w.tokens_in, w.tokens_out, float(w.latency_ms), user_agent, w.endpoint,
+        w.secret == PREVIOUS,
     )  # fmt: skip
 
 
