@@ -7,9 +7,11 @@ processes and the Python gateway library) once its clients have been quiet for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,13 @@ from tests.support.accounts import Account
 from tests.support.audit import audit_get
 from tests.support.keys_processes import another_keys_instance
 from tests.support.stack import Stack
-from tests.support.usage import create_key, publish, scratch_topic, usage_instance
+from tests.support.usage import (
+    UsageInstance,
+    create_key,
+    publish,
+    scratch_topic,
+    usage_instance,
+)
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.stack
@@ -46,6 +54,23 @@ async def _wait_alerts(db: asyncpg.Connection, key_id: str, kind: str) -> list[d
     return await wait_until(raised, timeout=60, what=f"a {kind} alert for {key_id}")
 
 
+@contextlib.asynccontextmanager
+async def scanning_usage(
+    stack: Stack, log: Path
+) -> AsyncIterator[tuple[UsageInstance, str, asyncpg.Connection]]:
+    """A usage process of the test's own that looks for deadlines every second: the
+    instance, the records topic it reads, and a connection to its database."""
+    async with (
+        scratch_topic(stack.kafka, "usage.records.deadlines") as topic,
+        usage_instance(stack, log, topic, USAGE_WARNING_SCAN_SECONDS="1") as usage,
+    ):
+        conn = await asyncpg.connect(usage.database)
+        try:
+            yield usage, topic, conn
+        finally:
+            await conn.close()
+
+
 def _in(days: float) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
 
@@ -53,49 +78,40 @@ def _in(days: float) -> str:
 async def test_a_key_expiring_in_six_days_is_warned_about_once_whatever_the_restarts(
     stack: Stack, account: Account, api: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    async with (
-        scratch_topic(stack.kafka, "usage.records.expiry") as topic,
-        usage_instance(
-            stack, tmp_path / "usage.log", topic, USAGE_WARNING_SCAN_SECONDS="1"
-        ) as usage,
-    ):
-        conn = await asyncpg.connect(usage.database)
-        try:
-            six_days = await create_key(api, name="expires in 6 days", expires_at=_in(6))
-            [alert] = await _wait_alerts(conn, six_days["id"], "key_expiring")
-            assert alert["severity"] == "warning" and alert["expected"] == 7
-            assert alert["evidence"]["threshold_days"] == 7
-            assert 5.9 < alert["observed"] <= 6
-            assert six_days["id"] in alert["summary"]
+    async with scanning_usage(stack, tmp_path / "usage.log") as (usage, _, conn):
+        six_days = await create_key(api, name="expires in 6 days", expires_at=_in(6))
+        [alert] = await _wait_alerts(conn, six_days["id"], "key_expiring")
+        assert alert["severity"] == "warning" and alert["expected"] == 7
+        assert alert["evidence"]["threshold_days"] == 7
+        assert 5.9 < alert["observed"] <= 6
+        assert six_days["id"] in alert["summary"]
 
-            # Restarted (scans on start, finds the same warning): still one.
-            usage.kill()
-            usage.restart()
-            await usage.wait_ready()
-            # A key that expires within the day: its 1-day warning is a separate alert;
-            # once it is there, a scan after the restart has seen the first key again
-            # (every scan reads every key close to its expiry).
-            tomorrow = await create_key(api, name="expires tomorrow", expires_at=_in(0.5))
-            [last] = await _wait_alerts(conn, tomorrow["id"], "key_expiring")
-            assert last["expected"] == 1 and last["evidence"]["threshold_days"] == 1
-            assert len(await _alerts(conn, six_days["id"], "key_expiring")) == 1
-            assert len(await _alerts(conn, tomorrow["id"], "key_expiring")) == 1
+        # Restarted (scans on start, finds the same warning): still one.
+        usage.kill()
+        usage.restart()
+        await usage.wait_ready()
+        # A key that expires within the day: its 1-day warning is a separate alert;
+        # once it is there, a scan after the restart has seen the first key again
+        # (every scan reads every key close to its expiry).
+        tomorrow = await create_key(api, name="expires tomorrow", expires_at=_in(0.5))
+        [last] = await _wait_alerts(conn, tomorrow["id"], "key_expiring")
+        assert last["expected"] == 1 and last["evidence"]["threshold_days"] == 1
+        assert len(await _alerts(conn, six_days["id"], "key_expiring")) == 1
+        assert len(await _alerts(conn, tomorrow["id"], "key_expiring")) == 1
 
-            # Each account chooses its first warning's lead time (default 7 days).
-            async with account.client(usage.url) as on_usage:
-                answer = await on_usage.get("/v1/settings/alerts")
-                assert answer.json() == {"key_expiring_days": 7, "default": True}
-                changed = await on_usage.put("/v1/settings/alerts", json={"key_expiring_days": 10})
-                assert changed.status_code == 200, changed.text
-                refused = await on_usage.put("/v1/settings/alerts", json={"key_expiring_days": 0})
-                assert refused.status_code == 422
-                answer = await on_usage.get("/v1/settings/alerts")
-                assert answer.json() == {"key_expiring_days": 10, "default": False}
-            nine_days = await create_key(api, name="expires in 9 days", expires_at=_in(9))
-            [early] = await _wait_alerts(conn, nine_days["id"], "key_expiring")
-            assert early["evidence"]["threshold_days"] == 10
-        finally:
-            await conn.close()
+        # Each account chooses its first warning's lead time (default 7 days).
+        async with account.client(usage.url) as on_usage:
+            answer = await on_usage.get("/v1/settings/alerts")
+            assert answer.json() == {"key_expiring_days": 7, "default": True}
+            changed = await on_usage.put("/v1/settings/alerts", json={"key_expiring_days": 10})
+            assert changed.status_code == 200, changed.text
+            refused = await on_usage.put("/v1/settings/alerts", json={"key_expiring_days": 0})
+            assert refused.status_code == 422
+            answer = await on_usage.get("/v1/settings/alerts")
+            assert answer.json() == {"key_expiring_days": 10, "default": False}
+        nine_days = await create_key(api, name="expires in 9 days", expires_at=_in(9))
+        [early] = await _wait_alerts(conn, nine_days["id"], "key_expiring")
+        assert early["evidence"]["threshold_days"] == 10
 
 
 async def _verify(client: httpx.AsyncClient, secret: str) -> dict[str, Any]:
@@ -247,49 +263,40 @@ async def test_grace_ending_is_warned_about_only_while_the_old_secret_is_in_use(
     producer: KafkaProducer,
     tmp_path: Path,
 ) -> None:
-    async with (
-        scratch_topic(stack.kafka, "usage.records.grace") as topic,
-        usage_instance(
-            stack, tmp_path / "usage.log", topic, USAGE_WARNING_SCAN_SECONDS="1"
-        ) as usage,
-    ):
-        conn = await asyncpg.connect(usage.database)
-        try:
-            used, unused = [await create_key(api, name=n) for n in ("still used", "moved")]
-            for key in (used, unused):
-                answer = await api.post(
-                    f"/v1/keys/{key['id']}/rotate", json={"grace_period_seconds": 1800}
-                )
-                assert answer.status_code == 200, answer.text
-
-            async def rotation_known() -> bool:
-                ends = await conn.fetchval(
-                    "SELECT grace_period_ends_at FROM key_directory WHERE key_id = $1",
-                    uuid.UUID(unused["id"]),
-                )
-                return ends is not None
-
-            # Known before the old secret's use is sent: the scan that warns about the
-            # used key has seen the other one too.
-            await wait_until(rotation_known, timeout=60, what="the rotation in the directory")
-            old_use = UsageRecord(
-                record_id=uuid.uuid4(),
-                key_id=uuid.UUID(used["id"]),
-                account_id=account.id,
-                occurred_at=datetime.now(UTC),
-                source_ip="203.0.113.7",
-                endpoint="/v1/generate",
-                status_code=200,
-                tokens_in=1,
-                tokens_out=1,
-                latency_ms=1.0,
-                secret="previous",
+    async with scanning_usage(stack, tmp_path / "usage.log") as (_, topic, conn):
+        used, unused = [await create_key(api, name=n) for n in ("still used", "moved")]
+        for key in (used, unused):
+            answer = await api.post(
+                f"/v1/keys/{key['id']}/rotate", json={"grace_period_seconds": 1800}
             )
-            await publish(producer, [old_use], topic)
-            [alert] = await _wait_alerts(conn, used["id"], "grace_period_ending")
-            assert alert["severity"] == "warning"
-            assert alert["evidence"]["previous_secret_last_used_at"]
-            assert await _alerts(conn, unused["id"], "grace_period_ending") == []
-            assert len(await _alerts(conn, used["id"], "grace_period_ending")) == 1
-        finally:
-            await conn.close()
+            assert answer.status_code == 200, answer.text
+
+        async def rotation_known() -> bool:
+            ends = await conn.fetchval(
+                "SELECT grace_period_ends_at FROM key_directory WHERE key_id = $1",
+                uuid.UUID(unused["id"]),
+            )
+            return ends is not None
+
+        # Known before the old secret's use is sent: the scan that warns about the
+        # used key has seen the other one too.
+        await wait_until(rotation_known, timeout=60, what="the rotation in the directory")
+        old_use = UsageRecord(
+            record_id=uuid.uuid4(),
+            key_id=uuid.UUID(used["id"]),
+            account_id=account.id,
+            occurred_at=datetime.now(UTC),
+            source_ip="203.0.113.7",
+            endpoint="/v1/generate",
+            status_code=200,
+            tokens_in=1,
+            tokens_out=1,
+            latency_ms=1.0,
+            secret="previous",
+        )
+        await publish(producer, [old_use], topic)
+        [alert] = await _wait_alerts(conn, used["id"], "grace_period_ending")
+        assert alert["severity"] == "warning"
+        assert alert["evidence"]["previous_secret_last_used_at"]
+        assert await _alerts(conn, unused["id"], "grace_period_ending") == []
+        assert len(await _alerts(conn, used["id"], "grace_period_ending")) == 1
