@@ -249,6 +249,7 @@ async def test_quiet_seconds_need_a_grace_period(api: httpx.AsyncClient) -> None
         json={"grace_period_seconds": 0, "end_grace_when_quiet_seconds": 5},
     )
     assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "grace_period_required"
     answer = await api.post(
         f"/v1/keys/{created['id']}/rotate",
         json={"grace_period_seconds": 60, "end_grace_when_quiet_seconds": 0},

@@ -15,6 +15,7 @@ from instagen_gateway.verifier import _digest, _Entry
 
 from contracts import Actor
 from services.keys.app.activity import Use, latest_uses
+from services.keys.domain.errors import GraceRequired
 from services.keys.domain.key import AccessKey, evolve
 from services.keys.domain.recorded import Change, RecordedEvent
 
@@ -91,7 +92,7 @@ def test_it_never_ends_after_the_grace_period_nor_twice_nor_without_being_asked(
 
 
 def test_a_rotation_that_asks_for_quiet_needs_a_grace_period() -> None:
-    with pytest.raises(ValueError, match="needs a grace period"):
+    with pytest.raises(GraceRequired):
         _rotated(grace=timedelta(0)).rotate("ig_live_Qq11", b"x", None, T0, QUIET)
 
 

@@ -255,7 +255,7 @@ async def rotate(
         tools.hasher.digest(secret.plaintext),
         grace_end,
         meta.occurred_at,
-        end_grace_when_quiet_seconds if grace_end else None,
+        end_grace_when_quiet_seconds,
     )
     outcome = await _apply(tx, key, change, meta)
     await tx.seal(key_id, tools.vault.seal(key_id, secret.plaintext))

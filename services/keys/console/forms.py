@@ -145,7 +145,7 @@ def quiet_seconds(values: dict[str, Any], grace: int) -> int | None:
     quiet = one(values, "end_grace_when_quiet_seconds")
     if quiet not in {value for value, _ in QUIET_CHOICES}:
         raise ApiError(422, "invalid", "Choose one of the times offered.")
-    return int(quiet) if quiet and grace else None
+    return int(quiet) if quiet and grace else None  # no grace period: nothing to end early
 
 
 def field_errors(invalid: ValidationError) -> dict[str, str]:

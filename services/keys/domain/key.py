@@ -130,6 +130,11 @@ class AccessKey:
         end_grace_when_quiet_seconds: int | None = None,
     ) -> Change:
         self._require_changeable(now)
+        if end_grace_when_quiet_seconds is not None and grace_period_ends_at is None:
+            raise errors.GraceRequired(
+                "end_grace_when_quiet_seconds ends a grace period early: give the rotation"
+                " one (grace_period_seconds > 0)."
+            )
         data = KeyRotatedData(
             prefix=prefix,
             previous_prefix=self.prefix,

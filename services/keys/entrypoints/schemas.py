@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, KeyStatus, Reason, TokenBudget
-from contracts.base import Text, UtcDatetime, Whole
+from contracts.base import NOT_A_BOOL, Text, UtcDatetime, Whole
 from contracts.commands import MAX_GRACE_PERIOD_SECONDS
 from contracts.limits import LimitName
 from contracts.usage import SecretMatched
@@ -113,6 +113,9 @@ class ReasonBody(Body):
     reason: Reason | None = None
 
 
+QuietSeconds = Annotated[int, Field(ge=1, le=MAX_GRACE_PERIOD_SECONDS), NOT_A_BOOL]
+
+
 class RotateBody(Body):
     grace_period_seconds: Whole = Field(
         0,
@@ -120,20 +123,13 @@ class RotateBody(Body):
         le=MAX_GRACE_PERIOD_SECONDS,
         description="How long the previous secret keeps working (0: refused at once).",
     )
-    end_grace_when_quiet_seconds: Whole | None = Field(
+    end_grace_when_quiet_seconds: QuietSeconds | None = Field(
         None,
-        ge=1,
-        le=MAX_GRACE_PERIOD_SECONDS,
         description="End the grace period early, once no verification has matched the"
         " previous secret for this many seconds (on any verifier); never later than the"
-        " grace period's end. Needs grace_period_seconds > 0.",
+        " grace period's end. Needs grace_period_seconds > 0 (else 422"
+        " grace_period_required).",
     )
-
-    @model_validator(mode="after")
-    def _quiet_needs_grace(self) -> RotateBody:
-        if self.end_grace_when_quiet_seconds is not None and self.grace_period_seconds == 0:
-            raise ValueError("end_grace_when_quiet_seconds needs grace_period_seconds > 0")
-        return self
 
     @property
     def asks(self) -> str:

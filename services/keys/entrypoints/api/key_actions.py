@@ -65,7 +65,12 @@ async def enable_key(
     responses=problems(
         *AUTHENTICATED,
         NOT_FOUND,
-        *refusals(*CHANGE_REFUSED, errors.AlreadyDone, errors.IdempotencyKeyReused),
+        *refusals(
+            *CHANGE_REFUSED,
+            errors.AlreadyDone,
+            errors.IdempotencyKeyReused,
+            errors.GraceRequired,
+        ),
         refusal(400, "Several Idempotency-Key headers.", "bad_request"),
     ),
 )

@@ -3,9 +3,12 @@ expires its first `key_expiring` warning is raised; the second is always 1 day b
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.base import NOT_A_BOOL
 from servicekit.openapi import AUTHENTICATED, problems
 from services.usage.adapters import grace_store
 from services.usage.entrypoints.dependencies import Context, Manager
@@ -16,9 +19,7 @@ router = APIRouter(prefix="/v1/settings", tags=["settings"])
 class AlertSettingsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key_expiring_days: int = Field(
-        ge=1,
-        le=365,
+    key_expiring_days: Annotated[int, Field(ge=1, le=365), NOT_A_BOOL] = Field(
         description="Days before a key's expires_at its key_expiring warning is raised (a"
         " second one follows 1 day before).",
     )
