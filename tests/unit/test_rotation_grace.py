@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from instagen_gateway import Verifier as GatewayVerifier
-from instagen_gateway.verifier import _digest, _Entry
+from instagen_gateway.verifier import _digest, _Entry, _valid_for
 
 from contracts import Actor
 from services.keys.app.activity import Use, latest_uses
@@ -121,3 +121,12 @@ def test_the_library_refuses_an_old_secret_from_the_event_that_ends_its_grace() 
     old = library.verify_cached("ig_live_old")
     assert old is not None and old.code == "revoked"
     assert library.verify_cached("ig_live_new") is None  # asked again, still valid there
+
+
+def test_the_library_serves_an_old_secret_no_longer_than_its_grace_period() -> None:
+    ends = datetime.now(UTC) + timedelta(seconds=5)
+    answer = {"code": "valid", "secret": "previous", "valid_until": ends.isoformat()}
+    assert 4 < _valid_for(answer) <= 5
+    assert _valid_for({"code": "valid", "secret": "current"}) == float("inf")
+    past = answer | {"valid_until": (ends - timedelta(minutes=1)).isoformat()}
+    assert _valid_for(past) == 0

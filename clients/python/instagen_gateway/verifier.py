@@ -247,12 +247,12 @@ class Verifier:
         fresh_for = self.ttl if known else self.negative_ttl
         if answer["code"] in _LIMIT_CODES:  # asked again when the window ends, if sooner
             fresh_for = min(self.negative_ttl, float(answer.get("retry_after_seconds") or 0))
-        fresh_for = _fresh_for(answer, fresh_for)
+        valid_for = _valid_for(answer)  # a rotated-out secret: not past its grace end
         configured = {k: int(v["limit"]) for k, v in (answer.get("limits") or {}).items()}
         fresh = _Entry(
             answer,
-            now + fresh_for,
-            now + fresh_for + self.stale_for,
+            now + min(fresh_for, valid_for),
+            now + min(fresh_for + self.stale_for, valid_for),
             asked_for=source_ip,
             configured=configured,
             plain=_base_verdict(answer, "valid")
@@ -361,13 +361,13 @@ def _previous(entry: _Entry) -> bool:
     return entry.answer.get("secret") == "previous"
 
 
-def _fresh_for(answer: dict[str, Any], fresh_for: float) -> float:
-    """How long an answer may be served: not past a rotated-out secret's grace end."""
+def _valid_for(answer: dict[str, Any]) -> float:
+    """Seconds an answer may be served at most, fresh or stale: a rotated-out secret's
+    (``valid_until``) not past the end of its grace period; others without end."""
     valid_until = answer.get("valid_until")
     if not valid_until:
-        return fresh_for
-    left = datetime.fromisoformat(str(valid_until)).timestamp() - time.time()
-    return max(0.0, min(fresh_for, left))
+        return math.inf
+    return max(0.0, datetime.fromisoformat(str(valid_until)).timestamp() - time.time())
 
 
 def _network_allows(networks: list[str], source_ip: str | None) -> bool:
