@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -41,6 +41,7 @@ _TIMES: Final = re.compile(rf"(?:{_TIME_TEXT}\n)*{_TIME_TEXT}")
 _FINITE: Final = sys.float_info.max
 PREVIOUS: Final = "previous"
 """A record's `secret` when the request presented a rotated-out secret."""
+_SECRETS: Final = frozenset({None, "current", PREVIOUS})
 
 
 class UsageWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -60,7 +61,9 @@ class UsageWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     latency_ms: Annotated[float, msgspec.Meta(ge=0, le=_FINITE)]
     user_agent: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     model: Annotated[str, msgspec.Meta(max_length=100)] | None = None
-    secret: Literal["current", "previous"] | None = None
+    secret: str | None = None
+    """current or previous (checked in `_request`: a msgspec Literal here cost ~3 us a
+    record in the ingest benchmark)."""
 
 
 _DECODER: Final = msgspec.json.Decoder(UsageWire)
@@ -147,6 +150,7 @@ def _request(w: UsageWire, checked: bool) -> Request | None:
         and "\x00" not in w.endpoint
         and (user_agent is None or "\x00" not in user_agent)
         and (model is None or "\x00" not in model)
+        and w.secret in _SECRETS
     ):
         return None
     try:
