@@ -23,6 +23,8 @@ AlertKind = Literal[
     "unused_key",
     "key_reported_leaked",
     "canary_key_used",
+    "key_expiring",
+    "grace_period_ending",
     # Not about a key: a webhook of the account was disabled (docs/webhooks.md); its
     # key_id is the webhook's id.
     "webhook_disabled",

@@ -94,6 +94,19 @@ class RotateKeyData(ContractModel):
         le=MAX_GRACE_PERIOD_SECONDS,
         description="How long the old secret keeps working (0..30 days); 0 ends it now.",
     )
+    end_grace_when_quiet_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_GRACE_PERIOD_SECONDS,
+        description="End the grace period early once no verification has matched the old"
+        " secret for this many seconds (never later than the grace period's end).",
+    )
+
+    @model_validator(mode="after")
+    def _quiet_needs_grace(self) -> RotateKeyData:
+        if self.end_grace_when_quiet_seconds is not None and self.grace_period_seconds == 0:
+            raise ValueError("end_grace_when_quiet_seconds needs grace_period_seconds > 0")
+        return self
 
 
 class ReportLeakedKeyData(ContractModel):

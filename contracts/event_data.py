@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_serializer, model_validator
 from contracts.base import ContractModel, UtcDatetime
 from contracts.keys import (
     PATCHABLE_FIELDS,
+    GraceEndReason,
     KeyAttributes,
     KeyPrefix,
     LeakAction,
@@ -97,12 +98,40 @@ class KeyRotatedData(ContractModel):
     grace_period_ends_at: UtcDatetime | None = Field(
         default=None, description="Until when the old secret still verifies; null: not at all."
     )
+    end_grace_when_quiet_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="The grace period ends early once no verification has matched the old"
+        " secret for this long (KeyGracePeriodEnded); null: it runs to grace_period_ends_at.",
+    )
 
     @model_validator(mode="after")
     def _new_prefix(self) -> KeyRotatedData:
         if self.prefix == self.previous_prefix:
             raise ValueError("a rotation must produce a new prefix")
+        if self.end_grace_when_quiet_seconds is not None and self.grace_period_ends_at is None:
+            raise ValueError("end_grace_when_quiet_seconds needs a grace period")
         return self
+
+
+class KeyGracePeriodEndedData(ContractModel):
+    """The old secret of a rotation stopped working before grace_period_ends_at, and why."""
+
+    reason: GraceEndReason = Field(
+        description="old_secret_quiet: no verification matched the old secret for"
+        " quiet_seconds (the rotation's end_grace_when_quiet_seconds)."
+    )
+    ended_at: UtcDatetime = Field(description="When the old secret stopped verifying.")
+    last_used_at: UtcDatetime | None = Field(
+        default=None,
+        description="The old secret's last use after the rotation, across every verifier;"
+        " null: not used since the rotation.",
+    )
+    quiet_seconds: int = Field(ge=1, description="The quiet time the rotation asked for.")
+    previous_prefix: KeyPrefix = Field(description="Display start of the secret that stopped.")
+    grace_period_ends_at: UtcDatetime = Field(
+        description="When the grace period would have ended otherwise (after ended_at)."
+    )
 
 
 class KeyRevealedData(ContractModel):

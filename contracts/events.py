@@ -26,6 +26,7 @@ from contracts.event_data import (
     KeyDisabledData,
     KeyEnabledData,
     KeyExpiredData,
+    KeyGracePeriodEndedData,
     KeyReportedLeakedData,
     KeyRevealedData,
     KeyRevokedData,
@@ -137,6 +138,14 @@ class KeyReportedLeaked(EventEnvelope):
     data: KeyReportedLeakedData
 
 
+class KeyGracePeriodEnded(EventEnvelope):
+    """A rotation's old secret stopped verifying before its grace period's end; the reason
+    says why (its clients had moved to the new secret)."""
+
+    event_type: Literal["KeyGracePeriodEnded"] = "KeyGracePeriodEnded"
+    data: KeyGracePeriodEndedData
+
+
 Event = Annotated[
     KeyCreated
     | KeyUpdated
@@ -146,7 +155,8 @@ Event = Annotated[
     | KeyRevealed
     | KeyRevoked
     | KeyExpired
-    | KeyReportedLeaked,
+    | KeyReportedLeaked
+    | KeyGracePeriodEnded,
     Field(discriminator="event_type"),
 ]
 # The title names the union in error messages instead of a generated "tagged-union[...]".
@@ -161,6 +171,7 @@ EVENT_TYPES: Final = (
     "KeyRevoked",
     "KeyExpired",
     "KeyReportedLeaked",
+    "KeyGracePeriodEnded",
 )
 
 

@@ -33,6 +33,7 @@ from contracts.event_data import (
     KeyDisabledData,
     KeyEnabledData,
     KeyExpiredData,
+    KeyGracePeriodEndedData,
     KeyReportedLeakedData,
     KeyRevealedData,
     KeyRevokedData,
@@ -45,6 +46,7 @@ from contracts.events import (
     KeyDisabled,
     KeyEnabled,
     KeyExpired,
+    KeyGracePeriodEnded,
     KeyReportedLeaked,
     KeyRevealed,
     KeyRevoked,
@@ -72,7 +74,7 @@ def example_events(
     *, key_id: UUID | None = None, account_id: str = "demo", first_position: int = 1
 ) -> list[Event]:
     """A key's whole life, one event of each type: created ... reported leaked (and so
-    disabled) ... expired, then revoked."""
+    disabled) ... rotated, its old secret's grace ended once quiet ... expired, revoked."""
     key_id = key_id or uuid4()
     payloads: list[tuple[type[Event], ContractModel]] = [
         (
@@ -121,6 +123,18 @@ def example_events(
                 prefix="ig_test_Zx9q",
                 previous_prefix="ig_test_Ab3d",
                 grace_period_ends_at=BASE_TIME + timedelta(hours=1),
+                end_grace_when_quiet_seconds=30,
+            ),
+        ),
+        (
+            KeyGracePeriodEnded,
+            KeyGracePeriodEndedData(
+                reason="old_secret_quiet",
+                ended_at=BASE_TIME + timedelta(minutes=7),
+                last_used_at=BASE_TIME + timedelta(minutes=6, seconds=20),
+                quiet_seconds=30,
+                previous_prefix="ig_test_Ab3d",
+                grace_period_ends_at=BASE_TIME + timedelta(hours=1),
             ),
         ),
         (KeyRevealed, KeyRevealedData()),
@@ -160,7 +174,7 @@ def example_commands(*, key_id: UUID | None = None, account_id: str = "demo") ->
         RotateKey(
             command_id=uuid4(),
             key_id=key_id,
-            data=RotateKeyData(grace_period_seconds=3600),
+            data=RotateKeyData(grace_period_seconds=3600, end_grace_when_quiet_seconds=300),
             **common,
         ),
         ReportLeakedKey(

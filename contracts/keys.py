@@ -87,6 +87,8 @@ LeakUrl = Annotated[Text, Field(min_length=1, max_length=2000)]
 """Where the leaked secret was found (a commit, a paste), as the reporter gave it."""
 LeakAction = Literal["quarantined", "revoked", "none"]
 """What a report did: disabled with reason ``reported_leaked``, revoked, or nothing more."""
+GraceEndReason = Literal["old_secret_quiet"]
+"""Why a rotation's grace period ended before grace_period_ends_at (KeyGracePeriodEnded)."""
 QUARANTINE_REASON: Final = "reported_leaked"
 """The reason of the KeyDisabled that quarantines a key reported leaked."""
 

@@ -7,7 +7,7 @@ it does not (no request body, no secret).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 from uuid import UUID, uuid4, uuid5
 
 from pydantic import Field
@@ -15,6 +15,9 @@ from pydantic import Field
 from contracts.base import AccountId, ContractModel, IpAddress, Text, UtcDatetime
 
 MAX_TOKENS: Final = 2**53  # stays exact in every JSON reader, including JavaScript's
+SecretMatched = Literal["current", "previous"]
+"""Which secret of a key a verification matched: the current one, or the one a rotation
+replaced, while its grace period lasts."""
 
 
 class UsageRecord(ContractModel):
@@ -38,6 +41,12 @@ class UsageRecord(ContractModel):
     tokens_in: int = Field(ge=0, le=MAX_TOKENS, description="Prompt tokens consumed.")
     tokens_out: int = Field(ge=0, le=MAX_TOKENS, description="Output tokens produced.")
     latency_ms: float = Field(ge=0, description="Time to serve the request, in milliseconds.")
+    secret: SecretMatched | None = Field(
+        default=None,
+        description="Which of the key's secrets the request presented: previous for a"
+        " rotated-out secret in its grace period (the verify answer says which); null:"
+        " not told (read as current).",
+    )
 
 
 REFUSED_STATUSES: Final = frozenset({401, 403})

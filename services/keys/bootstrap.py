@@ -21,6 +21,7 @@ from services.keys.adapters.publisher import EventPublisher, Nudger
 from services.keys.app.activity import LastUsedTracker, RefusalReporter
 from services.keys.app.context import KeysContext
 from services.keys.app.expiry import expire_due_keys
+from services.keys.app.grace import end_quiet_grace_periods
 from services.keys.app.leaks import PublicReports
 from services.keys.app.limit_book import LimitBook
 from services.keys.app.unit_of_work import KeysUnitOfWork
@@ -84,6 +85,10 @@ def build(settings: KeysSettings) -> FastAPI:
         return runtime.pool
 
     uow = KeysUnitOfWork(pool)
+    # When each rotated-out secret in its grace period was last presented here.
+    previous_uses = LastUsedTracker(
+        lambda latest: queries.record_previous_secret_used(pool(), latest)
+    )
     verifier = Verifier(
         tools.hasher,
         lambda digest: queries.find_secret(pool(), digest),
@@ -91,6 +96,7 @@ def build(settings: KeysSettings) -> FastAPI:
         negative_ttl=settings.keys_negative_cache_seconds,
         max_entries=settings.keys_cache_max_entries,
         enabled=settings.keys_verify_cache_enabled,
+        on_previous_secret=lambda known: previous_uses.touch(known.key_id, known.account_id),
     )
     reporter = RefusalReporter(
         runtime.writes(
@@ -138,6 +144,12 @@ def build(settings: KeysSettings) -> FastAPI:
     workers = [
         Periodic("refusal-reporter", 0.2, reporter.flush),
         Periodic("last-used-tracker", 5.0, tracker.flush),
+        Periodic("previous-secret-uses", 0.5, previous_uses.flush),
+        Periodic(
+            "grace-scheduler",
+            settings.keys_grace_interval_seconds,
+            end_quiet_grace_periods(uow, pool, previous_uses),
+        ),
         Periodic("public-leak-reports", 0.2, leaks.public.drain),
         Periodic(
             "expiry-scheduler", settings.keys_expiry_interval_seconds, expire_due_keys(uow, pool)
@@ -157,7 +169,7 @@ def build(settings: KeysSettings) -> FastAPI:
 
     async def stop_workers() -> None:
         for worker in workers:
-            await worker.stop(final_run=worker.name != "expiry-scheduler")
+            await worker.stop(final_run=worker.name not in ("expiry-scheduler", "grace-scheduler"))
         await publisher.stop()
 
     browser_console = console(settings, ctx)

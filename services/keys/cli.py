@@ -22,7 +22,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from contracts import ALL_PLATFORM_SCOPES, LIMIT_NAMES, Actor, KeyAttributes, KeyPatch
+from contracts import (
+    ALL_PLATFORM_SCOPES,
+    LIMIT_NAMES,
+    Actor,
+    KeyAttributes,
+    KeyPatch,
+    RotateKeyData,
+)
 from servicekit import db
 from servicekit.settings import load_settings
 from services.keys.adapters import projections, queries
@@ -264,13 +271,31 @@ def enable(
 
 @app.command()
 def rotate(
-    key_id: uuid.UUID, account: Account, grace_period_seconds: int = 0, as_json: AsJson = False
+    key_id: uuid.UUID,
+    account: Account,
+    grace_period_seconds: int = 0,
+    end_grace_when_quiet_seconds: int | None = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Give the key a new secret (printed); the old one works until the grace period ends."""
+    """Give the key a new secret (printed); the old one works until the grace period ends
+    (or, with --end-grace-when-quiet-seconds, once nobody used it for that long)."""
+    checked = _checked(
+        RotateKeyData,
+        {
+            "grace_period_seconds": grace_period_seconds,
+            "end_grace_when_quiet_seconds": end_grace_when_quiet_seconds,
+        },
+    )
     _show(
         _run(
             lambda tx, tools, meta: use_cases.rotate(
-                tx, tools, account, key_id, grace_period_seconds, meta
+                tx,
+                tools,
+                account,
+                key_id,
+                checked.grace_period_seconds,
+                meta,
+                checked.end_grace_when_quiet_seconds,
             )
         ),
         as_json,

@@ -44,6 +44,13 @@ class KeysSettings(ServiceSettings):
     keys_expiry_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the scheduler looks for keys whose time is up."
     )
+    keys_grace_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the scheduler looks for rotations whose old secret has been"
+        " quiet for their end_grace_when_quiet_seconds (then ends the grace period).",
+    )
     keys_audit_url: str = Field(
         default_factory=lambda: _local_url("AUDIT_HTTP_PORT", 8001),
         pattern=r"^https?://[^\s]+$",

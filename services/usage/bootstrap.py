@@ -22,6 +22,7 @@ from services.usage.app.unused import find_unused_keys
 from services.usage.app.webhook_delivery import DeliveryPolicy, WebhookDeliverer
 from services.usage.app.webhook_registry import WebhookRegistry
 from services.usage.domain.webhooks import Backoff
+from services.usage.app.warnings import warn_of_deadlines
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
 from services.usage.entrypoints.limits import limit_subscription
@@ -75,6 +76,7 @@ def build(settings: UsageSettings) -> FastAPI:
         dedup_memory_ids=settings.usage_dedup_memory_ids,
         on_alerts=outbox.nudge,
         limits=limits,
+        key_expiring_days=settings.usage_key_expiring_days,
     )
     ingestor = Ingestor(ctx)
     callers = CallerDirectory(settings.keys_service_url, ttl=settings.usage_caller_cache_seconds)
@@ -110,6 +112,12 @@ def build(settings: UsageSettings) -> FastAPI:
             "unused-keys", settings.usage_unused_key_scan_seconds, lambda: find_unused_keys(ctx)
         ),
     ]
+    deadlines = Periodic(
+        "deadline-warnings",
+        settings.usage_warning_scan_seconds,
+        lambda: warn_of_deadlines(ctx, ctx.key_expiring_days),
+    )
+    workers.append(deadlines)
 
     async def start() -> None:
         await callers.start()
@@ -118,6 +126,7 @@ def build(settings: UsageSettings) -> FastAPI:
         deliverer.start()
         for worker in workers:
             worker.start()
+        deadlines.nudge()  # a scan at start: a restart never waits a whole interval
 
     async def stop() -> None:
         for worker in workers:

@@ -93,6 +93,19 @@ class UsageSettings(ServiceSettings):
     usage_disabled_grace_seconds: float = Field(5.0, ge=0)
     usage_unused_key_days: float = Field(30.0, gt=0)
     usage_unused_key_scan_seconds: float = Field(3600.0, gt=0)
+    usage_key_expiring_days: int = Field(
+        7,
+        ge=1,
+        le=365,
+        description="Days before expires_at a key_expiring warning is raised (then again 1 day"
+        " before), for an account that set none (PUT /v1/settings/alerts).",
+    )
+    usage_warning_scan_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often expiring keys and ending grace periods are looked for (and once"
+        " at start).",
+    )
     usage_cooldown_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
 
     # --- webhooks (docs/webhooks.md) ------------------------------------------------------

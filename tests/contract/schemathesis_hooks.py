@@ -22,6 +22,9 @@ RULES_NO_SCHEMA_CAN_STATE: Final = {
     # A network's arithmetic: its numbers in range, no host bits under its prefix, no two
     # that are the same network (198.51.100.7, 198.51.100.7/32); the pattern states the characters.
     "allowed_cidrs_invalid",
+    # A rotation that ends its grace period early needs one (grace_period_seconds > 0):
+    # a rule between two fields, each of which may be sent alone.
+    "grace_period_required",
 }
 ACCEPTING: Final = {401, 403, 404, 409, 429}
 """Answers that are no refusal of the data: whose key, which resource, what state, how often."""

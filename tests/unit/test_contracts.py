@@ -49,6 +49,7 @@ from contracts import (
     KeyDisabledData,
     KeyEnabledData,
     KeyExpiredData,
+    KeyGracePeriodEndedData,
     KeyPatch,
     KeyReportedLeakedData,
     KeyRevealedData,
@@ -157,11 +158,23 @@ def differs_from(old: Any) -> Callable[[Any], bool]:
 @st.composite
 def rotations(draw: st.DrawFn) -> KeyRotatedData:
     prefix = draw(prefixes)
+    grace_end = draw(st.none() | times)
     return KeyRotatedData(
         prefix=prefix,
         previous_prefix=draw(prefixes.filter(lambda p: p != prefix)),
-        grace_period_ends_at=draw(st.none() | times),
+        grace_period_ends_at=grace_end,
+        end_grace_when_quiet_seconds=None if grace_end is None else draw(quiet_seconds),
     )
+
+
+quiet_seconds = st.none() | st.integers(1, MAX_GRACE_PERIOD_SECONDS)
+
+
+@st.composite
+def rotate_commands(draw: st.DrawFn) -> RotateKeyData:
+    grace = draw(st.integers(0, MAX_GRACE_PERIOD_SECONDS))
+    quiet = None if grace == 0 else draw(quiet_seconds)
+    return RotateKeyData(grace_period_seconds=grace, end_grace_when_quiet_seconds=quiet)
 
 
 EVENT_DATA: dict[str, st.SearchStrategy[ContractModel]] = {
@@ -179,15 +192,22 @@ EVENT_DATA: dict[str, st.SearchStrategy[ContractModel]] = {
         url=leak_urls,
         action=st.sampled_from(["quarantined", "revoked", "none"]),
     ),
+    "KeyGracePeriodEnded": st.builds(
+        KeyGracePeriodEndedData,
+        reason=st.just("old_secret_quiet"),
+        ended_at=times,
+        last_used_at=st.none() | times,
+        quiet_seconds=st.integers(1, MAX_GRACE_PERIOD_SECONDS),
+        previous_prefix=prefixes,
+        grace_period_ends_at=times,
+    ),
 }
 COMMAND_DATA: dict[str, st.SearchStrategy[ContractModel]] = {
     "CreateKey": st.builds(KeyAttributes, **attributes),
     "UpdateKey": patches(),
     "DisableKey": st.builds(DisableKeyData, reason=reasons),
     "EnableKey": st.builds(EnableKeyData, reason=st.none() | reasons),
-    "RotateKey": st.builds(
-        RotateKeyData, grace_period_seconds=st.integers(0, MAX_GRACE_PERIOD_SECONDS)
-    ),
+    "RotateKey": rotate_commands(),
     "RevokeKey": st.builds(RevokeKeyData, reason=st.none() | reasons),
     "ReportLeakedKey": st.builds(ReportLeakedKeyData, source=leak_sources, url=leak_urls),
 }

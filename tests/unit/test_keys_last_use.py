@@ -26,7 +26,9 @@ T0 = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
 
 def contract_view(raw: bytes) -> Use:
     record = UsageRecord.model_validate_json(raw)
-    return Use(str(record.key_id), record.account_id, record.occurred_at, record.status_code)
+    return Use(
+        str(record.key_id), record.account_id, record.occurred_at, record.status_code, record.secret
+    )
 
 
 def test_a_plain_record_takes_the_fast_path_and_reads_as_the_contract_does() -> None:

@@ -145,7 +145,7 @@ _UUIDS = st.uuids().map(str)
 _TIMES = st.datetimes(
     min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
 )
-_OPTIONAL = ("user_agent", "model")
+_OPTIONAL = ("user_agent", "model", "secret")
 _CANONICAL_SHAPES: dict[str, st.SearchStrategy[Any]] = {
     "record_id": _UUIDS,
     "key_id": _UUIDS,
@@ -163,6 +163,7 @@ _CANONICAL_SHAPES: dict[str, st.SearchStrategy[Any]] = {
     "endpoint": st.one_of(st.sampled_from(["/v1/generate", "/v1/images"]), st.text(max_size=205)),
     "user_agent": st.one_of(st.none(), st.text(max_size=505)),
     "model": st.one_of(st.none(), st.text(max_size=105)),
+    "secret": st.one_of(st.none(), st.sampled_from(["current", "previous", "old", ""])),
     "status_code": st.one_of(st.integers(100, 599), st.integers(min_value=0, max_value=1000)),
     "tokens_in": st.integers(min_value=-2, max_value=2**53 + 2),
     "tokens_out": st.integers(min_value=-2, max_value=2**53 + 2),

@@ -98,6 +98,7 @@ class GatewayMiddleware:
                     tokens_out=int(used.get("tokens_out", 0)),
                     user_agent=headers.get("user-agent"),
                     model=used.get("model"),
+                    secret=verdict.secret,
                 )
 
 

@@ -19,6 +19,8 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 
 USAGE_RECORDS: Final = "usage.records"
+CURRENT: Final = "current"
+"""The secret a verdict names for a key's current secret: left out of the record."""
 RECORD_NAMESPACE: Final = uuid.UUID("5b0c9f62-8a4e-5d7e-9a51-6a1f0f3a2b10")
 """uuid5 namespace of record ids made from request ids that are not UUIDs themselves."""
 
@@ -96,8 +98,11 @@ class UsageReporter:
         user_agent: str | None = None,
         model: str | None = None,
         occurred_at: datetime | None = None,
+        secret: str | None = None,
     ) -> bool:
-        """Queue one record; False when the queue is full and the record was dropped."""
+        """Queue one record; False when the queue is full and the record was dropped.
+        ``secret``: the verdict's (``previous`` for a rotated-out secret in its grace
+        period, which keeps that grace going while clients still present it)."""
         at = (occurred_at or datetime.now(UTC)).astimezone(UTC)
         record: dict[str, Any] = {
             "record_id": record_id_for(request_id),
@@ -113,6 +118,8 @@ class UsageReporter:
             "tokens_out": tokens_out,
             "latency_ms": round(max(0.0, latency_ms), 3),
         }
+        if secret is not None and secret != CURRENT:
+            record["secret"] = secret
         try:
             self._queue.put_nowait((key_id.encode(), json.dumps(record).encode()))
         except asyncio.QueueFull:

@@ -45,6 +45,9 @@ class Verdict:
     """Each limit of an allowed key: ``{"limit", "remaining", "reset_at"}``."""
     retry_after_seconds: int | None = None
     reset_at: str | None = None
+    secret: str | None = None
+    """Which of the key's secrets was presented: current, or previous (the one a rotation
+    replaced, while its grace period lasts); report it with the request's usage."""
 
     @property
     def valid(self) -> bool:

@@ -24,6 +24,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import httpx
@@ -43,6 +44,9 @@ REFUSING_EVENTS: Final[dict[str, str]] = {
     "KeyExpired": "expired",
 }
 """Events after which a key is refused at once, before the key service is asked again."""
+OLD_SECRET_ENDING_EVENTS: Final = frozenset({"KeyGracePeriodEnded"})
+"""Events after which a rotated-out secret (an answer with ``secret: previous``) is refused
+at once: its grace period ended early (its clients had moved to the new secret)."""
 _LIMIT_CODES: Final = ("rate_limited", "budget_exhausted")
 """Refusals the key service decides from usage.limits: cached no longer than their window."""
 
@@ -211,7 +215,13 @@ class Verifier:
             )
         self.limits.admit(key_id, entry.configured)
         return Verdict(
-            "valid", base.key_id, base.account_id, base.environment, base.scopes, decision.limits
+            "valid",
+            base.key_id,
+            base.account_id,
+            base.environment,
+            base.scopes,
+            decision.limits,
+            secret=base.secret,
         )
 
     async def _entry(
@@ -237,11 +247,12 @@ class Verifier:
         fresh_for = self.ttl if known else self.negative_ttl
         if answer["code"] in _LIMIT_CODES:  # asked again when the window ends, if sooner
             fresh_for = min(self.negative_ttl, float(answer.get("retry_after_seconds") or 0))
+        valid_for = _valid_for(answer)  # a rotated-out secret: not past its grace end
         configured = {k: int(v["limit"]) for k, v in (answer.get("limits") or {}).items()}
         fresh = _Entry(
             answer,
-            now + fresh_for,
-            now + fresh_for + self.stale_for,
+            now + min(fresh_for, valid_for),
+            now + min(fresh_for + self.stale_for, valid_for),
             asked_for=source_ip,
             configured=configured,
             plain=_base_verdict(answer, "valid")
@@ -309,7 +320,8 @@ class Verifier:
         digests = self._by_key.get(str(event["key_id"]))
         if not digests:
             return
-        refused_as = REFUSING_EVENTS.get(str(event.get("event_type")))
+        event_type = str(event.get("event_type"))
+        refused_as = REFUSING_EVENTS.get(event_type)
         for digest in digests:
             entry = self._entries.get(digest)
             if entry is None:
@@ -317,6 +329,11 @@ class Verifier:
             entry.fresh_until = 0.0  # ask again on the next request
             if refused_as is not None:
                 entry.refused_as = refused_as
+            elif (
+                event_type in OLD_SECRET_ENDING_EVENTS and entry.answer.get("secret") == "previous"
+            ):
+                entry.refused_as = "revoked"  # the old secret's grace period is over
+                entry.usable_until = 0.0
             elif event.get("event_type") == "KeyEnabled":
                 entry.refused_as = None
 
@@ -335,7 +352,22 @@ def _base_verdict(answer: dict[str, Any], code: str) -> Verdict:
         tuple(answer.get("scopes") or ()),
         retry_after_seconds=answer.get("retry_after_seconds"),
         reset_at=answer.get("reset_at"),
+        secret=answer.get("secret"),
     )
+
+
+def _previous(entry: _Entry) -> bool:
+    """The answer was about a rotated-out secret (in its grace period then)."""
+    return entry.answer.get("secret") == "previous"
+
+
+def _valid_for(answer: dict[str, Any]) -> float:
+    """Seconds an answer may be served at most, fresh or stale: a rotated-out secret's
+    (``valid_until``) not past the end of its grace period; others without end."""
+    valid_until = answer.get("valid_until")
+    if not valid_until:
+        return math.inf
+    return max(0.0, datetime.fromisoformat(str(valid_until)).timestamp() - time.time())
 
 
 def _network_allows(networks: list[str], source_ip: str | None) -> bool:

@@ -23,6 +23,7 @@ EVENT_ACTIONS: Final = {
     "KeyRevoked": "key.revoked",
     "KeyExpired": "key.expired",
     "KeyReportedLeaked": "key.reported_leaked",
+    "KeyGracePeriodEnded": "key.grace_period_ended",
 }
 LIMIT_ACTIONS: Final = ("limit.rate_limited", "limit.budget_exhausted", "limit.cleared")
 """Changes of a key's limit state (domain/limits.py)."""

@@ -17,9 +17,10 @@ _UPSERT_STATE = """
 INSERT INTO key_state (key_id, account_id, name, description, environment, scopes,
     rate_limit_per_hour, expires_at, prefix, status, disabled_reason, grace_period_ends_at,
     created_at, updated_at, version, rate_limit_per_minute, rate_limit_per_day,
-    token_budget_tokens, token_budget_period, allowed_cidrs)
+    token_budget_tokens, token_budget_period, allowed_cidrs, rotated_at, previous_prefix,
+    end_grace_when_quiet_seconds)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-    $20)
+    $20, $21, $22, $23)
 ON CONFLICT (key_id) DO UPDATE SET
     name = EXCLUDED.name, description = EXCLUDED.description, scopes = EXCLUDED.scopes,
     rate_limit_per_hour = EXCLUDED.rate_limit_per_hour, expires_at = EXCLUDED.expires_at,
@@ -31,7 +32,9 @@ ON CONFLICT (key_id) DO UPDATE SET
     rate_limit_per_day = EXCLUDED.rate_limit_per_day,
     token_budget_tokens = EXCLUDED.token_budget_tokens,
     token_budget_period = EXCLUDED.token_budget_period,
-    allowed_cidrs = EXCLUDED.allowed_cidrs
+    allowed_cidrs = EXCLUDED.allowed_cidrs,
+    rotated_at = EXCLUDED.rotated_at, previous_prefix = EXCLUDED.previous_prefix,
+    end_grace_when_quiet_seconds = EXCLUDED.end_grace_when_quiet_seconds
 """
 # Leak reports and canaries (migration 010): one statement of their own beside the upsert.
 _LEAK_COLUMNS = """
@@ -63,6 +66,9 @@ def state_upsert(state: AccessKey) -> tuple[str, tuple[Any, ...]]:
         state.token_budget.tokens if state.token_budget else None,
         state.token_budget.period if state.token_budget else None,
         list(state.allowed_cidrs),
+        state.rotated_at,
+        state.previous_prefix,
+        state.end_grace_when_quiet_seconds,
     )
 
 
@@ -94,6 +100,13 @@ async def project(
             "UPDATE key_lookup SET valid_until = $2 WHERE key_id = $1 AND valid_until IS NULL",
             state.key_id,
             state.grace_period_ends_at or event.occurred_at,
+        )
+    if event.event_type == "KeyGracePeriodEnded":
+        # Every secret still in its grace period stops verifying now (the current has none).
+        await conn.execute(
+            "UPDATE key_lookup SET valid_until = $2 WHERE key_id = $1 AND valid_until > $2",
+            state.key_id,
+            state.grace_period_ends_at,
         )
     if event.secret_hash is not None:
         await conn.execute(

@@ -22,6 +22,7 @@ _KEY_COLUMNS = (
     " k.rate_limit_per_hour, k.expires_at, k.prefix, k.status, k.disabled_reason,"
     " k.grace_period_ends_at, k.created_at, k.updated_at, k.version, u.last_used_at,"
     " k.canary, k.leak_source, k.leak_url, k.leak_action, k.leak_reported_at,"
+    " k.rotated_at, k.previous_prefix, k.end_grace_when_quiet_seconds,"
     f" {_LIMIT_COLUMNS}"
 )
 
@@ -50,6 +51,9 @@ def key_from_row(row: Any) -> AccessKey:
         rate_limit_per_day=row["rate_limit_per_day"],
         token_budget=_token_budget(row),
         allowed_cidrs=tuple(row["allowed_cidrs"]),
+        rotated_at=row["rotated_at"],
+        previous_prefix=row["previous_prefix"],
+        end_grace_when_quiet_seconds=row["end_grace_when_quiet_seconds"],
     )
 
 
@@ -160,14 +164,51 @@ async def due_to_expire(pool: Any, now: datetime, limit: int = 200) -> list[uuid
     return [r["key_id"] for r in rows]
 
 
+async def quiet_old_secrets(
+    pool: Any, now: datetime, limit: int = 200
+) -> list[tuple[uuid.UUID, datetime | None]]:
+    """Keys in a grace period that ends when quiet whose old secret has been quiet long
+    enough by the stored last uses: (key_id, the old secret's last use or None)."""
+    rows = await pool.fetch(
+        "SELECT k.key_id, p.last_used_at FROM key_state k"
+        " LEFT JOIN previous_secret_last_used p USING (key_id)"
+        " WHERE k.end_grace_when_quiet_seconds IS NOT NULL AND k.grace_period_ends_at > $1"
+        " AND k.status IN ('active', 'disabled')"
+        " AND greatest(k.rotated_at, p.last_used_at)"
+        "  + make_interval(secs => k.end_grace_when_quiet_seconds) <= $1"
+        " ORDER BY k.grace_period_ends_at LIMIT $2",
+        now,
+        limit,
+    )
+    return [(r["key_id"], r["last_used_at"]) for r in rows]
+
+
+async def previous_secret_last_used(conn: Any, key_id: uuid.UUID) -> datetime | None:
+    value: datetime | None = await conn.fetchval(
+        "SELECT last_used_at FROM previous_secret_last_used WHERE key_id = $1", key_id
+    )
+    return value
+
+
+async def record_previous_secret_used(
+    pool: Any, latest: Mapping[tuple[str, str], datetime]
+) -> None:
+    """As `record_last_used`, for the secret a rotation replaced (while in its grace)."""
+    await _move_forward(pool, "previous_secret_last_used", latest)
+
+
 async def record_last_used(pool: Any, latest: Mapping[tuple[str, str], datetime]) -> None:
     """Move each key's last use forward to `latest` in one statement: never back (a replay
     or a late record changes nothing), never past now (a gateway's clock running ahead),
     and only for a key of the account the use names (other ids are not ours to mark)."""
+    await _move_forward(pool, "key_last_used", latest)
+
+
+async def _move_forward(pool: Any, table: str, latest: Mapping[tuple[str, str], datetime]) -> None:
     if not latest:
         return
     await pool.execute(
-        "INSERT INTO key_last_used AS u (key_id, last_used_at)"
+        f"INSERT INTO {table} AS u (key_id, last_used_at)"
         " SELECT s.key_id, least(max(s.at), now())"
         " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS s(key_id, account_id, at)"
         " JOIN key_state k ON k.key_id = s.key_id AND k.account_id = s.account_id"

@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from contracts import UsageRecord
 from contracts.usage import REFUSED_STATUSES
@@ -25,12 +25,23 @@ from servicekit.runtime import Topic
 from services.keys.app.verification import KnownSecret
 
 log = get_logger(__name__)
+PREVIOUS: Final = "previous"
+"""A usage record's `secret` for a rotated-out secret (contracts.usage.SecretMatched)."""
 UNKNOWN_SOURCE_IP = "0.0.0.0"  # noqa: S104 - a placeholder address in a record, not a bind
 Attempt = tuple[
-    uuid.UUID, str, float, str | None, str | None, str | None, int, str | None, uuid.UUID | None
+    uuid.UUID,
+    str,
+    float,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    str | None,
+    uuid.UUID | None,
+    bool,
 ]
 """A decision as noted: key id, account, epoch time, address, user agent, endpoint, status,
-model, record id (None: a new one)."""
+model, record id (None: a new one), whether the secret was a rotated-out one."""
 
 
 class RefusalReporter:
@@ -69,12 +80,13 @@ class RefusalReporter:
                 status_code,
                 model,
                 record_id,
+                known.previous,
             )
         )
 
     def _records(self) -> None:
         while self._attempts:
-            key_id, account_id, at, source_ip, agent, endpoint, status, model, record_id = (
+            key_id, account_id, at, source_ip, agent, endpoint, status, model, record_id, old = (
                 self._attempts.popleft()
             )
             self._buffer.append(
@@ -91,6 +103,7 @@ class RefusalReporter:
                     tokens_in=0,
                     tokens_out=0,
                     latency_ms=0.0,
+                    secret=PREVIOUS if old else None,
                 )
             )
 
@@ -128,6 +141,8 @@ class Use(NamedTuple):
     account_id: str
     at: datetime
     status_code: int
+    secret: str | None = None
+    """previous: the request presented the secret a rotation replaced (contracts.usage)."""
 
 
 LastUses = Mapping[tuple[str, str], datetime]
@@ -135,11 +150,14 @@ LastUses = Mapping[tuple[str, str], datetime]
 SaveLastUses = Callable[[LastUses], Awaitable[None]]
 
 
-def latest_uses(uses: Iterable[Use]) -> dict[tuple[str, str], datetime]:
-    """A batch of records folded into the latest use per key; refusals do not count."""
+def latest_uses(
+    uses: Iterable[Use], previous_secret: bool = False
+) -> dict[tuple[str, str], datetime]:
+    """A batch of records folded into the latest use per key; refusals do not count.
+    `previous_secret`: only the uses of a rotated-out secret (in its grace period)."""
     latest: dict[tuple[str, str], datetime] = {}
-    for key_id, account_id, at, status in uses:
-        if status in REFUSED_STATUSES:
+    for key_id, account_id, at, status, matched in uses:
+        if status in REFUSED_STATUSES or (previous_secret and matched != PREVIOUS):
             continue
         seen = latest.get((key_id, account_id))
         if seen is None or at > seen:

@@ -52,8 +52,15 @@ async def _dispatch(  # noqa: PLR0911 - one branch per command type
     if isinstance(command, EnableKey):
         return await use_cases.enable(tx, account, key_id, command.data.reason, meta)
     if isinstance(command, RotateKey):
+        rotation = command.data
         return await use_cases.rotate(
-            tx, tools, account, key_id, command.data.grace_period_seconds, meta
+            tx,
+            tools,
+            account,
+            key_id,
+            rotation.grace_period_seconds,
+            meta,
+            rotation.end_grace_when_quiet_seconds,
         )
     if isinstance(command, RevokeKey):
         return await use_cases.revoke(tx, account, key_id, command.data.reason, meta)

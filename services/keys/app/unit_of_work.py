@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -54,6 +55,11 @@ class KeysTransaction:
     async def replay(self, key_id: uuid.UUID) -> AccessKey | None:
         """The key's state folded from its events (the source of truth), for checks."""
         return replay(await event_store.stream(self.conn, key_id))
+
+    async def previous_secret_last_used(self, key_id: uuid.UUID) -> datetime | None:
+        """The last use of the secret the key's latest rotation replaced, as stored by
+        every verifier (app/grace.py)."""
+        return await queries.previous_secret_last_used(self.conn, key_id)
 
     async def append(
         self,

@@ -243,6 +243,7 @@ async def rotate(
     key_id: uuid.UUID,
     grace_period_seconds: int,
     meta: Meta,
+    end_grace_when_quiet_seconds: int | None = None,
 ) -> Outcome:
     key = await owned_key(tx, account_id, key_id)
     secret = generate_secret(key.environment)
@@ -250,7 +251,11 @@ async def rotate(
         meta.occurred_at + timedelta(seconds=grace_period_seconds) if grace_period_seconds else None
     )
     change = key.rotate(
-        secret.prefix, tools.hasher.digest(secret.plaintext), grace_end, meta.occurred_at
+        secret.prefix,
+        tools.hasher.digest(secret.plaintext),
+        grace_end,
+        meta.occurred_at,
+        end_grace_when_quiet_seconds,
     )
     outcome = await _apply(tx, key, change, meta)
     await tx.seal(key_id, tools.vault.seal(key_id, secret.plaintext))
@@ -311,6 +316,20 @@ async def rotate_and_enable(
     rotated = await rotate(tx, tools, account_id, key_id, 0, meta)
     enabled = await enable(tx, account_id, key_id, "the leaked secret was rotated out", meta)
     return Outcome(enabled.key, [*rotated.events, *enabled.events], rotated.secret)
+
+
+async def end_grace_if_quiet(tx: KeysTransaction, key_id: uuid.UUID, meta: Meta) -> Outcome | None:
+    """KeyGracePeriodEnded when the old secret of the key's rotation has been quiet long
+    enough by its last use across every verifier (stored, read in this transaction);
+    nothing otherwise, so a repeat (another process, a retry) appends nothing."""
+    key = await tx.load(key_id)
+    if key is None:
+        return None
+    last_used_at = await tx.previous_secret_last_used(key_id)
+    change = key.end_grace_if_quiet(last_used_at, meta.occurred_at)
+    if change is None:
+        return None
+    return await _apply(tx, key, change, meta)
 
 
 async def expire(tx: KeysTransaction, key_id: uuid.UUID, meta: Meta) -> Outcome | None:

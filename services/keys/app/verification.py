@@ -65,6 +65,11 @@ class KnownSecret:
     """A decoy: refused exactly as an unknown secret, and every use reported."""
     limits: KeyLimits = NO_LIMITS
 
+    @property
+    def previous(self) -> bool:
+        """The secret a rotation replaced (still verifying while its grace period lasts)."""
+        return self.valid_until is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -123,6 +128,7 @@ class Verifier:
         negative_ttl: float,
         max_entries: int,
         enabled: bool = True,
+        on_previous_secret: Callable[[KnownSecret], None] = lambda known: None,
     ) -> None:
         self._hasher = hasher
         self._lookup = lookup
@@ -130,6 +136,9 @@ class Verifier:
         self._negative_ttl = negative_ttl
         self._max = max_entries
         self.enabled = enabled
+        self._on_previous_secret = on_previous_secret
+        """Told of each presentation of a rotated-out secret in its grace period, so the
+        grace can end once the old secret is quiet (app/grace.py)."""
         self._known: OrderedDict[bytes, tuple[float, KnownSecret]] = OrderedDict()
         self._unknown: OrderedDict[bytes, float] = OrderedDict()
         self._by_key: dict[uuid.UUID, set[bytes]] = {}
@@ -141,7 +150,10 @@ class Verifier:
             return Verdict("malformed")
         if found is None:
             return Verdict("not_found")
-        return Verdict(judge(found, datetime.now(UTC)), found)
+        now = datetime.now(UTC)
+        if found.valid_until is not None and found.valid_until > now and not found.canary:
+            self._on_previous_secret(found)
+        return Verdict(judge(found, now), found)
 
     async def find(self, secret: str) -> KnownSecret | None:
         """The key of a well-formed secret, through the cache; a malformed one is never

@@ -19,6 +19,8 @@ from services.keys.console.sessions import ConsoleSecrets
 
 GRACE_CHOICES = (("0", "None: refuse the old secret at once"), ("3600", "1 hour"),
                  ("86400", "24 hours"), ("604800", "7 days"))  # fmt: skip
+QUIET_CHOICES = (("", "Never: keep it to the end"), ("300", "5 minutes"), ("3600", "1 hour"))
+"""When a rotation's grace period may end early: once the old secret was unused this long."""
 
 
 class FormInvalid(Exception):
@@ -135,6 +137,15 @@ def grace_seconds(values: dict[str, Any]) -> int:
     if grace not in {value for value, _ in GRACE_CHOICES}:
         raise ApiError(422, "invalid", "Choose one of the grace periods offered.")
     return int(grace)
+
+
+def quiet_seconds(values: dict[str, Any], grace: int) -> int | None:
+    """After how long unused the previous secret stops early (docs/rotation.md): one of
+    the choices offered, and only with a grace period."""
+    quiet = one(values, "end_grace_when_quiet_seconds")
+    if quiet not in {value for value, _ in QUIET_CHOICES}:
+        raise ApiError(422, "invalid", "Choose one of the times offered.")
+    return int(quiet) if quiet and grace else None  # no grace period: nothing to end early
 
 
 def field_errors(invalid: ValidationError) -> dict[str, str]:

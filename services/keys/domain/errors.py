@@ -55,6 +55,12 @@ class ExpiryInPast(DomainError):
     code = "expires_at_in_past"
 
 
+class GraceRequired(DomainError):
+    """A rotation asked to end its grace period early, but gave it none."""
+
+    code = "grace_period_required"
+
+
 class VersionConflict(DomainError):
     code = "version_conflict"
 

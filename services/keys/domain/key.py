@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +22,7 @@ from contracts import (
     KeyDisabledData,
     KeyEnabledData,
     KeyExpiredData,
+    KeyGracePeriodEndedData,
     KeyPatch,
     KeyReportedLeakedData,
     KeyRevealedData,
@@ -62,6 +63,10 @@ class AccessKey:
     token_budget: TokenBudget | None = None
     allowed_cidrs: tuple[str, ...] = ()
     """Canonical networks (contracts.limits); empty: anywhere."""
+    rotated_at: datetime | None = None
+    previous_prefix: str | None = None
+    end_grace_when_quiet_seconds: int | None = None
+    """Set while a rotation's grace may still end early (cleared when it has ended)."""
 
     @property
     def quarantined(self) -> bool:
@@ -117,13 +122,63 @@ class AccessKey:
         return Change("KeyEnabled", KeyEnabledData(reason=reason))
 
     def rotate(
-        self, prefix: str, secret_hash: bytes, grace_period_ends_at: datetime | None, now: datetime
+        self,
+        prefix: str,
+        secret_hash: bytes,
+        grace_period_ends_at: datetime | None,
+        now: datetime,
+        end_grace_when_quiet_seconds: int | None = None,
     ) -> Change:
         self._require_changeable(now)
+        if end_grace_when_quiet_seconds is not None and grace_period_ends_at is None:
+            raise errors.GraceRequired(
+                "end_grace_when_quiet_seconds ends a grace period early: give the rotation"
+                " one (grace_period_seconds > 0)."
+            )
         data = KeyRotatedData(
-            prefix=prefix, previous_prefix=self.prefix, grace_period_ends_at=grace_period_ends_at
+            prefix=prefix,
+            previous_prefix=self.prefix,
+            grace_period_ends_at=grace_period_ends_at,
+            end_grace_when_quiet_seconds=end_grace_when_quiet_seconds,
         )
         return Change("KeyRotated", data, secret_hash=secret_hash)
+
+    def in_grace(self, now: datetime) -> bool:
+        """The secret a rotation replaced still verifies."""
+        return (
+            self.status_at(now) in ("active", "disabled")
+            and self.grace_period_ends_at is not None
+            and self.grace_period_ends_at > now
+        )
+
+    def quiet_until(self, last_used_at: datetime | None) -> datetime | None:
+        """When the old secret will have been quiet long enough (counted from its last use
+        after the rotation, or from the rotation when it was not used since); None when
+        this grace period does not end early."""
+        quiet = self.end_grace_when_quiet_seconds
+        if quiet is None or self.rotated_at is None:
+            return None
+        since = self.rotated_at if last_used_at is None else max(last_used_at, self.rotated_at)
+        return since + timedelta(seconds=quiet)
+
+    def end_grace_if_quiet(self, last_used_at: datetime | None, now: datetime) -> Change | None:
+        """KeyGracePeriodEnded once the old secret has been quiet for the rotation's
+        end_grace_when_quiet_seconds; None while it is used, when the grace period is over
+        already (ended early, ran out, key revoked or expired) or does not end early."""
+        due, ends = self.quiet_until(last_used_at), self.grace_period_ends_at
+        if due is None or due > now or ends is None or not self.in_grace(now):
+            return None
+        if last_used_at is not None and self.rotated_at and last_used_at < self.rotated_at:
+            last_used_at = None  # a use of the secret before it was rotated out
+        data = KeyGracePeriodEndedData(
+            reason="old_secret_quiet",
+            ended_at=now,
+            last_used_at=last_used_at,
+            quiet_seconds=self.end_grace_when_quiet_seconds or 1,
+            previous_prefix=self.previous_prefix or self.prefix,
+            grace_period_ends_at=ends,
+        )
+        return Change("KeyGracePeriodEnded", data)
 
     def reveal(self) -> Change:
         if self.status == "revoked":
@@ -175,7 +230,9 @@ _LISTS = ("scopes", "allowed_cidrs")
 
 
 # --- folding ----------------------------------------------------------------------------
-def evolve(key: AccessKey | None, event: RecordedEvent) -> AccessKey:  # noqa: PLR0911 - one per type
+def evolve(  # noqa: PLR0911 - one per type
+    key: AccessKey | None, event: RecordedEvent
+) -> AccessKey:
     """The state after `event`. Data is trusted: it was validated when it was decided."""
     data = event.data
     common: dict[str, Any] = {"version": event.stream_version, "updated_at": event.occurred_at}
@@ -220,6 +277,18 @@ def evolve(key: AccessKey | None, event: RecordedEvent) -> AccessKey:  # noqa: P
             secret_hash=event.secret_hash,
             previous_secret_hash=key.secret_hash if rotated.grace_period_ends_at else None,
             grace_period_ends_at=rotated.grace_period_ends_at,
+            rotated_at=event.occurred_at,
+            previous_prefix=rotated.previous_prefix,
+            end_grace_when_quiet_seconds=rotated.end_grace_when_quiet_seconds,
+            **common,
+        )
+    if event.event_type == "KeyGracePeriodEnded":
+        ended = KeyGracePeriodEndedData.model_validate(data)
+        return dataclasses.replace(
+            key,
+            previous_secret_hash=None,
+            grace_period_ends_at=ended.ended_at,
+            end_grace_when_quiet_seconds=None,
             **common,
         )
     if event.event_type == "KeyRevealed":

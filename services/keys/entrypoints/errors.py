@@ -18,6 +18,7 @@ STATUS_OF_CODE: Final = {
     errors.NothingToChange.code: 409,
     errors.VersionConflict.code: 409,
     errors.ExpiryInPast.code: 422,
+    errors.GraceRequired.code: 422,
     errors.RevealDisabled.code: 403,
     errors.SecretUnavailable.code: 410,
     errors.InsufficientScope.code: 403,

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import USAGE_RECORDS, AccountId, UsageRecord, UtcDatetime
+from contracts.usage import SecretMatched
 from servicekit.consumer import Received, Subscription
 from services.keys.adapters import queries
 from services.keys.app.activity import Use, latest_uses
@@ -26,6 +27,7 @@ from services.keys.app.context import KeysContext
 
 GROUP_ID = "keys-last-used"
 _UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_SECRETS: Final = (None, "current", "previous")
 _TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)\Z")
 
 
@@ -38,6 +40,7 @@ class _UseFields(BaseModel):
     account_id: AccountId
     occurred_at: UtcDatetime
     status_code: int = Field(ge=100, le=599)
+    secret: SecretMatched | None = None
 
 
 def decode_use(raw: bytes) -> Use:
@@ -46,7 +49,9 @@ def decode_use(raw: bytes) -> Use:
     if fast is not None:
         return fast
     fields = _UseFields.model_validate_json(raw)  # the contract's verdict on the rest
-    return Use(str(fields.key_id), fields.account_id, fields.occurred_at, fields.status_code)
+    return Use(
+        str(fields.key_id), fields.account_id, fields.occurred_at, fields.status_code, fields.secret
+    )
 
 
 def _fast(raw: bytes) -> Use | None:
@@ -55,6 +60,7 @@ def _fast(raw: bytes) -> Use | None:
         d = orjson.loads(raw)
         key_id, account_id = d["key_id"], d["account_id"]
         occurred_at, status = d["occurred_at"], d["status_code"]
+        secret = d.get("secret")
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
     if not (
@@ -66,10 +72,11 @@ def _fast(raw: bytes) -> Use | None:
         and 100 <= status <= 599
         and type(occurred_at) is str
         and _TIME.match(occurred_at)
+        and secret in _SECRETS
     ):
         return None
     try:
-        return Use(key_id, account_id, datetime.fromisoformat(occurred_at), status)
+        return Use(key_id, account_id, datetime.fromisoformat(occurred_at), status, secret)
     except ValueError:
         return None  # e.g. a 31st of February: the contract says why
 
@@ -78,7 +85,10 @@ def last_use_subscription(ctx: KeysContext) -> Subscription[Use]:
     """A consumer group of its own: every record once, offsets committed after the write."""
 
     async def record(batch: list[Received[Use]]) -> None:
-        await queries.record_last_used(ctx.pool(), latest_uses(item.message for item in batch))
+        uses = [item.message for item in batch]
+        await queries.record_last_used(ctx.pool(), latest_uses(uses))
+        # A gateway's use of a rotated-out secret keeps its grace period going (app/grace.py).
+        await queries.record_previous_secret_used(ctx.pool(), latest_uses(uses, True))
 
     return Subscription(
         topic=USAGE_RECORDS,

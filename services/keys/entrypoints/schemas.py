@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, KeyStatus, Reason, TokenBudget
-from contracts.base import Text, UtcDatetime, Whole
+from contracts.base import NOT_A_BOOL, Text, UtcDatetime, Whole
 from contracts.commands import MAX_GRACE_PERIOD_SECONDS
 from contracts.limits import LimitName
+from contracts.usage import SecretMatched
 from services.keys.app.verification import Code
 from services.keys.domain.key import AccessKey
 from services.keys.domain.recorded import RecordedEvent
@@ -40,6 +41,11 @@ class KeyView(BaseModel):
     disabled_reason: str | None
     grace_period_ends_at: UtcDatetime | None = Field(
         description="Until when the secret before the last rotation is still accepted."
+    )
+    end_grace_when_quiet_seconds: int | None = Field(
+        None,
+        description="While set, the grace period ends early once the previous secret has not"
+        " been presented for this long (KeyGracePeriodEnded).",
     )
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -72,6 +78,7 @@ class KeyView(BaseModel):
             status=key.status_at(at or datetime.now(UTC)),
             disabled_reason=key.disabled_reason,
             grace_period_ends_at=key.grace_period_ends_at,
+            end_grace_when_quiet_seconds=key.end_grace_when_quiet_seconds,
             created_at=key.created_at,
             updated_at=key.updated_at,
             last_used_at=last_used_at,
@@ -106,6 +113,9 @@ class ReasonBody(Body):
     reason: Reason | None = None
 
 
+QuietSeconds = Annotated[int, Field(ge=1, le=MAX_GRACE_PERIOD_SECONDS), NOT_A_BOOL]
+
+
 class RotateBody(Body):
     grace_period_seconds: Whole = Field(
         0,
@@ -113,6 +123,19 @@ class RotateBody(Body):
         le=MAX_GRACE_PERIOD_SECONDS,
         description="How long the previous secret keeps working (0: refused at once).",
     )
+    end_grace_when_quiet_seconds: QuietSeconds | None = Field(
+        None,
+        description="End the grace period early, once no verification has matched the"
+        " previous secret for this many seconds (on any verifier); never later than the"
+        " grace period's end. Needs grace_period_seconds > 0 (else 422"
+        " grace_period_required).",
+    )
+
+    @property
+    def asks(self) -> str:
+        """The request's canonical form, for its Idempotency-Key."""
+        quiet = self.end_grace_when_quiet_seconds
+        return str(self.grace_period_seconds) + ("" if quiet is None else f" quiet {quiet}")
 
 
 class EventView(BaseModel):
@@ -206,6 +229,17 @@ class VerifyResponse(BaseModel):
     )
     reset_at: UtcDatetime | None = Field(
         None, description="With rate_limited or budget_exhausted: when that window ends."
+    )
+    secret: SecretMatched | None = Field(
+        None,
+        description="For a known key: which of its secrets was presented (previous: the one"
+        " a rotation replaced, in its grace period). A gateway puts previous on its usage"
+        " record (secret), so a rotation's grace can end once the old secret is quiet.",
+    )
+    valid_until: UtcDatetime | None = Field(
+        None,
+        description="With secret previous: when its grace period ends (a cached answer must"
+        " not outlive it).",
     )
 
 

@@ -122,7 +122,12 @@ async def decide(
         "scopes": list(known.scopes),
         "rate_limit_per_hour": known.rate_limit_per_hour,
         "allowed_cidrs": list(known.limits.cidrs),
+        # Which secret matched: a gateway marks its usage record of a request made with a
+        # rotated-out secret (secret: previous), so its grace can end once it is quiet.
+        "secret": "previous" if known.previous else "current",
     }
+    if known.valid_until is not None:
+        answer["valid_until"] = known.valid_until.isoformat().replace("+00:00", "Z")
     admission = verdict.admission
     if admission is not None and admission.refused is not None:
         answer["limit_name"] = admission.limit_name

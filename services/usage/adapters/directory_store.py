@@ -11,7 +11,8 @@ _COLUMNS = (
     "key_id::text, account_id, name, environment, rate_limit_per_hour, status,"
     " extract(epoch FROM status_since)::float8, previous_status,"
     " extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8, version,"
-    " rate_limit_per_minute, rate_limit_per_day, token_budget, token_budget_period, canary"
+    " rate_limit_per_minute, rate_limit_per_day, token_budget, token_budget_period, canary,"
+    " extract(epoch FROM rotated_at)::float8, extract(epoch FROM grace_period_ends_at)::float8"
 )
 
 
@@ -42,12 +43,15 @@ async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
     await conn.execute(
         "INSERT INTO key_directory (key_id, account_id, name, environment, rate_limit_per_hour,"
         " status, status_since, previous_status, created_at, expires_at, version, updated_at,"
-        " rate_limit_per_minute, rate_limit_per_day, token_budget, token_budget_period, canary)"
+        " rate_limit_per_minute, rate_limit_per_day, token_budget, token_budget_period, canary,"
+        " rotated_at, grace_period_ends_at)"
         " SELECT k, a, n, e, r, s, to_timestamp(ss), ps, to_timestamp(c), to_timestamp(x), v,"
-        " now(), rm, rd, tb, tp, cn FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+        " now(), rm, rd, tb, tp, cn, to_timestamp(ra), to_timestamp(ge)"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
         " $5::bigint[], $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[],"
-        " $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::boolean[])"
-        " AS u(k, a, n, e, r, s, ss, ps, c, x, v, rm, rd, tb, tp, cn)"
+        " $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::boolean[],"
+        " $17::float8[], $18::float8[])"
+        " AS u(k, a, n, e, r, s, ss, ps, c, x, v, rm, rd, tb, tp, cn, ra, ge)"
         " ON CONFLICT (key_id) DO UPDATE SET account_id = EXCLUDED.account_id,"
         " name = EXCLUDED.name, environment = EXCLUDED.environment,"
         " rate_limit_per_hour = EXCLUDED.rate_limit_per_hour, status = EXCLUDED.status,"
@@ -57,7 +61,8 @@ async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
         " rate_limit_per_minute = EXCLUDED.rate_limit_per_minute,"
         " rate_limit_per_day = EXCLUDED.rate_limit_per_day,"
         " token_budget = EXCLUDED.token_budget, token_budget_period = EXCLUDED.token_budget_period,"
-        " canary = EXCLUDED.canary"
+        " canary = EXCLUDED.canary, rotated_at = EXCLUDED.rotated_at,"
+        " grace_period_ends_at = EXCLUDED.grace_period_ends_at"
         " WHERE key_directory.version < EXCLUDED.version",
         [k.key_id for k in keys],
         [k.account_id for k in keys],
@@ -75,6 +80,8 @@ async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
         [k.token_budget for k in keys],
         [k.token_budget_period for k in keys],
         [k.canary for k in keys],
+        [k.rotated_at for k in keys],
+        [k.grace_period_ends_at for k in keys],
     )
 
 

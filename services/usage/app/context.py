@@ -30,3 +30,5 @@ class UsageContext:
     """Called after a commit that stored new alerts (wakes the outbox)."""
     limits: LimitCounter | None = None
     """The limit counter, re-evaluating a key whose limits a key event changes."""
+    key_expiring_days: int = 7
+    """key_expiring lead time of an account that set none (USAGE_KEY_EXPIRING_DAYS)."""

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
-from services.usage.adapters import activity_store, usage_store
+from services.usage.adapters import activity_store, grace_store, usage_store
 from services.usage.app.alerting import record_findings
 from services.usage.app.context import UsageContext
 from services.usage.app.metrics import CACHED_KEYS, RECORDS_COUNTED, RECORDS_DUPLICATE
@@ -33,6 +33,7 @@ from services.usage.domain import lifecycle
 from services.usage.domain.activity import KeyActivity
 from services.usage.domain.detectors import Finding
 from services.usage.domain.requests import Request, roll_up
+from services.usage.domain.warnings import previous_secret_uses
 
 T = TypeVar("T")
 Ranges = dict[tuple[str, int], tuple[int, int]]
@@ -114,6 +115,7 @@ class Ingestor:
 
                 await _meanwhile(usage_store.add_rollups(conn, rollups), observe)
                 await activity_store.save_activity(conn, list(states.values()))
+                await grace_store.record_previous_secret_uses(conn, previous_secret_uses(fresh))
                 alerts = await record_findings(conn, findings, directory, ctx.policy)
             for state in states.values():
                 state.new_networks = None

@@ -101,6 +101,21 @@ def _canary(f: Finding, key: str) -> str:
     )
 
 
+def _expiring(f: Finding, key: str) -> str:
+    return (
+        f"{key} expires at {f.evidence.get('expires_at')} (in {f.observed} days): give its"
+        " clients a new key, or move its expires_at if it should keep working."
+    )
+
+
+def _grace(f: Finding, key: str) -> str:
+    return (
+        f"The old secret of {key} stops working at {f.evidence.get('grace_period_ends_at')}"
+        f" but was still used at {f.evidence.get('previous_secret_last_used_at')}: move the"
+        " clients that still send it to the new secret now."
+    )
+
+
 SUMMARIES: dict[str, Callable[[Finding, str], str]] = {
     "volume_spike": _spike,
     "rate_limit_exceeded": _rate,
@@ -111,6 +126,8 @@ SUMMARIES: dict[str, Callable[[Finding, str], str]] = {
     "unused_key": _unused,
     "key_reported_leaked": _leak,
     "canary_key_used": _canary,
+    "key_expiring": _expiring,
+    "grace_period_ending": _grace,
 }
 
 

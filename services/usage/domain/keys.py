@@ -17,7 +17,9 @@ from contracts import (
     KeyDisabled,
     KeyEnabled,
     KeyExpired,
+    KeyGracePeriodEnded,
     KeyRevoked,
+    KeyRotated,
     KeyUpdated,
     TokenBudget,
 )
@@ -49,6 +51,9 @@ class KeyInfo:
     """day or month (contracts.TokenBudget), with token_budget."""
     canary: bool = False
     """A decoy key: every use of it is a critical alert (canary_key_used)."""
+    rotated_at: float | None = None
+    grace_period_ends_at: float | None = None
+    """Until when the secret the last rotation replaced still verifies; None: it does not."""
 
     @property
     def limits(self) -> KeyLimits:
@@ -130,6 +135,11 @@ def fold(current: KeyInfo | None, event: Event) -> KeyInfo | None:
             changes["name"] = after["name"]
         if "expires_at" in after:
             changes["expires_at"] = _epoch(after["expires_at"])
+    if isinstance(event, KeyRotated):
+        changes["rotated_at"] = at
+        changes["grace_period_ends_at"] = _epoch(event.data.grace_period_ends_at)
+    if isinstance(event, KeyGracePeriodEnded):
+        changes["grace_period_ends_at"] = None
     status = _status_after(event)
     if status is not None and status != base.status:
         changes.update(status=status, status_since=at, previous_status=base.status)

@@ -34,6 +34,8 @@ class Request(NamedTuple):
     user_agent: str | None = None
     """Kept for the canary detector's evidence; no other detector reads it."""
     endpoint: str | None = None
+    previous_secret: bool = False
+    """Made with the secret a rotation replaced (the record's `secret: previous`)."""
 
 
 def network_of(address: str) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.usage.entrypoints.api import alerts, usage, webhooks
+from services.usage.entrypoints.api import alert_settings, alerts, usage, webhooks
 
 api_router = APIRouter()
-for resource in (usage, alerts, webhooks):
+for resource in (usage, alerts, alert_settings, webhooks):
     api_router.include_router(resource.router)

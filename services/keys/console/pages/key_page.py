@@ -13,7 +13,7 @@ from services.keys.app import use_cases
 from services.keys.console.caller import ConsoleContext, KeyCaller, PostedOnKey
 from services.keys.console.chart import RANGES
 from services.keys.console.context import DONE_MESSAGES, KEYS_PAGE, back_to_key
-from services.keys.console.forms import GRACE_CHOICES, one, pinned_version
+from services.keys.console.forms import GRACE_CHOICES, QUIET_CHOICES, one, pinned_version
 from services.keys.console.reads import (
     key_history,
     key_limits,
@@ -47,6 +47,7 @@ async def key_page(
         limits=key_limits(console, usage.key),
         usage_error=usage.error, alerts=alerts["items"], alerts_error=alerts_error,
         ranges=list(RANGES), unused=unused(usage.key), grace_choices=GRACE_CHOICES,
+        quiet_choices=QUIET_CHOICES,
         reveal_enabled=console.config.reveal_enabled, notice=DONE_MESSAGES.get(done or ""),
         tab="keys",
     )  # fmt: skip

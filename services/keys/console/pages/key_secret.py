@@ -17,7 +17,7 @@ from services.keys.console.caller import (
     posted_on_key,
 )
 from services.keys.console.context import KEYS_PAGE, Console
-from services.keys.console.forms import grace_seconds, once
+from services.keys.console.forms import grace_seconds, once, quiet_seconds
 from services.keys.console.refusals import RefusalPages
 from services.keys.entrypoints.schemas import KeyView
 
@@ -40,11 +40,13 @@ async def rotate_key(
     request: Request, key_id: uuid.UUID, console: ConsoleContext, me: KeyCaller, values: PostedOnKey
 ) -> Response:
     seconds, tools = grace_seconds(values), console.ctx.tools
+    quiet = quiet_seconds(values, seconds)
+    asks = str(seconds) if quiet is None else f"{seconds} quiet {quiet}"
     outcome = await console.change(
         request,
         me,
-        lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, seconds, m),
-        once=once(values, "RotateKey", f"console rotate {key_id}", str(seconds)),
+        lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, seconds, m, quiet),
+        once=once(values, "RotateKey", f"console rotate {key_id}", asks),
     )
     if key_id == me.session.key_id and outcome.secret is not None:
         await console.store.reseal(me.session, outcome.secret.plaintext)  # stay signed in

@@ -65,7 +65,12 @@ async def enable_key(
     responses=problems(
         *AUTHENTICATED,
         NOT_FOUND,
-        *refusals(*CHANGE_REFUSED, errors.AlreadyDone, errors.IdempotencyKeyReused),
+        *refusals(
+            *CHANGE_REFUSED,
+            errors.AlreadyDone,
+            errors.IdempotencyKeyReused,
+            errors.GraceRequired,
+        ),
         refusal(400, "Several Idempotency-Key headers.", "bad_request"),
     ),
 )
@@ -75,11 +80,12 @@ async def rotate_key(
     body: RotateBody | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> KeyWithSecret:
-    grace = (body or RotateBody()).grace_period_seconds
+    asked = body or RotateBody()
+    grace, quiet = asked.grace_period_seconds, asked.end_grace_when_quiet_seconds
     tools = changes.ctx.tools
     outcome = await changes.make(
-        lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, grace, m),
-        once=use_cases.Once("RotateKey", f"rotate {key_id}", idempotency_key, str(grace)),
+        lambda tx, account, m: use_cases.rotate(tx, tools, account, key_id, grace, m, quiet),
+        once=use_cases.Once("RotateKey", f"rotate {key_id}", idempotency_key, asked.asks),
     )
     return with_secret(outcome)
 
