@@ -19,10 +19,10 @@ from services.usage.app.limit_counter import LimitCounter
 from services.usage.app.limit_publisher import LimitPublisher
 from services.usage.app.outbox import Outbox
 from services.usage.app.unused import find_unused_keys
+from services.usage.app.warnings import warn_of_deadlines
 from services.usage.app.webhook_delivery import DeliveryPolicy, WebhookDeliverer
 from services.usage.app.webhook_registry import WebhookRegistry
 from services.usage.domain.webhooks import Backoff
-from services.usage.app.warnings import warn_of_deadlines
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
 from services.usage.entrypoints.limits import limit_subscription
