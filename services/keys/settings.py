@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from servicekit.settings import ServiceSettings
+from services.keys.adapters.github_keys import GitHubKeys
 
 
 def _local_url(variable: str, port: int) -> str:
@@ -79,6 +80,19 @@ class KeysSettings(ServiceSettings):
     keys_github_public_keys_file: str = Field(
         "", description="A file holding that document; neither set: every report is refused."
     )
+
+    @field_validator("keys_github_public_keys")
+    @classmethod
+    def _github_document(cls, document: str) -> str:
+        GitHubKeys.from_document(document)  # a bad document stops the start, named
+        return document
+
+    @field_validator("keys_github_public_keys_file")
+    @classmethod
+    def _github_file(cls, path: str) -> str:
+        GitHubKeys.load("", path)
+        return path
+
     keys_public_reports_per_minute: int = Field(
         30, ge=1, le=100_000, description="Requests to /v1/credentials/revoke per source address."
     )

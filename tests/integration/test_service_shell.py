@@ -115,6 +115,10 @@ async def test_an_oversize_body_is_refused_with_413(stack: Stack, http: httpx.As
         ("KAFKA_BOOTSTRAP_SERVERS", "not a host list"),
         ("DATABASE_URL", "mysql://somewhere/db"),
         ("LOG_LEVEL", "LOUD"),
+        ("KEYS_GITHUB_PUBLIC_KEYS", '{"public_keys": [{"key_identifier": "k", "key": "no PEM"}]}'),
+        ("KEYS_GITHUB_PUBLIC_KEYS", '{"public_keys": [1]}'),
+        ("KEYS_GITHUB_PUBLIC_KEYS", "not json"),
+        ("KEYS_GITHUB_PUBLIC_KEYS_FILE", "/nonexistent/github-public-keys.json"),
     ],
 )
 def test_a_malformed_setting_stops_the_service_with_one_line_naming_it(

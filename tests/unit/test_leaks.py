@@ -7,6 +7,7 @@ import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -104,9 +105,27 @@ def test_only_a_signature_by_a_listed_github_key_over_the_exact_body_is_accepted
     assert not GitHubKeys.load("", "").verify(key_id, signature, body.encode())
 
 
-def test_a_public_keys_document_of_another_shape_is_refused_at_start() -> None:
-    with pytest.raises(ValueError, match="public_keys"):
-        GitHubKeys.from_document('{"keys": []}')
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ('{"keys": []}', "no public_keys list"),
+        ("not json", "not JSON"),
+        ('{"public_keys": [1]}', "needs a key_identifier"),
+        ('{"public_keys": [{"key_identifier": "k"}]}', "needs a key_identifier"),
+        ('{"public_keys": [{"key_identifier": "k", "key": "no PEM"}]}', "not a PEM key"),
+    ],
+)
+def test_a_public_keys_document_of_another_shape_is_refused_at_start(
+    document: str, reason: str
+) -> None:
+    """Always a ValueError saying what is wrong: the settings turn it into one line."""
+    with pytest.raises(ValueError, match=reason):
+        GitHubKeys.from_document(document)
+
+
+def test_an_unreadable_public_keys_file_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        GitHubKeys.load("", str(tmp_path / "missing.json"))
 
 
 def _verifier(known: dict[bytes, KnownSecret]) -> Verifier:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -40,16 +40,23 @@ class GitHubKeys:
         """Read GitHub's `meta/public_keys/secret_scanning` document (JSON text)."""
         if not document.strip():
             return cls({})
-        parsed: Any = json.loads(document)
+        try:
+            parsed: Any = json.loads(document)
+        except ValueError:
+            raise ValueError("the GitHub public keys document is not JSON") from None
         entries = parsed.get("public_keys") if isinstance(parsed, dict) else None
         if not isinstance(entries, list):
             raise ValueError("the GitHub public keys document has no public_keys list")
         keys: dict[str, ec.EllipticCurvePublicKey] = {}
         for entry in entries:
-            identifier, pem = entry.get("key_identifier"), entry.get("key")
+            identifier = entry.get("key_identifier") if isinstance(entry, dict) else None
+            pem = entry.get("key") if isinstance(entry, dict) else None
             if not isinstance(identifier, str) or not isinstance(pem, str):
                 raise ValueError("each public key needs a key_identifier and a PEM key")
-            key = load_pem_public_key(pem.encode())
+            try:
+                key = load_pem_public_key(pem.encode())
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                raise ValueError(f"public key {identifier[:20]!r} is not a PEM key") from None
             if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
                 raise ValueError(f"public key {identifier[:20]!r} is not an ECDSA P-256 key")
             keys[identifier] = key
@@ -62,7 +69,11 @@ class GitHubKeys:
         if document.strip():
             return cls.from_document(document)
         if path:
-            return cls.from_document(Path(path).read_text(encoding="utf-8"))
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"cannot read {path}: {type(exc).__name__}") from None
+            return cls.from_document(text)
         return cls({})
 
     def verify(self, identifier: str | None, signature: str | None, body: bytes) -> bool:
