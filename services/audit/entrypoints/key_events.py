@@ -28,11 +28,9 @@ from servicekit.wire import (
     CACHE_LIMIT,
     IPV4,
     TIME,
-    TIMES,
     UUID,
-    UUIDS,
-    all_match,
     decode_each,
+    ids_and_times,
     remember,
     remember_as,
 )
@@ -90,9 +88,7 @@ def decode_events(raws: Sequence[bytes]) -> list[Entry | None]:
     and times of the batch are checked with one pattern each, over all of them."""
     wires = decode_each(_DECODER, raws)
     present = [w for w in wires if w is not None]
-    checked = all_match(UUIDS, [w.event_id for w in present]) and all_match(
-        TIMES, [w.occurred_at for w in present]
-    )
+    checked = ids_and_times([w.event_id for w in present], [w.occurred_at for w in present])
     return [None if w is None else _entry(w, checked) for w in wires]
 
 

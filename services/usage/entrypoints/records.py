@@ -26,11 +26,8 @@ from contracts.usage import MAX_TOKENS
 from servicekit.wire import ACCOUNT as _ACCOUNT
 from servicekit.wire import IPV4 as _IPV4
 from servicekit.wire import TIME as _TIME
-from servicekit.wire import TIMES as _TIMES
 from servicekit.wire import UUID as _UUID
-from servicekit.wire import UUIDS as _UUIDS
-from servicekit.wire import all_match as _all_match
-from servicekit.wire import decode_each
+from servicekit.wire import decode_each, ids_and_times
 from servicekit.wire import remember as _remember
 from services.usage.domain.requests import Request, network_of
 
@@ -98,9 +95,7 @@ def decode_requests(raws: Sequence[bytes]) -> list[Request | None]:
     ids and times of the batch are checked with one pattern each, over all of them."""
     wires = decode_each(_DECODER, raws)
     present = [w for w in wires if w is not None]
-    checked = _all_match(_UUIDS, [w.record_id for w in present]) and _all_match(
-        _TIMES, [w.occurred_at for w in present]
-    )
+    checked = ids_and_times([w.record_id for w in present], [w.occurred_at for w in present])
     return [None if w is None else _request(w, checked) for w in wires]
 
 
