@@ -38,11 +38,11 @@ def entry(n: int, account: str = "acme", key_id: uuid.UUID | None = None) -> Ent
     )
 
 
-def chain(count: int, account: str = "acme") -> list[AuditRecord]:
+def chain(count: int, account: str = "acme", key: ChainKey = KEY) -> list[AuditRecord]:
     ids = iter(uuid.UUID(int=i) for i in range(1, 10_000))
     head = {account: ChainHead(account, 0, GENESIS)}
     entries = [entry(n, account) for n in range(1, count + 1)]
-    return append_entries(KEY, head, entries, set(), {}, T0, lambda: next(ids)).records
+    return append_entries(key, head, entries, set(), {}, T0, lambda: next(ids)).records
 
 
 def verify(
@@ -74,6 +74,15 @@ def test_the_hashed_form_of_a_record_is_pinned_so_that_old_records_keep_verifyin
     assert record.hash.hex() == PINNED_HASH
 
 
+@pytest.mark.parametrize("size", [32, 63, 64, 65, 200])
+def test_the_mac_is_hmac_sha256_of_the_key_whatever_its_length(size: int) -> None:
+    """ChainKey computes HMAC-SHA-256 from its own keyed states (RFC 2104: a key longer
+    than a block is hashed first): the same MAC as the hmac module's, for any key."""
+    secret = bytes(range(size))
+    record = chain(2, key=ChainKey(secret))[1]
+    assert record.hash == hmac.digest(secret, record_content(record), "sha256")
+
+
 PINNED_CONTENT = (
     b'["audit-record",1,"acme",1,"' + b"0" * 64 + b'","00000000000000000000000000000001",'
     b'"event:00000000-0000-0000-0000-000000000001",1795716001123456,1795716000123456,'
@@ -92,7 +101,7 @@ def test_an_untouched_chain_verifies_to_its_end() -> None:
 
 
 def _edit_actor(records: list[AuditRecord]) -> list[AuditRecord]:
-    records[3] = dataclasses.replace(records[3], actor=ActorRef("user", "mallory"))
+    records[3] = records[3]._replace(actor=ActorRef("user", "mallory"))
     return records
 
 
@@ -103,24 +112,24 @@ def _delete_middle(records: list[AuditRecord]) -> list[AuditRecord]:
 
 def _swap(records: list[AuditRecord]) -> list[AuditRecord]:
     a, b = records[2], records[3]
-    records[2] = dataclasses.replace(b, seq=a.seq)
-    records[3] = dataclasses.replace(a, seq=b.seq)
+    records[2] = b._replace(seq=a.seq)
+    records[3] = a._replace(seq=b.seq)
     return records
 
 
 def _insert(records: list[AuditRecord]) -> list[AuditRecord]:
-    forged = dataclasses.replace(records[2], seq=4, source_id="event:forged", hash=bytes(32))
-    shifted = [dataclasses.replace(r, seq=r.seq + 1) for r in records[3:]]
+    forged = records[2]._replace(seq=4, source_id="event:forged", hash=bytes(32))
+    shifted = [r._replace(seq=r.seq + 1) for r in records[3:]]
     return [*records[:3], forged, *shifted]
 
 
 def _renumber_after_delete(records: list[AuditRecord]) -> list[AuditRecord]:
     del records[3]
-    return [*records[:3], *(dataclasses.replace(r, seq=r.seq - 1) for r in records[3:])]
+    return [*records[:3], *(r._replace(seq=r.seq - 1) for r in records[3:])]
 
 
 def _relink(records: list[AuditRecord]) -> list[AuditRecord]:
-    records[3] = dataclasses.replace(records[3], prev_hash=bytes(32))
+    records[3] = records[3]._replace(prev_hash=bytes(32))
     return records
 
 
@@ -147,7 +156,7 @@ def test_tampering_names_the_first_broken_record(
 
 def test_a_record_moved_to_another_account_does_not_verify_there() -> None:
     records = chain(3)
-    moved = [dataclasses.replace(r, account_id="other") for r in records]
+    moved = [r._replace(account_id="other") for r in records]
     verifier = ChainVerifier(KEY, "other", None)
     assert not verifier.check(moved[0])
     assert verifier.broken is not None and verifier.broken.code == "altered"
@@ -198,11 +207,11 @@ def test_a_key_shorter_than_32_bytes_is_refused() -> None:
 
 def test_appending_skips_recorded_and_repeated_sources_and_carries_names() -> None:
     key_id = uuid.uuid4()
-    created = dataclasses.replace(
-        entry(1, key_id=key_id), action="key.created", key_name="first", key_version=1
+    created = entry(1, key_id=key_id)._replace(
+        action="key.created", key_name="first", key_version=1
     )
-    renamed = dataclasses.replace(
-        entry(2, key_id=key_id), action="key.updated", key_name="second", key_version=2
+    renamed = entry(2, key_id=key_id)._replace(
+        action="key.updated", key_name="second", key_version=2
     )
     disabled = entry(3, key_id=key_id)
     heads = {
@@ -231,8 +240,8 @@ def test_appending_skips_recorded_and_repeated_sources_and_carries_names() -> No
 
 def test_a_rejection_or_an_alert_is_left_unnamed_when_written_as_it_may_come_first() -> None:
     key_id = uuid.uuid4()
-    rejected = dataclasses.replace(entry(1, key_id=key_id), action="command.rejected")
-    alerted = dataclasses.replace(entry(2, key_id=key_id), action="alert.raised")
+    rejected = entry(1, key_id=key_id)._replace(action="command.rejected")
+    alerted = entry(2, key_id=key_id)._replace(action="alert.raised")
     disabled = entry(3, key_id=key_id)
     heads = {"acme": ChainHead("acme", 0, GENESIS)}
     appended = append_entries(KEY, heads, [rejected, alerted, disabled], set(), {key_id: "ci"}, T0)
@@ -247,7 +256,7 @@ def test_a_chain_checked_a_part_at_a_time_breaks_where_it_breaks_record_by_recor
     whatever the size of the parts, the break in the middle of one or at its edge."""
     for altered in (5, 6, 11):
         records = chain(20)
-        records[altered - 1] = dataclasses.replace(records[altered - 1], outcome="failure")
+        records[altered - 1] = records[altered - 1]._replace(outcome="failure")
         verifier = ChainVerifier(KEY, "acme", None)
         for start in range(0, len(records), part):
             if not verifier.check_all((r, None) for r in records[start : start + part]):

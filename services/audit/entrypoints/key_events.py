@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
 import msgspec
+from asyncpg.pgproto.pgproto import UUID as _DatabaseUUID
 
 from contracts import EVENT_ADAPTER, ContractModel, Event
 from servicekit.wire import (
@@ -103,7 +104,7 @@ def fast_entry(raw: bytes) -> Entry | None:
 def _entry(w: EventWire, checked: bool) -> Entry | None:
     """`checked`: the event id and time are known to have their shapes."""
     event_id, occurred_at = w.event_id, w.occurred_at
-    key_id = _KEY_IDS.get(w.key_id) or remember_as(_KEY_IDS, w.key_id, UUID, uuid.UUID)
+    key_id = _KEY_IDS.get(w.key_id) or remember_as(_KEY_IDS, w.key_id, UUID, _DatabaseUUID)
     account_id = _ACCOUNTS.get(w.account_id) or remember(_ACCOUNTS, w.account_id, ACCOUNT)
     a = w.actor
     actor = _ACTORS.get((a.type, a.id, a.ip, a.user_agent)) or _actor(a)
@@ -136,6 +137,8 @@ def _entry(w: EventWire, checked: bool) -> Entry | None:
 # Values already found valid (keys, accounts and actors repeat from event to event): a
 # dict lookup instead of a regex. Bounded: cleared when full.
 _KEY_IDS: dict[str, uuid.UUID] = {}
+"""As asyncpg makes the uuids it reads (a `uuid.UUID` made in C): its `hex`, hashed into
+each record, and its COPY are a fraction of the pure Python one's."""
 _ACCOUNTS: dict[str, str] = {}
 _ACTORS: dict[tuple[str, str, str | None, str | None], ActorRef] = {}
 _DATA: dict[tuple[str, bytes], tuple[str | None, str]] = {}
