@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Final
 
 import asyncpg
@@ -31,9 +31,12 @@ async def record_parts(
     accounts: set[str],
     key_ids: set[uuid.UUID],
     parts: Iterator[list[Entry]],
-) -> int:
-    """Store the entries `parts` yields (for chains `accounts`, about keys `key_ids`);
-    returns how many were new. An exception from `parts` undoes everything."""
+    known_names: Mapping[uuid.UUID, str] | None = None,
+) -> dict[uuid.UUID, str] | None:
+    """Store the entries `parts` yields (for chains `accounts`, about keys `key_ids`, of
+    which `known_names` are known to be named so in the database); returns the names of
+    the keys once they are stored (None when the batch held a recorded source: then they
+    are not known). An exception from `parts` undoes everything."""
     produced: list[Entry] = []
 
     def kept() -> Iterator[list[Entry]]:
@@ -43,15 +46,18 @@ async def record_parts(
 
     try:
         async with recorder.store.transaction() as tx:
-            appended = await _interleaved(recorder, tx, accounts, key_ids, kept())
+            appended, names = await _interleaved(
+                recorder, tx, accounts, key_ids, kept(), known_names or {}
+            )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != SOURCE_UNIQUE:
             raise
         for part in parts:  # the rest, then everything again, skipping what is recorded
             produced.extend(part)
-        return await recorder.record(produced, redelivered=True)
+        await recorder.record(produced, redelivered=True)
+        return None
     count_appended(appended)
-    return len(appended.records)
+    return names
 
 
 async def _interleaved(
@@ -60,10 +66,14 @@ async def _interleaved(
     accounts: set[str],
     key_ids: set[uuid.UUID],
     parts: Iterable[list[Entry]],
-) -> Appended:
+    known_names: Mapping[uuid.UUID, str],
+) -> tuple[Appended, dict[uuid.UUID, str]]:
     heads = await tx.lock_heads(accounts)
     start = dict(heads)
-    names = await tx.key_names(key_ids)
+    names = dict(known_names)
+    unknown = key_ids - names.keys()
+    if unknown:
+        names.update(await tx.key_names(unknown))
     recorded_at = recorder.clock()
     seen: set[str] = set()
     total = Appended()
@@ -93,7 +103,7 @@ async def _interleaved(
     total.heads = {a: h for a, h in heads.items() if h != start[a]}
     await tx.move_heads(total.heads.values())
     await tx.remember_names(total.names)
-    return total
+    return total, names
 
 
 def _merge_names(into: dict[uuid.UUID, KeyName], names: dict[uuid.UUID, KeyName]) -> None:

@@ -31,6 +31,7 @@ from contracts import (
 )
 from servicekit.callers import CallerDirectory
 from servicekit.consumer import Received, Record, Subscription
+from services.audit.app.key_names import KeyNames
 from services.audit.app.limits import LimitChanges
 from services.audit.app.pipeline import PART, record_parts
 from services.audit.app.recording import Recorder
@@ -64,13 +65,17 @@ def subscriptions(
     limits: LimitChanges,
     limits_topic: str = USAGE_LIMITS,
 ) -> list[Subscription[Any]]:
+    names = KeyNames()
+
     async def record_events(batch: list[Received[Entry]]) -> None:
         entries = [item.message for item in batch]
         forget_changed_keys(callers, entries)
         accounts = {entry.account_id for entry in entries}
         key_ids = {entry.key_id for entry in entries if entry.key_id is not None}
         parts = (entries[start : start + PART] for start in range(0, len(entries), PART))
-        await record_parts(recorder, accounts, key_ids, parts)
+        read = [(item.record.partition, item.record.offset, item.message.key_id) for item in batch]
+        stored = await record_parts(recorder, accounts, key_ids, parts, names.known(read))
+        names.stored(read, stored)
 
     async def record_rejections(batch: list[Received[CommandResult]]) -> None:
         entries = [from_result(item.message, sent_at(item.record)) for item in batch]
