@@ -190,52 +190,55 @@ async def all_events(conn: Any, after_id: int, limit: int) -> list[tuple[int, Re
     return [(r["id"], _record(r)) for r in rows]
 
 
-async def sequence(conn: Any, limit: int = 5000) -> int:
-    """Give the committed, not yet sequenced events the next positions, in insert order.
+_ROUND = f"""
+WITH todo AS (
+    DELETE FROM events_unsequenced WHERE event_row IN (
+        SELECT event_row FROM events_unsequenced ORDER BY event_row LIMIT $2
+    ) RETURNING event_row
+),
+base AS (SELECT coalesce(max(position), 0) AS top FROM event_positions),
+placed AS (
+    INSERT INTO event_positions (position, event_row)
+    SELECT base.top + row_number() OVER (ORDER BY todo.event_row), todo.event_row
+    FROM todo, base
+    RETURNING position, event_row
+),
+saved AS (
+    INSERT INTO publisher_checkpoint (name, position) SELECT $3, $4 WHERE $4::bigint IS NOT NULL
+    ON CONFLICT (name) DO UPDATE
+        SET position = greatest(publisher_checkpoint.position, EXCLUDED.position)
+),
+due AS (
+    SELECT position, event_row FROM event_positions WHERE position > $1
+    UNION ALL
+    SELECT position, event_row FROM placed
+)
+SELECT {_COLUMNS.replace("position", "due.position", 1)}
+FROM due JOIN event_rows r ON r.id = due.event_row
+ORDER BY due.position LIMIT $2
+"""
 
+
+async def publishing_round(
+    conn: Any, after: int, limit: int, checkpoint: str, save: int | None
+) -> list[RecordedEvent]:
+    """One statement for a publisher's round: give at most `limit` committed, not yet
+    sequenced events the next positions, in insert order (the sequencer), save
+    `save` as the checkpoint `checkpoint` (when not None: what the previous round's send
+    had the broker acknowledge), and read the first `limit` sequenced events past `after`.
+    The statement sees event_positions as it was before its own insert, so the events it
+    sequences come from that insert's RETURNING, the earlier ones from the table: none twice.
     Must run under the publisher's lock (one sequencer at a time). Only queue rows visible
     to this statement are committed ones (the append queues its events in its own
-    statement); a transaction that commits later is simply picked up by a later call.
-    Within one key, a later version was inserted after the earlier one committed, so insert
-    order keeps stream order. The event rows themselves are not touched: the position is a
-    row of its own (event_positions), and the queue row is deleted.
-    """
-    status: str = await conn.execute(
-        """
-        WITH todo AS (
-            DELETE FROM events_unsequenced WHERE event_row IN (
-                SELECT event_row FROM events_unsequenced ORDER BY event_row LIMIT $1
-            ) RETURNING event_row
-        ),
-        base AS (SELECT coalesce(max(position), 0) AS top FROM event_positions)
-        INSERT INTO event_positions (position, event_row)
-        SELECT base.top + row_number() OVER (ORDER BY todo.event_row), todo.event_row
-        FROM todo, base
-        """,
-        limit,
-    )
-    return int(status.rsplit(" ", 1)[-1])
-
-
-async def sequenced_after(conn: Any, position: int, limit: int) -> list[RecordedEvent]:
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM event_positions p JOIN event_rows r ON r.id = p.event_row"
-        " WHERE p.position > $1 ORDER BY p.position LIMIT $2",
-        position,
-        limit,
-    )
+    statement); a transaction that commits later is simply picked up by a later round.
+    Within one key, a later version was inserted after the earlier one committed (or in
+    the same statement, after it), so insert order keeps stream order. The event rows
+    themselves are not touched: the position is a row of its own (event_positions), and
+    the queue row is deleted."""
+    rows = await conn.fetch(_ROUND, after, limit, checkpoint, save)
     return [_record(r) for r in rows]
 
 
 async def checkpoint(conn: Any, name: str) -> int:
     value = await conn.fetchval("SELECT position FROM publisher_checkpoint WHERE name = $1", name)
     return int(value or 0)
-
-
-async def save_checkpoint(conn: Any, name: str, position: int) -> None:
-    await conn.execute(
-        "INSERT INTO publisher_checkpoint (name, position) VALUES ($1, $2)"
-        " ON CONFLICT (name) DO UPDATE SET position = greatest(publisher_checkpoint.position, $2)",
-        name,
-        position,
-    )
