@@ -2,14 +2,15 @@
 PostgreSQL recorder writing as many events, with the same shape, to the same server.
 
 The key service's path, in this process (on a uvloop event loop in a thread, as the
-service runs on uvloop): `use_cases` in `in_transaction` on a `KeysUnitOfWork` over an
-asyncpg pool of 16 connections to the keys database, exactly as the HTTP and command
-entrypoints call them. Each writer owns `KEYS_PER_WRITER` keys of a
-bench account: it creates them, then cycles update (rename) -> disable -> enable over
-them until it has appended `events_per_writer` events; one event per transaction, and
-each transaction loads the key (its read model), appends with optimistic concurrency,
-writes the events, their place in the sequencer's queue and the read model in one statement
-(issue 14), then wakes the publisher after the commit. The publishing guarantee stays on:
+service runs on uvloop): `use_cases` in `in_transaction` on a `KeysUnitOfWork` over the
+service's own asyncpg pool (servicekit.db.create_pool) of 16 connections to the keys
+database, exactly as the HTTP and command entrypoints call them. Each writer owns
+`KEYS_PER_WRITER` keys of a bench account: it creates them, then cycles update (rename) ->
+disable -> enable over them until it has appended `events_per_writer` events; one event
+per unit of work, and each loads the key (its read model), then appends with optimistic
+concurrency: the events, their place in the sequencer's queue and the read model in one
+statement, atomic on its own, without BEGIN and COMMIT (issue 14; a create, which also
+seals the secret and writes the lookup, is a transaction). The publishing guarantee stays on:
 the stack's running keys service (whichever process holds the publisher's lock) sequences
 and publishes the events while the writers write. After the writers end, the benchmark
 waits until the publisher's checkpoint covers every committed event, and counts this
@@ -51,6 +52,7 @@ import uvloop
 from bench import keys_support as ks
 from bench.harness import BenchContext, Figure, benchmark
 from contracts import KEYS_EVENTS, KeyAttributes, KeyPatch
+from servicekit import db
 from services.keys.app import use_cases
 from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
 from services.keys.domain.recorded import Meta
@@ -217,7 +219,9 @@ def _on_uvloop(
     asyncio's default loop costs about twice the CPU per database round trip."""
 
     async def write() -> tuple[float, list[list[float]], dict[str, float]]:
-        pool = await asyncpg.create_pool(dsn, min_size=WRITERS, max_size=WRITERS)
+        # The service's own pool (servicekit.db): asyncpg's default pool adds a reset round
+        # trip (RESET ALL; UNLISTEN *; ...) to every release, which the service does not do.
+        pool = await db.create_pool(dsn, min_size=WRITERS, max_size=WRITERS)
         try:
             uow = KeysUnitOfWork(lambda: pool)
             # Started with the pool's backends alive, ended before they go.

@@ -55,15 +55,20 @@ class Runtime:
         migrations: Path,
         description: str,
         database_role: str | None = None,
+        producer_linger_ms: int = 5,
     ) -> None:
         """`database_role`: the role the service's connections act as once the migrations
-        (run as the connecting user, who owns the tables) are applied."""
+        (run as the connecting user, who owns the tables) are applied. `producer_linger_ms`:
+        how long the producer waits to fill a batch (0 for a service that only sends whole
+        batches and waits for them: lingering would only delay each)."""
         self.settings = settings
         self.migrations = migrations
         self.description = description
         self.database_role = database_role
         client_id = settings.kafka_client_id or f"instagen-{settings.service_name}"
-        self.producer = KafkaProducer(settings.kafka_bootstrap_servers, client_id=client_id)
+        self.producer = KafkaProducer(
+            settings.kafka_bootstrap_servers, client_id=client_id, linger_ms=producer_linger_ms
+        )
         self.dead_letters = DeadLetters(self.producer)
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,

@@ -78,7 +78,9 @@ def console(settings: KeysSettings, ctx: KeysContext) -> Console:
 
 
 def build(settings: KeysSettings) -> FastAPI:
-    runtime = Runtime(settings, MIGRATIONS, DESCRIPTION)
+    # Every send of this service is a whole batch it then waits for (a publisher round, the
+    # results of a batch of commands): a linger would add its time to each hop of a command.
+    runtime = Runtime(settings, MIGRATIONS, DESCRIPTION, producer_linger_ms=0)
     tools = secret_tools(settings)
 
     def pool() -> asyncpg.Pool:

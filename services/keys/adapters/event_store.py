@@ -7,6 +7,7 @@ an append, its read-model updates and the command's idempotency record commit to
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Sequence
@@ -43,35 +44,38 @@ def _record(row: Any) -> RecordedEvent:
     )
 
 
-_EVENT_COLUMNS = (
-    "event_id, key_id, account_id, stream_version, event_type, occurred_at, actor,"
-    " correlation_id, causation_id, data, secret_hash"
-)
-_PER_EVENT = 11
+_APPEND = """
+WITH appended AS (
+    INSERT INTO event_rows (event_id, key_id, account_id, stream_version, event_type,
+        occurred_at, actor, correlation_id, causation_id, data, secret_hash)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::integer[], $5::text[],
+        $6::timestamptz[], $7::jsonb[], $8::text[], $9::text[], $10::jsonb[], $11::bytea[])
+    RETURNING id
+), queued AS (INSERT INTO events_unsequenced (event_row) SELECT id FROM appended)"""
+_APPEND_ARGS = 11
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+Then = tuple[str, Sequence[Any]]
+"""A data-modifying statement (its own $1.. placeholders) and its arguments."""
 
 
-def _append_sql(events: int, then: str | None) -> str:
-    """One statement: the event rows, their ids queued for the sequencer, and `then` (a
-    statement with its own $1.. placeholders, numbered on after the events' values)."""
-    rows = ", ".join(
-        "("
-        + ", ".join(
-            f"${n * _PER_EVENT + i}{'::jsonb' if i in (7, 10) else ''}"
-            for i in range(1, _PER_EVENT + 1)
-        )
-        + ")"
-        for n in range(events)
-    )
-    sql = (
-        f"WITH appended AS (INSERT INTO event_rows ({_EVENT_COLUMNS}) VALUES {rows}"
-        " RETURNING id), queued AS (INSERT INTO events_unsequenced (event_row)"
-        " SELECT id FROM appended)"
-    )
-    if then is None:
-        return sql + " SELECT count(*) FROM appended"
-    offset = events * _PER_EVENT
-    return sql + " " + _PLACEHOLDER.sub(lambda m: f"${int(m[1]) + offset}", then)
+def _shift(match: re.Match[str], by: int) -> str:
+    return f"${int(match[1]) + by}"
+
+
+@functools.lru_cache(maxsize=64)
+def _append_sql(then: tuple[tuple[str, int], ...]) -> str:
+    """One statement: the event rows (arrays, one element per event: the same text for any
+    number of events, so it is prepared once per connection), their ids queued for the
+    sequencer, and each (statement, its number of arguments) of `then`, its placeholders
+    numbered on after the arguments before it."""
+    parts = [_APPEND]
+    offset = _APPEND_ARGS
+    for n, (sql, count) in enumerate(then):
+        shifted = _PLACEHOLDER.sub(functools.partial(_shift, by=offset), sql)
+        parts.append(f", then{n} AS ({shifted})")
+        offset += count
+    parts.append(" SELECT count(*) FROM appended")
+    return "".join(parts)
 
 
 def record(
@@ -102,40 +106,41 @@ def record(
 
 
 async def append_recorded(
-    conn: Any,
-    recorded: Sequence[RecordedEvent],
-    then: tuple[str, Sequence[Any]] | None = None,
+    conn: Any, recorded: Sequence[RecordedEvent], then: Sequence[Then] = ()
 ) -> None:
-    """Insert `recorded` (consecutive versions of one key) and queue them for the
-    sequencer, with `then` (a statement and its arguments, e.g. the read model's upsert)
-    in the same statement: one round trip. A stale version raises VersionConflict."""
-    args: list[Any] = []
-    actor_json = recorded[0].actor.model_dump_json() if recorded else None
+    """Insert `recorded` (of one key or several; those of one key in version order) and
+    queue them for the sequencer, with each of `then` (e.g. the read model's upsert, the
+    commands' results) in the same statement: one round trip, atomic on its own. A stale
+    version raises VersionConflict, as does a command result stored meanwhile."""
+    actors: dict[int, str] = {}
     for e in recorded:
-        args += (
-            e.event_id,
-            e.key_id,
-            e.account_id,
-            e.stream_version,
-            e.event_type,
-            e.occurred_at,
-            actor_json,
-            e.correlation_id,
-            e.causation_id,
-            orjson.dumps(e.data).decode(),
-            e.secret_hash,
-        )
-    if then is not None:
-        args += then[1]
+        if id(e.actor) not in actors:
+            actors[id(e.actor)] = e.actor.model_dump_json()
+    args: list[Any] = [
+        [e.event_id for e in recorded],
+        [e.key_id for e in recorded],
+        [e.account_id for e in recorded],
+        [e.stream_version for e in recorded],
+        [e.event_type for e in recorded],
+        [e.occurred_at for e in recorded],
+        [actors[id(e.actor)] for e in recorded],
+        [e.correlation_id for e in recorded],
+        [e.causation_id for e in recorded],
+        [orjson.dumps(e.data).decode() for e in recorded],
+        [e.secret_hash for e in recorded],
+    ]
+    for _, then_args in then:
+        args += then_args
+    sql = _append_sql(tuple((t_sql, len(t_args)) for t_sql, t_args in then))
     try:
-        await conn.execute(_append_sql(len(recorded), then and then[0]), *args)
+        await conn.execute(sql, *args)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "events_key_id_stream_version_key":
-            first = recorded[0]
             raise VersionConflict(
-                f"key {first.key_id} changed since version {first.stream_version - 1};"
-                " reload and retry"
+                "a key changed since the version these events follow; reload and retry"
             ) from None
+        if exc.constraint_name == "processed_commands_pkey":
+            raise VersionConflict("a command was processed concurrently") from None
         raise
     # No NOTIFY in here: PostgreSQL serializes the commits of transactions that notify,
     # which would make concurrent appends commit one by one. The publisher is woken after
@@ -185,52 +190,55 @@ async def all_events(conn: Any, after_id: int, limit: int) -> list[tuple[int, Re
     return [(r["id"], _record(r)) for r in rows]
 
 
-async def sequence(conn: Any, limit: int = 5000) -> int:
-    """Give the committed, not yet sequenced events the next positions, in insert order.
+_ROUND = f"""
+WITH todo AS (
+    DELETE FROM events_unsequenced WHERE event_row IN (
+        SELECT event_row FROM events_unsequenced ORDER BY event_row LIMIT $2
+    ) RETURNING event_row
+),
+base AS (SELECT coalesce(max(position), 0) AS top FROM event_positions),
+placed AS (
+    INSERT INTO event_positions (position, event_row)
+    SELECT base.top + row_number() OVER (ORDER BY todo.event_row), todo.event_row
+    FROM todo, base
+    RETURNING position, event_row
+),
+saved AS (
+    INSERT INTO publisher_checkpoint (name, position) SELECT $3, $4 WHERE $4::bigint IS NOT NULL
+    ON CONFLICT (name) DO UPDATE
+        SET position = greatest(publisher_checkpoint.position, EXCLUDED.position)
+),
+due AS (
+    SELECT position, event_row FROM event_positions WHERE position > $1
+    UNION ALL
+    SELECT position, event_row FROM placed
+)
+SELECT {_COLUMNS.replace("position", "due.position", 1)}
+FROM due JOIN event_rows r ON r.id = due.event_row
+ORDER BY due.position LIMIT $2
+"""
 
+
+async def publishing_round(
+    conn: Any, after: int, limit: int, checkpoint: str, save: int | None
+) -> list[RecordedEvent]:
+    """One statement for a publisher's round: give at most `limit` committed, not yet
+    sequenced events the next positions, in insert order (the sequencer), save
+    `save` as the checkpoint `checkpoint` (when not None: what the previous round's send
+    had the broker acknowledge), and read the first `limit` sequenced events past `after`.
+    The statement sees event_positions as it was before its own insert, so the events it
+    sequences come from that insert's RETURNING, the earlier ones from the table: none twice.
     Must run under the publisher's lock (one sequencer at a time). Only queue rows visible
     to this statement are committed ones (the append queues its events in its own
-    statement); a transaction that commits later is simply picked up by a later call.
-    Within one key, a later version was inserted after the earlier one committed, so insert
-    order keeps stream order. The event rows themselves are not touched: the position is a
-    row of its own (event_positions), and the queue row is deleted.
-    """
-    status: str = await conn.execute(
-        """
-        WITH todo AS (
-            DELETE FROM events_unsequenced WHERE event_row IN (
-                SELECT event_row FROM events_unsequenced ORDER BY event_row LIMIT $1
-            ) RETURNING event_row
-        ),
-        base AS (SELECT coalesce(max(position), 0) AS top FROM event_positions)
-        INSERT INTO event_positions (position, event_row)
-        SELECT base.top + row_number() OVER (ORDER BY todo.event_row), todo.event_row
-        FROM todo, base
-        """,
-        limit,
-    )
-    return int(status.rsplit(" ", 1)[-1])
-
-
-async def sequenced_after(conn: Any, position: int, limit: int) -> list[RecordedEvent]:
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM event_positions p JOIN event_rows r ON r.id = p.event_row"
-        " WHERE p.position > $1 ORDER BY p.position LIMIT $2",
-        position,
-        limit,
-    )
+    statement); a transaction that commits later is simply picked up by a later round.
+    Within one key, a later version was inserted after the earlier one committed (or in
+    the same statement, after it), so insert order keeps stream order. The event rows
+    themselves are not touched: the position is a row of its own (event_positions), and
+    the queue row is deleted."""
+    rows = await conn.fetch(_ROUND, after, limit, checkpoint, save)
     return [_record(r) for r in rows]
 
 
 async def checkpoint(conn: Any, name: str) -> int:
     value = await conn.fetchval("SELECT position FROM publisher_checkpoint WHERE name = $1", name)
     return int(value or 0)
-
-
-async def save_checkpoint(conn: Any, name: str, position: int) -> None:
-    await conn.execute(
-        "INSERT INTO publisher_checkpoint (name, position) VALUES ($1, $2)"
-        " ON CONFLICT (name) DO UPDATE SET position = greatest(publisher_checkpoint.position, $2)",
-        name,
-        position,
-    )

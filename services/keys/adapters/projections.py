@@ -6,36 +6,38 @@ the same `project` over every event, so the two paths cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import orjson
 
 from services.keys.adapters import event_store
 from services.keys.domain.key import AccessKey, evolve
 from services.keys.domain.recorded import RecordedEvent
 
-_UPSERT_STATE = """
-INSERT INTO key_state (key_id, account_id, name, description, environment, scopes,
-    rate_limit_per_hour, expires_at, prefix, status, disabled_reason, grace_period_ends_at,
-    created_at, updated_at, version, rate_limit_per_minute, rate_limit_per_day,
-    token_budget_tokens, token_budget_period, allowed_cidrs, rotated_at, previous_prefix,
-    end_grace_when_quiet_seconds)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-    $20, $21, $22, $23)
-ON CONFLICT (key_id) DO UPDATE SET
-    name = EXCLUDED.name, description = EXCLUDED.description, scopes = EXCLUDED.scopes,
-    rate_limit_per_hour = EXCLUDED.rate_limit_per_hour, expires_at = EXCLUDED.expires_at,
-    prefix = EXCLUDED.prefix, status = EXCLUDED.status,
-    disabled_reason = EXCLUDED.disabled_reason,
-    grace_period_ends_at = EXCLUDED.grace_period_ends_at,
-    updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,
-    rate_limit_per_minute = EXCLUDED.rate_limit_per_minute,
-    rate_limit_per_day = EXCLUDED.rate_limit_per_day,
-    token_budget_tokens = EXCLUDED.token_budget_tokens,
-    token_budget_period = EXCLUDED.token_budget_period,
-    allowed_cidrs = EXCLUDED.allowed_cidrs,
-    rotated_at = EXCLUDED.rotated_at, previous_prefix = EXCLUDED.previous_prefix,
-    end_grace_when_quiet_seconds = EXCLUDED.end_grace_when_quiet_seconds
-"""
+_STATE_COLUMNS = (
+    "key_id, account_id, name, description, environment, scopes, rate_limit_per_hour,"
+    " expires_at, prefix, status, disabled_reason, grace_period_ends_at, created_at,"
+    " updated_at, version, rate_limit_per_minute, rate_limit_per_day, token_budget_tokens,"
+    " token_budget_period, allowed_cidrs, rotated_at, previous_prefix,"
+    " end_grace_when_quiet_seconds"
+)
+_STATE_NAMES = tuple(c.strip() for c in _STATE_COLUMNS.split(","))
+_ON_CONFLICT = "ON CONFLICT (key_id) DO UPDATE SET " + ", ".join(
+    f"{c} = EXCLUDED.{c}"
+    for c in _STATE_NAMES
+    if c not in ("key_id", "account_id", "environment", "created_at")
+)
+_UPSERT_STATE = (
+    f"INSERT INTO key_state ({_STATE_COLUMNS}) VALUES"
+    f" ({', '.join(f'${n}' for n in range(1, len(_STATE_NAMES) + 1))}) {_ON_CONFLICT}"
+)
+_UPSERT_STATES = (
+    f"INSERT INTO key_state ({_STATE_COLUMNS}) SELECT {_STATE_COLUMNS}"
+    f" FROM jsonb_populate_recordset(NULL::key_state, $1::jsonb) {_ON_CONFLICT}"
+)
+"""Several keys' states in one statement, as a JSON array of rows (arrays of arrays, like
+scopes, do not pass through unnest)."""
 # Leak reports and canaries (migration 010): one statement of their own beside the upsert.
 _LEAK_COLUMNS = """
 UPDATE key_state SET canary = $2, leak_source = $3, leak_url = $4, leak_action = $5,
@@ -43,9 +45,8 @@ UPDATE key_state SET canary = $2, leak_source = $3, leak_url = $4, leak_action =
 """
 
 
-def state_upsert(state: AccessKey) -> tuple[str, tuple[Any, ...]]:
-    """The statement (and its arguments) that brings key_state to `state`."""
-    return _UPSERT_STATE, (
+def _state_values(state: AccessKey) -> tuple[Any, ...]:
+    return (
         state.key_id,
         state.account_id,
         state.name,
@@ -72,48 +73,70 @@ def state_upsert(state: AccessKey) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-async def project(
-    conn: Any, state: AccessKey, event: RecordedEvent, state_written: bool = False
-) -> None:
-    """Bring the read models to `state`, the key's state after `event`. `state_written`:
-    key_state already holds the key's final state (the append wrote it in its own
-    statement, see `state_upsert`), so only the other read models are left."""
-    if not state_written:
-        sql, args = state_upsert(state)
-        await conn.execute(sql, *args)
+def state_upsert(state: AccessKey) -> tuple[str, tuple[Any, ...]]:
+    """The statement (and its arguments) that brings key_state to `state`."""
+    return _UPSERT_STATE, _state_values(state)
+
+
+def states_upsert(states: Iterable[AccessKey]) -> tuple[str, list[Any]]:
+    """The statement (and its one argument) that brings key_state to each of `states`
+    (one per key), for `event_store.append_recorded`'s `then`."""
+    rows = [dict(zip(_STATE_NAMES, _state_values(s), strict=True)) for s in states]
+    # default=str: the key ids read back from PostgreSQL are asyncpg UUIDs
+    return _UPSERT_STATES, [orjson.dumps(rows, default=str).decode()]
+
+
+def extra_writes(state: AccessKey, event: RecordedEvent) -> list[tuple[str, tuple[Any, ...]]]:
+    """What `event` changes in the read models beyond key_state (canary and leak columns,
+    the lookup by secret hash): none for most events."""
+    writes: list[tuple[str, tuple[Any, ...]]] = []
     if event.event_type in ("KeyCreated", "KeyReportedLeaked") and (
         state.canary or state.leak_report is not None
     ):
         report = state.leak_report
-        await conn.execute(
-            _LEAK_COLUMNS,
-            state.key_id,
-            state.canary,
-            report and report.source,
-            report and report.url,
-            report and report.action,
-            report and report.reported_at,
+        writes.append(
+            (
+                _LEAK_COLUMNS,
+                (
+                    state.key_id,
+                    state.canary,
+                    report and report.source,
+                    report and report.url,
+                    report and report.action,
+                    report and report.reported_at,
+                ),
+            )
         )
     if event.event_type == "KeyRotated":
         # The old secret stays valid until the grace period ends (at once without one).
-        await conn.execute(
-            "UPDATE key_lookup SET valid_until = $2 WHERE key_id = $1 AND valid_until IS NULL",
-            state.key_id,
-            state.grace_period_ends_at or event.occurred_at,
+        writes.append(
+            (
+                "UPDATE key_lookup SET valid_until = $2 WHERE key_id = $1 AND valid_until IS NULL",
+                (state.key_id, state.grace_period_ends_at or event.occurred_at),
+            )
         )
     if event.event_type == "KeyGracePeriodEnded":
         # Every secret still in its grace period stops verifying now (the current has none).
-        await conn.execute(
-            "UPDATE key_lookup SET valid_until = $2 WHERE key_id = $1 AND valid_until > $2",
-            state.key_id,
-            state.grace_period_ends_at,
+        writes.append(
+            (
+                "UPDATE key_lookup SET valid_until = $2 WHERE key_id = $1 AND valid_until > $2",
+                (state.key_id, state.grace_period_ends_at),
+            )
         )
     if event.secret_hash is not None:
-        await conn.execute(
-            "INSERT INTO key_lookup (secret_hash, key_id) VALUES ($1, $2)",
-            event.secret_hash,
-            state.key_id,
+        writes.append(
+            (
+                "INSERT INTO key_lookup (secret_hash, key_id) VALUES ($1, $2)",
+                (event.secret_hash, state.key_id),
+            )
         )
+    return writes
+
+
+async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
+    """Bring the read models to `state`, the key's state after `event`."""
+    for sql, args in [state_upsert(state), *extra_writes(state, event)]:
+        await conn.execute(sql, *args)
 
 
 async def rebuild(pool: Any, progress: Callable[[int, int], None] | None = None) -> int:

@@ -5,8 +5,8 @@ connection of its own; when that process dies its connection closes, the lock is
 released, and another process takes over within `retry_seconds`. The publisher first
 sequences (gives committed events their global position), then sends events past its
 stored checkpoint, waits for the broker's acknowledgement, and only then moves the
-checkpoint. A crash between send and checkpoint re-sends: consumers deduplicate on
-`event_id`.
+checkpoint (in the next round's statement, which follows at once). A crash between send
+and checkpoint re-sends: consumers deduplicate on `event_id`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,10 @@ class EventPublisher:
         self.is_leader = False
         self.published = 0
         self._checkpoint: int | None = None
-        """Where the checkpoint stands, while this process leads (only the leader moves it)."""
+        """How far the broker has acknowledged, while this process leads (only the leader
+        moves the checkpoint)."""
+        self._saved: int | None = None
+        """The checkpoint as stored (the next round saves `_checkpoint` when it is ahead)."""
 
     def nudge(self) -> None:
         """Something was appended in this process: publish now rather than at the next poll."""
@@ -127,12 +130,20 @@ class EventPublisher:
                 await conn.close()
 
     async def _publish_once(self, conn: Any) -> int:
-        # One statement, atomic on its own: no transaction round trips around it.
-        await event_store.sequence(conn)
+        if self._checkpoint is None:
+            self._checkpoint = self._saved = await event_store.checkpoint(conn, CHECKPOINT)
         checkpoint = self._checkpoint
-        if checkpoint is None:
-            checkpoint = await event_store.checkpoint(conn, CHECKPOINT)
-        events = await event_store.sequenced_after(conn, checkpoint, self._batch_size)
+        # One statement, atomic on its own: sequence what committed, save the checkpoint the
+        # previous round's send earned, read what is due. A round that sent something is
+        # followed at once by another (see _lead), which saves its checkpoint.
+        events = await event_store.publishing_round(
+            conn,
+            checkpoint,
+            self._batch_size,
+            CHECKPOINT,
+            checkpoint if checkpoint != self._saved else None,
+        )
+        self._saved = checkpoint
         if not events:
             return 0
         messages = []
@@ -146,8 +157,6 @@ class EventPublisher:
                 )
             )
         await self._topic.send_many(messages)
-        position = events[-1].position or checkpoint
-        await event_store.save_checkpoint(conn, CHECKPOINT, position)
-        self._checkpoint = position
+        self._checkpoint = events[-1].position or checkpoint
         self.published += len(events)
         return len(events)

@@ -178,7 +178,13 @@ async def execute_batch(
     try:
         async with uow.transaction() as tx:
             stored = await tx.command_results([c.command_id for c, _ in commands])
-            await tx.preload([c.key_id for c, _ in commands if c.key_id is not None])
+            await tx.preload(
+                [
+                    c.key_id
+                    for c, _ in commands
+                    if c.key_id is not None and c.command_id not in stored
+                ]
+            )
             results: list[CommandResult] = []
             new: list[tuple[str, str, CommandResult]] = []
             seen: dict[uuid.UUID, CommandResult] = {}

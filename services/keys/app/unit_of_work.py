@@ -1,6 +1,8 @@
-"""The unit of work: one PostgreSQL transaction that owns an append, its read-model
-updates, the sealed secret and the command's idempotency record, and runs the
-after-commit callbacks (cache invalidation, publisher wake-up) only once it committed."""
+"""The unit of work: what one change writes (an append, its read-model updates, the sealed
+secret, the command's idempotency record) committed together, and the after-commit
+callbacks (cache invalidation, publisher wake-up) run only once it committed. Most changes
+are one statement (see KeysTransaction), which PostgreSQL commits atomically on its own:
+no BEGIN and COMMIT round trips around it."""
 
 from __future__ import annotations
 
@@ -10,24 +12,75 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from contracts import CommandResult
 from services.keys.adapters import event_store, projections, queries
-from services.keys.domain.errors import VersionConflict
 from services.keys.domain.key import AccessKey, evolve, replay
 from services.keys.domain.recorded import Change, Meta, RecordedEvent
 
+_Result = tuple[uuid.UUID, str, str, CommandResult, bytes | None]
+"""A command's result to store: (command_id, account_id, command_type, result, digest)."""
 AfterCommit = Callable[[list[RecordedEvent]], Awaitable[None]]
 
 
 class KeysTransaction:
-    def __init__(self, conn: Any, from_events: bool = False) -> None:
+    """The work of one unit of work on one connection.
+
+    `owned` (the unit of work's own transactions): no BEGIN until a statement needs one.
+    The appends and command results are held back and written at the commit, all in one
+    statement (events, the sequencer's queue, key_state, processed_commands): a single
+    statement is atomic on its own, so work that only reads and appends costs its reads and
+    one round trip, without BEGIN and COMMIT. A write that cannot wait (a sealed secret,
+    the lookup of a new secret hash, ...) begins the transaction, writes what was held
+    back, and the rest runs in it as usual. Reads before that run each in a snapshot of
+    their own, as they would in a READ COMMITTED transaction; a decision stays safe
+    because the append is checked against the stream version it was made on.
+    Not owned (a connection in the caller's transaction): every write at once."""
+
+    def __init__(self, conn: Any, from_events: bool = False, owned: bool = False) -> None:
         self.conn = conn
         self.from_events = from_events
         self.recorded: list[RecordedEvent] = []
         self._states: dict[uuid.UUID, AccessKey | None] = {}
         """Keys' states known in this transaction: preloaded, or as our own appends left them."""
+        self._owned = owned
+        self._hold = owned and not from_events
+        """Appends and results wait for the commit (a replay reads events: none held back)."""
+        self._tx: Any = None
+        self._events: list[RecordedEvent] = []
+        self._final: dict[uuid.UUID, AccessKey] = {}
+        self._results: list[_Result] = []
+
+    async def _writing(self) -> Any:
+        """The connection for a write that cannot wait: in the transaction, after what was
+        held back."""
+        if self._owned and self._tx is None:
+            self._tx = self.conn.transaction()
+            await self._tx.start()
+        self._hold = False
+        await self._flush()
+        return self.conn
+
+    async def _flush(self) -> None:
+        if not (self._events or self._results):
+            return
+        then: list[event_store.Then] = []
+        if self._final:
+            then.append(projections.states_upsert(self._final.values()))
+        if self._results:
+            then.append(_results_insert(self._results))
+        events = self._events
+        self._events, self._final, self._results = [], {}, []
+        await event_store.append_recorded(self.conn, events, then)
+
+    async def commit(self) -> None:
+        await self._flush()
+        if self._tx is not None:
+            await self._tx.commit()
+
+    async def rollback(self) -> None:
+        self._events, self._final, self._results = [], {}, []
+        if self._tx is not None and self.conn.is_in_transaction():
+            await self._tx.rollback()
 
     async def preload(self, key_ids: Sequence[uuid.UUID]) -> None:
         """Read the states of `key_ids` in one query, for the loads of a batch to come."""
@@ -78,18 +131,24 @@ class KeysTransaction:
             states.append(state)
         if state is None:
             raise ValueError("append needs at least one change")
-        # One round trip: the events, their place in the sequencer's queue and the key's
-        # new state in key_state; then whatever else the events change (lookup, leaks).
-        await event_store.append_recorded(self.conn, recorded, projections.state_upsert(state))
-        for event, after in zip(recorded, states, strict=True):
-            await projections.project(self.conn, after, event, state_written=True)
+        self._events.extend(recorded)
+        self._final[key_id] = state
         self.recorded.extend(recorded)
         self._states[key_id] = state
+        extra = [
+            w
+            for e, after in zip(recorded, states, strict=True)
+            for w in projections.extra_writes(after, e)
+        ]
+        if extra or not self._hold:
+            conn = await self._writing()
+            for sql, args in extra:
+                await conn.execute(sql, *args)
         return state
 
     # --- the sealed secret (outside the event store, destroyed on revoke) ---------------
     async def seal(self, key_id: uuid.UUID, sealed: bytes) -> None:
-        await self.conn.execute(
+        await (await self._writing()).execute(
             "INSERT INTO key_vault (key_id, sealed) VALUES ($1, $2)"
             " ON CONFLICT (key_id) DO UPDATE SET sealed = EXCLUDED.sealed, sealed_at = now()",
             key_id,
@@ -103,7 +162,7 @@ class KeysTransaction:
         return value
 
     async def destroy_secret(self, key_id: uuid.UUID) -> None:
-        await self.conn.execute("DELETE FROM key_vault WHERE key_id = $1", key_id)
+        await (await self._writing()).execute("DELETE FROM key_vault WHERE key_id = $1", key_id)
 
     # --- idempotency of commands --------------------------------------------------------
     async def command_result(self, command_id: uuid.UUID) -> CommandResult | None:
@@ -114,6 +173,8 @@ class KeysTransaction:
         self, request_id: uuid.UUID
     ) -> tuple[CommandResult, bytes | None] | None:
         """A request made once before: its result and the digest of what it asked."""
+        if self._results:
+            await self._writing()
         row = await self.conn.fetchrow(
             "SELECT result, request_digest FROM processed_commands WHERE command_id = $1",
             request_id,
@@ -126,6 +187,8 @@ class KeysTransaction:
         self, command_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, CommandResult]:
         """The stored results of those of `command_ids` processed before (one query)."""
+        if self._results:
+            await self._writing()
         rows = await self.conn.fetch(
             "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1::uuid[])",
             list(command_ids),
@@ -133,19 +196,13 @@ class KeysTransaction:
         return {r["command_id"]: CommandResult.model_validate_json(r["result"]) for r in rows}
 
     async def save_command_results(self, results: Sequence[tuple[str, str, CommandResult]]) -> None:
-        """Store (account_id, command_type, result) of several commands in one statement;
+        """Store (account_id, command_type, result) of several commands, with the appends;
         one already stored (by another process, concurrently) is a VersionConflict."""
-        try:
-            await self.conn.execute(
-                "INSERT INTO processed_commands (command_id, account_id, command_type, result)"
-                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
-                [r.command_id for _, _, r in results],
-                [account for account, _, _ in results],
-                [command_type for _, command_type, _ in results],
-                [r.model_dump_json() for _, _, r in results],
-            )
-        except asyncpg.UniqueViolationError:
-            raise VersionConflict("a command of the batch was processed concurrently") from None
+        self._results.extend(
+            (result.command_id, account, kind, result, None) for account, kind, result in results
+        )
+        if not self._hold:
+            await self._writing()
 
     async def save_command_result(
         self,
@@ -155,20 +212,28 @@ class KeysTransaction:
         result: CommandResult,
         request_digest: bytes | None = None,
     ) -> None:
-        try:
-            await self.conn.execute(
-                "INSERT INTO processed_commands"
-                " (command_id, account_id, command_type, result, request_digest)"
-                " VALUES ($1, $2, $3, $4::jsonb, $5)",
-                command_id,
-                account_id,
-                command_type,
-                result.model_dump_json(),
-                request_digest,
-            )
-        except asyncpg.UniqueViolationError:
-            # Another process applied the same command concurrently; the retry reads its result.
-            raise VersionConflict(f"command {command_id} was processed concurrently") from None
+        self._results.append((command_id, account_id, command_type, result, request_digest))
+        if not self._hold:
+            # Another process applied the same command concurrently: VersionConflict, and
+            # the retry reads its result.
+            await self._writing()
+
+
+_RESULTS_INSERT = (
+    "INSERT INTO processed_commands"
+    " (command_id, account_id, command_type, result, request_digest)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])"
+)
+
+
+def _results_insert(results: Sequence[_Result]) -> event_store.Then:
+    return _RESULTS_INSERT, [
+        [command_id for command_id, *_ in results],
+        [account for _, account, *_ in results],
+        [kind for _, _, kind, *_ in results],
+        [r.model_dump_json() for *_, r, _ in results],
+        [digest for *_, digest in results],
+    ]
 
 
 class KeysUnitOfWork:
@@ -183,9 +248,13 @@ class KeysUnitOfWork:
     @asynccontextmanager
     async def transaction(self, from_events: bool = False) -> AsyncIterator[KeysTransaction]:
         async with self._pool().acquire() as conn:
-            tx = KeysTransaction(conn, from_events)
-            async with conn.transaction():
+            tx = KeysTransaction(conn, from_events, owned=True)
+            try:
                 yield tx
+                await tx.commit()
+            except BaseException:
+                await tx.rollback()
+                raise
         if tx.recorded:
             for callback in self._after_commit:
                 await callback(tx.recorded)
