@@ -7,7 +7,9 @@ Order of work, all inside the transaction:
    was counted lately (`RecentIds`: a record sent twice, at another offset);
 2. store the batch's offsets and record ids (one row, `seen_batches`); load the detector
    state of keys not in the cache;
-3. advance each key request by request, in partition order (`KeyActivity.observe`);
+3. advance each key's detectors: at once by its per-minute rollups where that provably
+   changes nothing but counters (`KeyActivity.observe_quietly`: no detector can fire, no
+   minute closes), else request by request, in partition order (`KeyActivity.observe`);
 4. upsert the per-minute rollups (aggregated here first), save the touched keys' state,
    store new alerts and containment commands.
 The cache is trusted again only after the commit; a failure drops the touched keys.
@@ -30,7 +32,7 @@ from services.usage.app.context import UsageContext
 from services.usage.app.metrics import CACHED_KEYS, RECORDS_COUNTED, RECORDS_DUPLICATE
 from services.usage.app.recent_ids import RecentIds
 from services.usage.domain import lifecycle
-from services.usage.domain.activity import KeyActivity
+from services.usage.domain.activity import KeyActivity, observe_batch
 from services.usage.domain.detectors import Finding
 from services.usage.domain.requests import Request, roll_up
 from services.usage.domain.warnings import previous_secret_uses
@@ -109,8 +111,7 @@ class Ingestor:
                 directory, config = ctx.directory, ctx.config
 
                 def observe() -> None:
-                    for r in fresh:
-                        states[r.key_id].observe(r, directory.get(r.key_id), config, findings)
+                    observe_batch(states, fresh, rollups, directory.get, config, findings)
                     findings.extend(lifecycle.canary_uses(fresh, directory.get, config))
 
                 await _meanwhile(usage_store.add_rollups(conn, rollups), observe)

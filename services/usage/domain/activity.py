@@ -14,13 +14,14 @@ that only grows cannot change the verdict later: alerts come within seconds, not
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 from services.usage.domain import detectors as d
 from services.usage.domain import lifecycle
 from services.usage.domain.baseline import Baseline, SpikeThresholds
 from services.usage.domain.detectors import DetectorConfig, Finding
 from services.usage.domain.keys import ACTIVE, KeyInfo
-from services.usage.domain.requests import AUTH_FAILURES, Request
+from services.usage.domain.requests import AUTH_FAILURES, MinuteRollup, Request
 from services.usage.domain.trailing_hour import TrailingHour
 
 
@@ -137,6 +138,57 @@ class KeyActivity:
         if known is not None and r.network not in known:
             self._learn(r, known, c, out)
 
+    def observe_quietly(
+        self, rows: list[MinuteRollup], key: KeyInfo | None, c: DetectorConfig
+    ) -> bool:
+        """Advance by a batch's rows of this key (its requests rolled up per minute) at
+        once, if request by request would change nothing but counters: no detector can
+        fire, no minute closes, no network is new. Returns False, having changed nothing,
+        when that is not certain (the caller then observes each request); so the state
+        and the findings are those of `observe`, whatever the batch."""
+        previous = self.last_used_at
+        if previous is None or (
+            key is not None
+            and (
+                key.status != ACTIVE
+                or key.expires_at is not None
+                or key.rate_limit_per_hour is not None
+            )
+        ):
+            return False  # a first use, a key not plainly active, an hourly limit
+        newest = max(row.last_at for row in rows)
+        if newest - previous >= c.dormant_s:
+            return False  # every request's idle time is at most this
+        if int((newest - c.lateness_s) // d.MINUTE) - 1 > self.folded_through:
+            return False  # a minute closes: which requests are late depends on the order
+        known = self.networks
+        thresholds = self._thresholds or self.thresholds(c)
+        folded, windows = self.folded_through, self.open
+        for row in rows:
+            if row.auth_failures or (known is not None and not row.networks.issubset(known)):
+                return False
+            if row.minute > folded and self._count(row.minute) + row.requests > thresholds.warning:
+                return False
+        oldest = min(row.first_at for row in rows)
+        if self.first_used_at is None or oldest < self.first_used_at:
+            self.first_used_at = oldest
+            self.dirty = True
+        if newest > previous:
+            self.last_used_at = newest
+        for row in rows:
+            self.hour.add(row.minute, row.requests)
+            if row.minute > folded:
+                windows[self._slot(row.minute) + 1] += row.requests
+        return True
+
+    def _count(self, minute: int) -> int:
+        """Requests counted so far in an open minute (0 if it has none)."""
+        windows = self.open
+        for at in range(0, len(windows), 3):
+            if windows[at] == minute:
+                return windows[at + 1]
+        return 0
+
     def _spike(
         self, minute: int, count: int, thresholds: SpikeThresholds, c: DetectorConfig,
         out: list[Finding],
@@ -216,3 +268,32 @@ class KeyActivity:
             self.fired = {f for f in self.fired if f[2] >= finding.bucket}
         self.fired.add(ident)
         out.append(finding)
+
+
+def observe_batch(
+    states: Mapping[str, KeyActivity],
+    requests: Sequence[Request],
+    rollups: Sequence[MinuteRollup],
+    key_of: Callable[[str], KeyInfo | None],
+    c: DetectorConfig,
+    out: list[Finding],
+) -> None:
+    """Advance each key of a batch (`rollups`: its `requests` per key and minute): by its
+    rollups where `observe_quietly` can, else request by request in the batch's order.
+    Findings are appended to `out`, as observing every request would have."""
+    by_key: dict[str, list[MinuteRollup]] = {}
+    for row in rollups:
+        rows = by_key.get(row.key_id)
+        if rows is None:
+            by_key[row.key_id] = [row]
+        else:
+            rows.append(row)
+    one_by_one = {
+        key_id
+        for key_id, rows in by_key.items()
+        if not states[key_id].observe_quietly(rows, key_of(key_id), c)
+    }
+    if one_by_one:
+        for r in requests:
+            if r.key_id in one_by_one:
+                states[r.key_id].observe(r, key_of(r.key_id), c, out)
