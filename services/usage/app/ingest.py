@@ -106,7 +106,8 @@ class Ingestor:
                 if not fresh:
                     RECORDS_DUPLICATE.inc(len(requests))
                     return 0
-                states = await self._states(conn, {r.key_id: r for r in fresh}, touched)
+                accounts = {row.key_id: row.account_id for row in rollups}
+                states = await self._states(conn, accounts, touched)
                 findings: list[Finding] = []
                 directory, config = ctx.directory, ctx.config
 
@@ -172,12 +173,14 @@ class Ingestor:
         recent.loaded = True
 
     async def _states(
-        self, conn: object, first_of_key: dict[str, Request], touched: set[str]
+        self, conn: object, accounts: dict[str, str], touched: set[str]
     ) -> dict[str, KeyActivity]:
+        """The state of each key of `accounts` (key -> its account), from the cache or the
+        database (or new)."""
         cache = self.ctx.cache
         states: dict[str, KeyActivity] = {}
         missing: list[str] = []
-        for key_id in first_of_key:
+        for key_id in accounts:
             touched.add(key_id)
             state = cache.get(key_id)
             if state is None:
@@ -189,7 +192,7 @@ class Ingestor:
             for key_id in missing:
                 state = loaded.get(key_id)
                 if state is None:
-                    state = KeyActivity(key_id, first_of_key[key_id].account_id)
+                    state = KeyActivity(key_id, accounts[key_id])
                 cache.put(state)
                 states[key_id] = state
         return states
