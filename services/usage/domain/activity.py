@@ -143,51 +143,51 @@ class KeyActivity:
     ) -> bool:
         """Advance by a batch's rows of this key (its requests rolled up per minute) at
         once, if request by request would change nothing but counters: no detector can
-        fire, no minute closes, no network is new. Returns False, having changed nothing,
-        when that is not certain (the caller then observes each request); so the state
-        and the findings are those of `observe`, whatever the batch."""
+        fire, no minute closes, no network is new. Returns False, having changed nothing
+        that `observe` would not change alike, when that is not certain (the caller then
+        observes each request); so the state and the findings are those of `observe`,
+        whatever the batch."""
         previous = self.last_used_at
-        if previous is None or (
-            key is not None
-            and (
-                key.status != ACTIVE
-                or key.expires_at is not None
-                or key.rate_limit_per_hour is not None
-            )
+        if previous is None or not _plainly_active(key):
+            return False  # a first use; a status change, an expiry or an hourly limit
+        if len(rows) == 1:  # the usual case: one minute of the key in the batch
+            newest, oldest = rows[0].last_at, rows[0].first_at
+        else:
+            newest = max(row.last_at for row in rows)
+            oldest = min(row.first_at for row in rows)
+        if (
+            newest - previous >= c.dormant_s  # (every request's idle time is at most this)
+            or int((newest - c.lateness_s) // d.MINUTE) - 1 > self.folded_through
+            or not self._quiet(rows, c)
         ):
-            return False  # a first use, a key not plainly active, an hourly limit
-        newest = max(row.last_at for row in rows)
-        if newest - previous >= c.dormant_s:
-            return False  # every request's idle time is at most this
-        if int((newest - c.lateness_s) // d.MINUTE) - 1 > self.folded_through:
-            return False  # a minute closes: which requests are late depends on the order
-        known = self.networks
-        thresholds = self._thresholds or self.thresholds(c)
-        folded, windows = self.folded_through, self.open
-        for row in rows:
-            if row.auth_failures or (known is not None and not row.networks.issubset(known)):
-                return False
-            if row.minute > folded and self._count(row.minute) + row.requests > thresholds.warning:
-                return False
-        oldest = min(row.first_at for row in rows)
+            return False  # dormant; a minute closes (which requests are late depends on
+            # their order); or a request that a detector looks at
         if self.first_used_at is None or oldest < self.first_used_at:
             self.first_used_at = oldest
             self.dirty = True
         if newest > previous:
             self.last_used_at = newest
+        hour, folded, windows = self.hour, self.folded_through, self.open
         for row in rows:
-            self.hour.add(row.minute, row.requests)
+            hour.add(row.minute, row.requests)
             if row.minute > folded:
                 windows[self._slot(row.minute) + 1] += row.requests
         return True
 
-    def _count(self, minute: int) -> int:
-        """Requests counted so far in an open minute (0 if it has none)."""
-        windows = self.open
-        for at in range(0, len(windows), 3):
-            if windows[at] == minute:
-                return windows[at + 1]
-        return 0
+    def _quiet(self, rows: list[MinuteRollup], c: DetectorConfig) -> bool:
+        """No refused request (401/403), no new network, no open minute past the spike
+        warning. An open minute's slot is made on the way: `observe` would make it too."""
+        known = self.networks
+        warning = (self._thresholds or self.thresholds(c)).warning
+        folded, windows = self.folded_through, self.open
+        for row in rows:
+            if row.auth_failures or (
+                known is not None and any(network not in known for network in row.networks)
+            ):
+                return False
+            if row.minute > folded and windows[self._slot(row.minute) + 1] + row.requests > warning:
+                return False
+        return True
 
     def _spike(
         self, minute: int, count: int, thresholds: SpikeThresholds, c: DetectorConfig,
@@ -268,6 +268,14 @@ class KeyActivity:
             self.fired = {f for f in self.fired if f[2] >= finding.bucket}
         self.fired.add(ident)
         out.append(finding)
+
+
+def _plainly_active(key: KeyInfo | None) -> bool:
+    """Active with no status change, no expiry and no hourly limit (or not known): the
+    status and rate-limit detectors have nothing to say of its requests."""
+    return key is None or (
+        key.status == ACTIVE and key.expires_at is None and key.rate_limit_per_hour is None
+    )
 
 
 def observe_batch(
