@@ -7,11 +7,18 @@ the same run a bare aiokafka consumer reads the same topic: the ceiling. Records
 realistic (~400 bytes, 5,000 keys with Zipf-distributed traffic (`--keys N`: N keys), event
 times 50,000/s apart); the cold-start spike threshold is lifted so the run measures ingestion, not a
 flood of first-minute alerts of brand-new keys.
+
+The deployed usage process also counts every record against its key's limits, in a
+consumer group of its own (docs/limits.md): it fetches and decodes each record a second
+time, in the same process. With `USAGE_INGEST_LIMITS_APART=1` a second usage process reads
+the same records with its limit counter on an idle topic: the analytic ingest alone, to
+show what that second reading costs (a diagnosis, not the figure the target is judged by).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -68,13 +75,44 @@ async def usage_ingest(ctx: BenchContext) -> list[Figure]:
                 ctx.note(cpu_us_per_record=split)
                 committed_s = await wait_committed(ctx.bootstrap, usage.group, records)
                 ctx.note(offsets_committed_after_s=round(committed_s, 2))
-    return [
+        apart = (
+            await ingest_alone(ctx.bootstrap, records, events, count)
+            if os.environ.get("USAGE_INGEST_LIMITS_APART") == "1"
+            else None
+        )
+    figures = [
         ctx.figure("ingest_records_per_s", rate, "rec/s", target=50_000),
         ctx.figure("bare_consumer_records_per_s", bare, "rec/s"),
         ctx.figure("ingest_share_of_bare_consumer", rate / bare, "ratio", target=0.5),
         ctx.figure("usage_cpu_us_per_record", cpu_us, "us", better="lower"),
         ctx.figure("postgres_cpu_us_per_record", split["postgres"], "us", better="lower"),
     ]
+    if apart is not None:
+        alone_rate, alone_cpu, alone_split = apart
+        ctx.note(cpu_us_per_record_limit_counter_apart=alone_split)
+        figures += [
+            ctx.figure("ingest_limit_counter_apart_records_per_s", alone_rate, "rec/s"),
+            ctx.figure("ingest_limit_counter_apart_share_of_bare", alone_rate / bare, "ratio"),
+            ctx.figure(
+                "usage_cpu_us_per_record_limit_counter_apart", alone_cpu, "us", better="lower"
+            ),
+        ]
+    return figures
+
+
+async def ingest_alone(
+    bootstrap: str, records: str, events: str, count: int
+) -> tuple[float, float, dict[str, float]]:
+    """`ingest_rate` of a usage process whose limit counter reads an idle topic."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with (
+            scratch_topic(bootstrap, "bench.usage.idle", PARTITIONS) as idle,
+            usage_process(
+                bootstrap, records, events, Path(tmp) / "usage.log",
+                USAGE_SPIKE_COLD_VOLUME="1000000000", USAGE_LIMITS_RECORDS_TOPIC=idle,
+            ) as usage,
+        ):  # fmt: skip
+            return await ingest_rate(usage, count)
 
 
 async def bare_consumer_rate(bootstrap: str, topic: str, count: int) -> float:

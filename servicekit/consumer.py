@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import ConsumerRecord
@@ -58,9 +58,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 """Failures of the infrastructure, not of the message: retried, never dead-lettered."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Received(Generic[T]):
-    """A decoded message with the record it came from (topic, partition, offset, headers)."""
+class Received(NamedTuple, Generic[T]):
+    """A decoded message with the record it came from (topic, partition, offset, headers).
+    A tuple: made for every message, by the hundred thousand a second."""
 
     record: Record
     message: T
@@ -150,9 +150,10 @@ class BatchProcessor(Generic[T]):
                 await self._refuse(record, decode_error(exc), undecodable=True)
         if good:
             await self._handle(good)
-        for record in records:
-            done = self.done_through.get(record.partition, 0)
-            self.done_through[record.partition] = max(done, record.offset + 1)
+        last = {record.partition: record.offset for record in records}  # in order per partition
+        for partition, offset in last.items():
+            done = self.done_through.get(partition, 0)
+            self.done_through[partition] = max(done, offset + 1)
         MESSAGES_CONSUMED.labels(self.sub.topic).inc(len(records))
         BATCH_SECONDS.labels(self.sub.topic).observe(time.perf_counter() - started)
 

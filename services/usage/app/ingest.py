@@ -7,7 +7,9 @@ Order of work, all inside the transaction:
    was counted lately (`RecentIds`: a record sent twice, at another offset);
 2. store the batch's offsets and record ids (one row, `seen_batches`); load the detector
    state of keys not in the cache;
-3. advance each key request by request, in partition order (`KeyActivity.observe`);
+3. advance each key's detectors: at once by its per-minute rollups where that provably
+   changes nothing but counters (`KeyActivity.observe_quietly`: no detector can fire, no
+   minute closes), else request by request, in partition order (`KeyActivity.observe`);
 4. upsert the per-minute rollups (aggregated here first), save the touched keys' state,
    store new alerts and containment commands.
 The cache is trusted again only after the commit; a failure drops the touched keys.
@@ -30,7 +32,7 @@ from services.usage.app.context import UsageContext
 from services.usage.app.metrics import CACHED_KEYS, RECORDS_COUNTED, RECORDS_DUPLICATE
 from services.usage.app.recent_ids import RecentIds
 from services.usage.domain import lifecycle
-from services.usage.domain.activity import KeyActivity
+from services.usage.domain.activity import KeyActivity, observe_batch
 from services.usage.domain.detectors import Finding
 from services.usage.domain.requests import Request, roll_up
 from services.usage.domain.warnings import previous_secret_uses
@@ -104,13 +106,13 @@ class Ingestor:
                 if not fresh:
                     RECORDS_DUPLICATE.inc(len(requests))
                     return 0
-                states = await self._states(conn, {r.key_id: r for r in fresh}, touched)
+                accounts = {row.key_id: row.account_id for row in rollups}
+                states = await self._states(conn, accounts, touched)
                 findings: list[Finding] = []
                 directory, config = ctx.directory, ctx.config
 
                 def observe() -> None:
-                    for r in fresh:
-                        states[r.key_id].observe(r, directory.get(r.key_id), config, findings)
+                    observe_batch(states, fresh, rollups, directory.get, config, findings)
                     findings.extend(lifecycle.canary_uses(fresh, directory.get, config))
 
                 await _meanwhile(usage_store.add_rollups(conn, rollups), observe)
@@ -171,12 +173,14 @@ class Ingestor:
         recent.loaded = True
 
     async def _states(
-        self, conn: object, first_of_key: dict[str, Request], touched: set[str]
+        self, conn: object, accounts: dict[str, str], touched: set[str]
     ) -> dict[str, KeyActivity]:
+        """The state of each key of `accounts` (key -> its account), from the cache or the
+        database (or new)."""
         cache = self.ctx.cache
         states: dict[str, KeyActivity] = {}
         missing: list[str] = []
-        for key_id in first_of_key:
+        for key_id in accounts:
             touched.add(key_id)
             state = cache.get(key_id)
             if state is None:
@@ -188,7 +192,7 @@ class Ingestor:
             for key_id in missing:
                 state = loaded.get(key_id)
                 if state is None:
-                    state = KeyActivity(key_id, first_of_key[key_id].account_id)
+                    state = KeyActivity(key_id, accounts[key_id])
                 cache.put(state)
                 states[key_id] = state
         return states

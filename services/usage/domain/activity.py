@@ -14,13 +14,14 @@ that only grows cannot change the verdict later: alerts come within seconds, not
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 from services.usage.domain import detectors as d
 from services.usage.domain import lifecycle
 from services.usage.domain.baseline import Baseline, SpikeThresholds
 from services.usage.domain.detectors import DetectorConfig, Finding
 from services.usage.domain.keys import ACTIVE, KeyInfo
-from services.usage.domain.requests import AUTH_FAILURES, Request
+from services.usage.domain.requests import AUTH_FAILURES, MinuteRollup, Request
 from services.usage.domain.trailing_hour import TrailingHour
 
 
@@ -137,6 +138,57 @@ class KeyActivity:
         if known is not None and r.network not in known:
             self._learn(r, known, c, out)
 
+    def observe_quietly(
+        self, rows: list[MinuteRollup], key: KeyInfo | None, c: DetectorConfig
+    ) -> bool:
+        """Advance by a batch's rows of this key (its requests rolled up per minute) at
+        once, if request by request would change nothing but counters: no detector can
+        fire, no minute closes, no network is new. Returns False, having changed nothing
+        that `observe` would not change alike, when that is not certain (the caller then
+        observes each request); so the state and the findings are those of `observe`,
+        whatever the batch."""
+        previous = self.last_used_at
+        if previous is None or not _plainly_active(key):
+            return False  # a first use; a status change, an expiry or an hourly limit
+        if len(rows) == 1:  # the usual case: one minute of the key in the batch
+            newest, oldest = rows[0].last_at, rows[0].first_at
+        else:
+            newest = max(row.last_at for row in rows)
+            oldest = min(row.first_at for row in rows)
+        if (
+            newest - previous >= c.dormant_s  # (every request's idle time is at most this)
+            or int((newest - c.lateness_s) // d.MINUTE) - 1 > self.folded_through
+            or not self._quiet(rows, c)
+        ):
+            return False  # dormant; a minute closes (which requests are late depends on
+            # their order); or a request that a detector looks at
+        if self.first_used_at is None or oldest < self.first_used_at:
+            self.first_used_at = oldest
+            self.dirty = True
+        if newest > previous:
+            self.last_used_at = newest
+        hour, folded, windows = self.hour, self.folded_through, self.open
+        for row in rows:
+            hour.add(row.minute, row.requests)
+            if row.minute > folded:
+                windows[self._slot(row.minute) + 1] += row.requests
+        return True
+
+    def _quiet(self, rows: list[MinuteRollup], c: DetectorConfig) -> bool:
+        """No refused request (401/403), no new network, no open minute past the spike
+        warning. An open minute's slot is made on the way: `observe` would make it too."""
+        known = self.networks
+        warning = (self._thresholds or self.thresholds(c)).warning
+        folded, windows = self.folded_through, self.open
+        for row in rows:
+            if row.auth_failures or (
+                known is not None and any(network not in known for network in row.networks)
+            ):
+                return False
+            if row.minute > folded and windows[self._slot(row.minute) + 1] + row.requests > warning:
+                return False
+        return True
+
     def _spike(
         self, minute: int, count: int, thresholds: SpikeThresholds, c: DetectorConfig,
         out: list[Finding],
@@ -216,3 +268,40 @@ class KeyActivity:
             self.fired = {f for f in self.fired if f[2] >= finding.bucket}
         self.fired.add(ident)
         out.append(finding)
+
+
+def _plainly_active(key: KeyInfo | None) -> bool:
+    """Active with no status change, no expiry and no hourly limit (or not known): the
+    status and rate-limit detectors have nothing to say of its requests."""
+    return key is None or (
+        key.status == ACTIVE and key.expires_at is None and key.rate_limit_per_hour is None
+    )
+
+
+def observe_batch(
+    states: Mapping[str, KeyActivity],
+    requests: Sequence[Request],
+    rollups: Sequence[MinuteRollup],
+    key_of: Callable[[str], KeyInfo | None],
+    c: DetectorConfig,
+    out: list[Finding],
+) -> None:
+    """Advance each key of a batch (`rollups`: its `requests` per key and minute): by its
+    rollups where `observe_quietly` can, else request by request in the batch's order.
+    Findings are appended to `out`, as observing every request would have."""
+    by_key: dict[str, list[MinuteRollup]] = {}
+    for row in rollups:
+        rows = by_key.get(row.key_id)
+        if rows is None:
+            by_key[row.key_id] = [row]
+        else:
+            rows.append(row)
+    one_by_one = {
+        key_id
+        for key_id, rows in by_key.items()
+        if not states[key_id].observe_quietly(rows, key_of(key_id), c)
+    }
+    if one_by_one:
+        for r in requests:
+            if r.key_id in one_by_one:
+                states[r.key_id].observe(r, key_of(r.key_id), c, out)
