@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,12 +66,20 @@ async def usage_memory(ctx: BenchContext) -> list[Figure]:
                 async def all_counted() -> bool:
                     return await counted(usage.database) >= len(records)
 
-                await poll_until(directory_loaded)
+                began = time.perf_counter()
+                await poll_until(directory_loaded, timeout=3600)
+                directory_s = time.perf_counter() - began
+                with_directory = usage.rss_bytes()
                 await produce(ctx.bootstrap, records_topic, records)
-                await poll_until(all_counted)
+                await poll_until(all_counted, timeout=3600)
                 await asyncio.sleep(2)
                 loaded = usage.rss_bytes()
-    ctx.note(idle_rss_mb=round(idle / MB, 1))
+    ctx.note(
+        idle_rss_mb=round(idle / MB, 1),
+        directory_rss_mb=round(with_directory / MB, 1),
+        directory_load_s=round(directory_s, 1),
+        key_events_per_s=round(count / directory_s),
+    )
     target = 300 if count <= 100_000 else 1500
     name = "rss_mb_100k_active_keys" if count == 100_000 else f"rss_mb_{count}_active_keys"
     return [ctx.figure(name, loaded / MB, "MB", target=target, better="lower")]
