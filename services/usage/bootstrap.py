@@ -27,6 +27,7 @@ from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
 from services.usage.entrypoints.limits import limit_subscription
 from services.usage.entrypoints.webhooks import webhook_subscription
+from services.usage.malloc import return_freed_memory
 from services.usage.settings import UsageSettings
 
 DESCRIPTION = "Per-key usage from the gateways' records, and alerts on unusual key activity."
@@ -149,6 +150,7 @@ def build(settings: UsageSettings) -> FastAPI:
 
 
 def main() -> None:
+    return_freed_memory()
     settings = load_settings(UsageSettings)
     app = build(settings)
     collect_rarely()
