@@ -121,8 +121,10 @@ def limit_memory(requests: list[Request]) -> LimitCounter:
         for r in requests[start : start + BATCH]:
             counts.add(r)
         for key_id, (at, _) in counts.newest.items():
-            counter._judged[key_id] = at
+            counter._judged[key_id] = 0.0  # judged clear now (monotonic)
             counter._pending[key_id] = at
+    counter._pending.clear()  # as after the next roll_over, a second later
+    counter._forget_judged(2.0)
     return counter
 
 

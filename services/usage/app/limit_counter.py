@@ -69,7 +69,9 @@ class LimitCounter:
         self._judged: dict[str, float] = {}
         """Keys whose last state this process stored was clear, and when (monotonic): such
         a key, judged again within `refresh_seconds` and reaching no limit, waits in
-        `_pending` (its counts are stored, its state is refreshed by `roll_over`)."""
+        `_pending` (its counts are stored, its state is refreshed by `roll_over`). Only
+        the last `refresh_seconds` matter: `roll_over` forgets the older (an entry a key
+        at a million keys, ~70 MB, if kept)."""
         self._pending: dict[str, float] = {}
         """Keys counted but not judged yet: the event time of their newest record."""
 
@@ -213,9 +215,16 @@ class LimitCounter:
             self._judging_done(states, now)
             for key_id, _ in pending:
                 self._pending.pop(key_id, None)
+            self._forget_judged(now)
         if states:
             self.on_states()
         return len(states)
+
+    def _forget_judged(self, now: float) -> None:
+        """Drop the keys judged longer ago than `refresh_seconds`: for them an entry and no
+        entry mean the same (judge again)."""
+        refresh = self.refresh_seconds
+        self._judged = {k: at for k, at in self._judged.items() if now - at < refresh}
 
     async def _reevaluate(
         self, conn: Any, keys: Sequence[tuple[KeyInfo, float]]
