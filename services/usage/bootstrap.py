@@ -22,6 +22,7 @@ from services.usage.app.unused import find_unused_keys
 from services.usage.app.warnings import warn_of_deadlines
 from services.usage.app.webhook_delivery import DeliveryPolicy, WebhookDeliverer
 from services.usage.app.webhook_registry import WebhookRegistry
+from services.usage.domain.recent_ids import SharedIds
 from services.usage.domain.webhooks import Backoff
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
@@ -58,6 +59,7 @@ def build(settings: UsageSettings) -> FastAPI:
         ),
         refresh_seconds=settings.usage_limits_refresh_seconds,
     )
+    seen_ids = SharedIds()
     limits = LimitCounter(
         pool,
         directory,
@@ -66,6 +68,7 @@ def build(settings: UsageSettings) -> FastAPI:
         max_ids=settings.usage_limits_dedup_max_ids,
         refresh_seconds=settings.usage_limits_refresh_seconds,
         on_states=publisher.nudge,
+        shared_ids=seen_ids,
     )
     ctx = UsageContext(
         pool=pool,
@@ -77,6 +80,7 @@ def build(settings: UsageSettings) -> FastAPI:
         dedup_memory_ids=settings.usage_dedup_memory_ids,
         on_alerts=outbox.nudge,
         limits=limits,
+        seen_ids=seen_ids,
         key_expiring_days=settings.usage_key_expiring_days,
     )
     ingestor = Ingestor(ctx)

@@ -1,11 +1,14 @@
 """Record ids counted lately, held compactly: what recognises a record sent twice.
 
-`Fingerprints` is the memory both consumers of `usage.records` share the shape of: each
-id is held as a 60-bit fingerprint (its str hash, masked: a 32-byte int instead of an
-80-byte str), batch by batch so the oldest batches can leave first. Measured
-(bench/usage_footprint.py): about 85 bytes an id, against about 130 for the id text in a
-set. Two ids sharing a fingerprint read as one: with a million ids held, the chance that a
-new record is taken for a duplicate is about 1e-12 (2^-60 per id held); the stored ids
+`Fingerprints` is the memory of each consumer of `usage.records`: each id is held as a
+60-bit fingerprint (its str hash, masked: a 32-byte int instead of an 80-byte str) in one
+dict for the process (`SharedIds`: fingerprint -> which memories hold it), and batch by
+batch (8 bytes an id) so the oldest batches can leave first. Measured
+(bench/usage_footprint.py): about 100 bytes an id held by both the ingest and the limit
+counter, against about 260 for the id text in a set in each.
+
+Two ids sharing a fingerprint read as one: with a million ids held, the chance that a new
+record is taken for a duplicate is about 1e-12 (2^-60 per id held). The stored ids
 (seen_batches, limit_seen) stay exact text and are fingerprinted again after a restart
 (the hash is per process).
 
@@ -17,6 +20,7 @@ within seconds.
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Iterable
 
@@ -24,31 +28,56 @@ _MASK = (1 << 60) - 1
 """Below 2**60 an int is two 30-bit digits: 32 bytes (a full 64-bit hash takes 48)."""
 
 
-class Fingerprints:
-    """Record ids as fingerprints, by batch (minute, prints), oldest batch first."""
+class SharedIds:
+    """The fingerprints held by any memory of the process, each with the bits of the
+    memories holding it: the ingest and the limit counter read the same records, so an id
+    is one dict entry for both (~80 bytes), not one set entry in each."""
 
-    __slots__ = ("_batches", "_held")
+    __slots__ = ("holders",)
 
     def __init__(self) -> None:
-        self._held: set[int] = set()
-        self._batches: deque[tuple[int, list[int]]] = deque()
+        self.holders: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return len(self._held)
+        return len(self.holders)
+
+
+class Fingerprints:
+    """One memory's record ids, as fingerprints in a `SharedIds` under its own `bit`, by
+    batch (minute, prints: 8 bytes an id), oldest batch first."""
+
+    __slots__ = ("_batches", "_bit", "_count", "_holders", "_keep")
+
+    def __init__(self, shared: SharedIds | None = None, bit: int = 1) -> None:
+        self._holders = (shared if shared is not None else SharedIds()).holders
+        self._bit = bit
+        self._keep = ~bit
+        self._batches: deque[tuple[int, array[int]]] = deque()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
 
     def __contains__(self, record_id: str) -> bool:
-        return hash(record_id) & _MASK in self._held
+        return bool(self._holders.get(hash(record_id) & _MASK, 0) & self._bit)
 
     def seen_before(self, record_ids: Iterable[str]) -> set[str]:
         """Those of `record_ids` already held."""
-        held = self._held
-        return {i for i in record_ids if hash(i) & _MASK in held}
+        holders, bit = self._holders, self._bit
+        return {i for i in record_ids if holders.get(hash(i) & _MASK, 0) & bit}
 
     def add(self, minute: int, record_ids: Iterable[str]) -> None:
-        prints = [hash(i) & _MASK for i in record_ids]
+        holders, bit = self._holders, self._bit
+        prints = array("q")
+        for record_id in record_ids:
+            fingerprint = hash(record_id) & _MASK
+            held = holders.get(fingerprint, 0)
+            if not held & bit:
+                holders[fingerprint] = held | bit
+                prints.append(fingerprint)
         if prints:
-            self._held.update(prints)
             self._batches.append((minute, prints))
+            self._count += len(prints)
 
     @property
     def batches(self) -> int:
@@ -59,20 +88,28 @@ class Fingerprints:
         return self._batches[0][0]
 
     def drop_oldest(self) -> None:
-        self._held.difference_update(self._batches.popleft()[1])
+        _, prints = self._batches.popleft()
+        self._count -= len(prints)
+        holders, keep = self._holders, self._keep
+        for fingerprint in prints:
+            left = holders.pop(fingerprint) & keep
+            if left:
+                holders[fingerprint] = left
 
     def clear(self) -> None:
-        self._held.clear()
-        self._batches.clear()
+        while self._batches:
+            self.drop_oldest()
 
 
 class RecentIds:
-    def __init__(self, horizon_minutes: int, max_ids: int) -> None:
+    def __init__(
+        self, horizon_minutes: int, max_ids: int, shared: SharedIds | None = None, bit: int = 1
+    ) -> None:
         self.horizon_minutes = horizon_minutes
         self.max_ids = max_ids
         self.next_offset: int | None = None
         """The offset this memory is current up to (None: never loaded)."""
-        self._ids = Fingerprints()
+        self._ids = Fingerprints(shared, bit)
         self._newest = 0
 
     def __contains__(self, record_id: str) -> bool:
