@@ -22,11 +22,13 @@ from services.usage.app.unused import find_unused_keys
 from services.usage.app.warnings import warn_of_deadlines
 from services.usage.app.webhook_delivery import DeliveryPolicy, WebhookDeliverer
 from services.usage.app.webhook_registry import WebhookRegistry
+from services.usage.domain.recent_ids import SharedIds
 from services.usage.domain.webhooks import Backoff
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
 from services.usage.entrypoints.limits import limit_subscription
 from services.usage.entrypoints.webhooks import webhook_subscription
+from services.usage.malloc import return_freed_memory
 from services.usage.settings import UsageSettings
 
 DESCRIPTION = "Per-key usage from the gateways' records, and alerts on unusual key activity."
@@ -57,6 +59,7 @@ def build(settings: UsageSettings) -> FastAPI:
         ),
         refresh_seconds=settings.usage_limits_refresh_seconds,
     )
+    seen_ids = SharedIds()
     limits = LimitCounter(
         pool,
         directory,
@@ -65,6 +68,7 @@ def build(settings: UsageSettings) -> FastAPI:
         max_ids=settings.usage_limits_dedup_max_ids,
         refresh_seconds=settings.usage_limits_refresh_seconds,
         on_states=publisher.nudge,
+        shared_ids=seen_ids,
     )
     ctx = UsageContext(
         pool=pool,
@@ -76,6 +80,7 @@ def build(settings: UsageSettings) -> FastAPI:
         dedup_memory_ids=settings.usage_dedup_memory_ids,
         on_alerts=outbox.nudge,
         limits=limits,
+        seen_ids=seen_ids,
         key_expiring_days=settings.usage_key_expiring_days,
     )
     ingestor = Ingestor(ctx)
@@ -149,6 +154,7 @@ def build(settings: UsageSettings) -> FastAPI:
 
 
 def main() -> None:
+    return_freed_memory()
     settings = load_settings(UsageSettings)
     app = build(settings)
     collect_rarely()

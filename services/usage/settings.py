@@ -65,7 +65,7 @@ class UsageSettings(ServiceSettings):
     usage_dedup_memory_ids: int = Field(
         1_000_000,
         ge=1000,
-        description="Record ids held in memory to catch a record sent twice (~120 B each).",
+        description="Record ids held in memory to catch a record sent twice (~85 B each).",
     )
     usage_idle_key_eviction_seconds: float = Field(900.0, gt=0)
     usage_caller_cache_seconds: float = Field(

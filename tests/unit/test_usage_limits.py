@@ -10,6 +10,8 @@ import pytest
 from contracts import KeyUpdatedData, LimitName, LimitState, TokenBudget, window_bounds
 from contracts.examples import example_events
 from contracts.limits import BudgetPeriod
+from services.usage.app.directory import KeyDirectory
+from services.usage.app.limit_counter import LimitCounter
 from services.usage.domain.keys import fold
 from services.usage.domain.limits import (
     SPANS,
@@ -165,3 +167,13 @@ def test_recent_ids_are_bounded_by_count_and_by_event_time() -> None:
     assert "c" not in recent and "e" not in recent and "f" in recent
     recent.reset(7, [(300, ["x"])])
     assert recent.next_offset == 7 and "x" in recent and "f" not in recent
+
+
+def test_the_limit_counter_forgets_keys_judged_longer_ago_than_the_refresh() -> None:
+    # Only the last refresh_seconds tell a key to wait: older entries would only hold memory.
+    counter = LimitCounter(
+        lambda: None, KeyDirectory(), "t", horizon_minutes=15, max_ids=1000, refresh_seconds=1.0
+    )
+    counter._judged = {"long ago": 10.0, "just now": 10.8}
+    counter._forget_judged(11.5)
+    assert counter._judged == {"just now": 10.8}

@@ -4,6 +4,8 @@ batches leaving first."""
 from __future__ import annotations
 
 from services.usage.app.recent_ids import RecentIds
+from services.usage.domain.recent_ids import RecentIds as PartitionIds
+from services.usage.domain.recent_ids import SharedIds
 
 
 def _ids(prefix: str, count: int) -> list[str]:
@@ -41,3 +43,26 @@ def test_ids_older_than_the_horizon_are_forgotten() -> None:
     assert recent.seen_before(["a-0", "b-0"]) == {"b-0"}
     recent.clear()
     assert len(recent) == 0 and not recent.loaded
+
+
+def test_memories_sharing_the_fingerprints_each_hold_only_their_own_ids() -> None:
+    shared = SharedIds()
+    ingest = RecentIds(limit=1000, shared=shared)
+    partition = PartitionIds(horizon_minutes=15, max_ids=1000, shared=shared, bit=2)
+    ingest.add(1, _ids("a", 3))
+    assert "a-0" in ingest and "a-0" not in partition  # counted by one, not by the other
+    partition.add(1, _ids("a", 2))
+    assert len(shared) == 3 and "a-1" in partition
+    ingest.clear()  # the ingest forgets: the limit counter still holds its two
+    assert "a-1" not in ingest and "a-1" in partition and "a-2" not in partition
+    assert len(shared) == 2
+    partition.reset(7, [])
+    assert len(shared) == 0 and len(partition) == 0
+
+
+def test_an_id_repeated_within_a_batch_is_held_once() -> None:
+    recent = RecentIds(limit=1000)
+    recent.add(1, ["x", "x", "y"])
+    assert len(recent) == 2
+    recent.forget_before(2)
+    assert len(recent) == 0 and "x" not in recent

@@ -3,6 +3,7 @@ key's state is rebuilt from it and from its rollups."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,23 +75,25 @@ async def load_activity(conn: Any, key_ids: Sequence[str]) -> dict[str, KeyActiv
     states: dict[str, KeyActivity] = {}
     for key_id, account, first, last, failure, mean, var, minutes, folded, unbounded in rows:
         states[key_id] = KeyActivity(
-            key_id,
-            account,
+            sys.intern(key_id),  # the cache's key: one string per key in the process
+            sys.intern(account),
             first_used_at=first,
             last_used_at=last,
             last_failure_at=failure,
             baseline=Baseline(mean, var, minutes),
             folded_through=folded,
-            networks=None if unbounded else [],
+            networks=None if unbounded else (),
             dirty=False,
         )
     known = list(states)
+    learned: dict[str, list[str]] = {}
     for key_id, network in await conn.fetch(
         "SELECT key_id::text, network FROM key_networks WHERE key_id = ANY($1::uuid[])", known
     ):
-        networks = states[key_id].networks
-        if networks is not None:
-            networks.append(network)
+        learned.setdefault(key_id, []).append(network)
+    for key_id, networks in learned.items():
+        if states[key_id].networks is not None:
+            states[key_id].networks = tuple(networks)
     since = [int(states[k].last_used_at or 0) // 60 - 60 for k in known]
     for key_id, minute, requests, failures in await conn.fetch(
         "SELECT r.key_id::text, (extract(epoch FROM r.minute) / 60)::bigint, r.requests,"

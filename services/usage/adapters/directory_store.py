@@ -17,19 +17,25 @@ _COLUMNS = (
 
 
 def _info(row: Any) -> KeyInfo:
-    """One string per distinct id, environment and status in the process (interned)."""
-    key_id, account, name, environment, limit, status, since, previous, *rest = row
+    """One string per distinct id, environment and status in the process (interned), one
+    float for a creation time that is also the status's, one int per distinct limit."""
+    key_id, account, name, environment, limit, status, since, previous, created, *rest = row
     return KeyInfo(
         sys.intern(key_id),
         sys.intern(account),
         name,
         environment and sys.intern(environment),
-        limit,
+        _LIMITS.setdefault(limit, limit) if len(_LIMITS) < 4096 else limit,
         sys.intern(status),
         since,
         sys.intern(previous),
+        since if created == since else created,
         *rest,
     )
+
+
+_LIMITS: dict[int | None, int | None] = {}
+"""The hourly limits read so far: a few values shared by many keys."""
 
 
 async def load_all(pool: Any) -> list[KeyInfo]:

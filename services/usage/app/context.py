@@ -12,6 +12,7 @@ from services.usage.app.directory import KeyDirectory
 from services.usage.app.limit_counter import LimitCounter
 from services.usage.domain.containment import ContainmentPolicy
 from services.usage.domain.detectors import DetectorConfig
+from services.usage.domain.recent_ids import SharedIds
 
 
 @dataclasses.dataclass
@@ -28,6 +29,9 @@ class UsageContext:
     a batch of key events, an eviction), so they never see each other half-done."""
     on_alerts: Callable[[], None] = lambda: None
     """Called after a commit that stored new alerts (wakes the outbox)."""
+    seen_ids: SharedIds = dataclasses.field(default_factory=SharedIds)
+    """The record fingerprints of the process's dedup memories (the ingest's and the limit
+    counter's: one entry for an id both hold)."""
     limits: LimitCounter | None = None
     """The limit counter, re-evaluating a key whose limits a key event changes."""
     key_expiring_days: int = 7

@@ -35,7 +35,7 @@ from services.usage.domain.limits import (
     reached,
     totals_of,
 )
-from services.usage.domain.recent_ids import RecentIds
+from services.usage.domain.recent_ids import RecentIds, SharedIds
 from services.usage.domain.requests import Request
 
 ROLL_OVER_BATCH = 1000
@@ -53,6 +53,7 @@ class LimitCounter:
         max_ids: int,
         refresh_seconds: float = 1.0,
         on_states: Callable[[], None] = lambda: None,
+        shared_ids: SharedIds | None = None,
     ) -> None:
         self.pool = pool
         self.directory = directory
@@ -65,11 +66,16 @@ class LimitCounter:
         """Held by a batch and by a re-evaluation: the directory's limits and the stored
         states change together (key events hold it until the directory has the new limits)."""
         self._recent: dict[int, RecentIds] = {}
+        self._shared_ids = shared_ids if shared_ids is not None else SharedIds()
+        """The process's record fingerprints (the ingest's too): each partition's memory
+        holds its ids there under a bit of its own."""
         self.refresh_seconds = refresh_seconds
         self._judged: dict[str, float] = {}
         """Keys whose last state this process stored was clear, and when (monotonic): such
         a key, judged again within `refresh_seconds` and reaching no limit, waits in
-        `_pending` (its counts are stored, its state is refreshed by `roll_over`)."""
+        `_pending` (its counts are stored, its state is refreshed by `roll_over`). Only
+        the last `refresh_seconds` matter: `roll_over` forgets the older (an entry a key
+        at a million keys, ~70 MB, if kept)."""
         self._pending: dict[str, float] = {}
         """Keys counted but not judged yet: the event time of their newest record."""
 
@@ -163,7 +169,12 @@ class LimitCounter:
     async def _reload(self, conn: Any, partition: int, next_offset: int) -> None:
         since = int(time.time() // 60) - self.horizon_minutes
         stored = await limit_store.load_seen(conn, self.topic, partition, since)
-        recent = self._recent[partition] = RecentIds(self.horizon_minutes, self.max_ids)
+        old = self._recent.get(partition)
+        if old is not None:
+            old.reset(next_offset, [])  # its bits leave the shared fingerprints
+        recent = self._recent[partition] = RecentIds(
+            self.horizon_minutes, self.max_ids, self._shared_ids, 2 << partition
+        )
         recent.reset(next_offset, [(minute, ids.split()) for minute, ids in stored])
 
     async def limits_changed(self, conn: Any, changes: Sequence[tuple[KeyInfo, float]]) -> int:
@@ -213,9 +224,16 @@ class LimitCounter:
             self._judging_done(states, now)
             for key_id, _ in pending:
                 self._pending.pop(key_id, None)
+            self._forget_judged(now)
         if states:
             self.on_states()
         return len(states)
+
+    def _forget_judged(self, now: float) -> None:
+        """Drop the keys judged longer ago than `refresh_seconds`: for them an entry and no
+        entry mean the same (judge again)."""
+        refresh = self.refresh_seconds
+        self._judged = {k: at for k, at in self._judged.items() if now - at < refresh}
 
     async def _reevaluate(
         self, conn: Any, keys: Sequence[tuple[KeyInfo, float]]

@@ -38,8 +38,9 @@ class KeyActivity:
     open: list[int] = dataclasses.field(default_factory=list)
     """Open minutes as flat triples (minute, requests, auth failures) of on-time requests,
     ascending: a few ints, not a dict per key (memory, at 100,000 keys)."""
-    networks: list[str] | None = dataclasses.field(default_factory=list)
-    """Source networks seen; None once there are too many for novelty to mean anything."""
+    networks: tuple[str, ...] | None = ()
+    """Source networks seen; None once there are too many for novelty to mean anything. A
+    tuple: most keys know one or two (the empty one is shared; a list took ~120 bytes)."""
     hour: TrailingHour = dataclasses.field(default_factory=TrailingHour)
     fired: set[tuple[str, str, float]] | None = None
     """(kind, severity, cooldown bucket) already raised: spares the database a conflict."""
@@ -204,7 +205,9 @@ class KeyActivity:
                 out,
             )  # fmt: skip
 
-    def _learn(self, r: Request, known: list[str], c: DetectorConfig, out: list[Finding]) -> None:
+    def _learn(
+        self, r: Request, known: tuple[str, ...], c: DetectorConfig, out: list[Finding]
+    ) -> None:
         """A network not seen before: an alert if the key has a history, then remembered."""
         if lifecycle.established(self.first_used_at, self.baseline, r.at, c):
             self._emit(
@@ -213,7 +216,7 @@ class KeyActivity:
                 ),
                 out,
             )
-        known.append(r.network)
+        self.networks = known = (*known, r.network)
         if self.new_networks is None:
             self.new_networks = []
         self.new_networks.append((r.network, r.at))

@@ -8,6 +8,7 @@ defaults are those of docs/usage-detectors.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -55,13 +56,24 @@ class Finding:
     """What else tells alerts of one kind apart in a bucket (a canary's source network)."""
 
 
+def _cold_thresholds(volume: int, factor: float, baseline: Baseline) -> SpikeThresholds:
+    return SpikeThresholds(volume, int(volume * factor), baseline.mean, established=False)
+
+
+@functools.lru_cache(maxsize=16)
+def _fresh_thresholds(volume: int, factor: float) -> SpikeThresholds:
+    """The thresholds of a key with no closed minute yet (held by every such key's state:
+    shared, not ~100 bytes a key)."""
+    return _cold_thresholds(volume, factor, Baseline())
+
+
 def spike_thresholds(baseline: Baseline, config: DetectorConfig) -> SpikeThresholds:
     """Warm keys: max(min volume, ratio x mean, mean + k deviations); cold keys (fewer
     active minutes than the warm-up) are judged against the cold-start volume alone."""
     if baseline.minutes < config.spike_warmup_minutes:
-        warning = config.spike_cold_volume
-        critical = int(config.spike_cold_volume * config.spike_critical_factor)
-        return SpikeThresholds(warning, critical, baseline.mean, established=False)
+        if baseline.minutes == 0:  # a key's first minutes: one object for them all
+            return _fresh_thresholds(config.spike_cold_volume, config.spike_critical_factor)
+        return _cold_thresholds(config.spike_cold_volume, config.spike_critical_factor, baseline)
     mean = baseline.mean
     warning = math.ceil(
         max(
