@@ -21,7 +21,7 @@ from bench.scratch_topic import scratch_topic
 from bench.usage_support import (
     counted,
     directory_size,
-    each_key_event,
+    key_events,
     key_pool,
     poll_until,
     produce,
@@ -53,7 +53,7 @@ async def usage_memory(ctx: BenchContext) -> list[Figure]:
         scratch_topic(ctx.bootstrap, "bench.usage.records", PARTITIONS) as records_topic,
         scratch_topic(ctx.bootstrap, "bench.usage.events", PARTITIONS) as events_topic,
     ):
-        await produce(ctx.bootstrap, events_topic, each_key_event(keys, start, limit=100_000))
+        await produce(ctx.bootstrap, events_topic, key_events(keys, start, limit=100_000))
         with tempfile.TemporaryDirectory() as tmp:
             async with usage_process(
                 ctx.bootstrap, records_topic, events_topic, Path(tmp) / "usage.log",

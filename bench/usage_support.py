@@ -230,20 +230,10 @@ def key_events(
     disabled: bool = False,
     limit: int = 0,
     **limits: Any,
-) -> list[tuple[bytes, bytes]]:
-    """KeyCreated (and KeyDisabled) events of `keys` as (message key, value); `limits`:
-    more of the key's limits (rate_limit_per_minute, token_budget...)."""
-    return list(each_key_event(keys, created, disabled, limit, **limits))
-
-
-def each_key_event(
-    keys: Sequence[tuple[str, str]],
-    created: datetime,
-    disabled: bool = False,
-    limit: int = 0,
-    **limits: Any,
 ) -> Iterator[tuple[bytes, bytes]]:
-    """`key_events`, made one at a time (a million keys' events are not held at once)."""
+    """KeyCreated (and KeyDisabled) events of `keys` as (message key, value), made one at a
+    time (a million keys' events are not held at once); `limits`: more of the key's limits
+    (rate_limit_per_minute, token_budget...)."""
     actor = Actor(type="user", id="bench@example.com")
     for position, (key_id, account) in enumerate(keys, start=1):
         created_event = KeyCreated(
