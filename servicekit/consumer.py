@@ -18,7 +18,8 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar
+from itertools import chain
+from typing import Any, Final, Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import ConsumerRecord
@@ -113,6 +114,12 @@ class Subscription(Generic[T]):
     """Decodes a whole batch in one call (where that is cheaper than record by record):
     a value per record, or None where it leaves the record to `decode`, whose verdict
     (a value or a refusal) stands."""
+    wake_on_record: bool = False
+    """True: an idle reader waits for the first record and takes it the moment the
+    fetcher has it (for a topic whose every message someone waits on, e.g. commands).
+    False: FastStream's poll: after `batch_timeout_ms` without records it sleeps as long
+    again, so a record that lands then waits up to that long, and an idle reader wakes
+    up every 2 x `batch_timeout_ms`."""
 
 
 class BatchProcessor(Generic[T]):
@@ -278,7 +285,30 @@ def subscribe(
         description=sub.description,
     )
     processor.subscriber(consume)
+    if sub.wake_on_record:
+        _wake_on_record(processor.subscriber, sub.max_records)
     return processor
+
+
+IDLE_WAIT_MS: Final = 1000
+"""How long a `wake_on_record` reader's poll waits before it looks whether it must stop
+(a stop also cancels the poll): no record waits for it."""
+
+
+def _wake_on_record(subscriber: Any, max_records: int) -> None:
+    """Replace the subscriber's poll (getmany with a short timeout, then a sleep as long
+    when it came back empty) with one that waits on the fetcher: aiokafka's getmany
+    returns as soon as a fetch brings records, however long its timeout, so the batch is
+    handed over at once and an idle reader costs one wake-up a second."""
+
+    async def get_msg(consumer: Any) -> tuple[Record, ...]:
+        while subscriber.running:
+            batches = await consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=max_records)
+            if batches:
+                return tuple(chain.from_iterable(batches.values()))
+        return ()
+
+    subscriber.get_msg = get_msg
 
 
 async def positioned(processor: BatchProcessor[Any], timeout: float = 60.0) -> int:
