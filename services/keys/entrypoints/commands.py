@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -56,29 +55,21 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         )
 
     async def handle(batch: list[Received[Command]]) -> None:
-        # A partition's commands in one transaction, in offset order (so those on one key,
-        # which share a partition, keep their order); partitions side by side. No log line
-        # or context per command: the results carry each command's correlation id.
+        # The whole batch in one transaction, in offset order per partition (so the
+        # commands on one key, which share a partition, keep their order): its reads and
+        # its write are one round trip each, and one commit, whatever the partitions. No
+        # log line or context per command: the results carry each command's correlation id.
         now = datetime.now(UTC)
-        by_partition: dict[int, list[tuple[Command, Meta]]] = {}
-        for item in batch:
-            by_partition.setdefault(item.record.partition, []).append(
-                (item.message, meta_of(item.message, now))
-            )
-        done = await asyncio.gather(
-            *(
-                commands.execute_batch(ctx.uow, ctx.tools, part, ctx.leak_policy)
-                for part in by_partition.values()
-            )
+        done = await commands.execute_batch(
+            ctx.uow,
+            ctx.tools,
+            [(item.message, meta_of(item.message, now)) for item in batch],
+            ctx.leak_policy,
         )
         # Results go out once every command of the batch is stored: one round trip, not one
         # per command. A crash before this re-runs the batch, which finds the stored results.
         await results.send_many(
-            [
-                (str(r.command_id).encode(), r.model_dump_json().encode(), ())
-                for rs in done
-                for r in rs
-            ]
+            [(str(r.command_id).encode(), r.model_dump_json().encode(), ()) for r in done]
         )
 
     return Subscription(
@@ -92,7 +83,7 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         # A command that kept losing races on a busy key is tried again, never dead-lettered:
         # it has not taken effect and its command_id has no stored result yet.
         retryable=(VersionConflict,),
-        batch_timeout_ms=5,  # a command waits at most this long in an idle poll
+        wake_on_record=True,  # someone waits on every command: no idle poll in between
     )
 
 
@@ -123,5 +114,5 @@ def cache_subscription(ctx: KeysContext) -> Subscription[uuid.UUID]:
         description="Key changes made by other processes: their cached answers are dropped.",
         on_invalid=ignore_invalid,
         auto_offset_reset="latest",
-        batch_timeout_ms=5,
+        wake_on_record=True,  # a changed key is refused here as soon as its event lands
     )
