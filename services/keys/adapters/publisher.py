@@ -5,8 +5,9 @@ connection of its own; when that process dies its connection closes, the lock is
 released, and another process takes over within `retry_seconds`. The publisher first
 sequences (gives committed events their global position), then sends events past its
 stored checkpoint, waits for the broker's acknowledgement, and only then moves the
-checkpoint (in the next round's statement, which follows at once). A crash between send
-and checkpoint re-sends: consumers deduplicate on `event_id`.
+checkpoint (in the next round's statement, which follows at the next nudge, or within
+`checkpoint_delay_seconds`). A crash between send and checkpoint re-sends: consumers
+deduplicate on `event_id`.
 """
 
 from __future__ import annotations
@@ -66,12 +67,14 @@ class EventPublisher:
         batch_size: int = 1000,
         idle_poll_seconds: float = 0.5,
         retry_seconds: float = 1.0,
+        checkpoint_delay_seconds: float = 0.1,
     ) -> None:
         self._connect = connect
         self._topic = topic
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._retry = retry_seconds
+        self._checkpoint_delay = checkpoint_delay_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.is_leader = False
@@ -120,9 +123,15 @@ class EventPublisher:
                 # reads (an append committing just after its query) must start another
                 # round at once, not wait out the idle poll.
                 self._wake.clear()
-                if await self._publish_once(conn) == 0:
+                sent = await self._publish_once(conn)
+                if sent < self._batch_size:  # a full round: more is due, go on at once
+                    # After a send, the round that saves its checkpoint waits for the next
+                    # nudge (it then sequences and sends too) or `checkpoint_delay` at
+                    # most: no round (a write, so a WAL flush) stands alone in the way of
+                    # the next append's events. An idle publisher polls `idle_poll`.
+                    wait = self._checkpoint_delay if sent else self._idle_poll
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+                        await asyncio.wait_for(self._wake.wait(), wait)
                 if conn.is_closed():
                     raise ConnectionError("lost the publisher's connection (and its lock)")
         finally:
@@ -135,7 +144,7 @@ class EventPublisher:
         checkpoint = self._checkpoint
         # One statement, atomic on its own: sequence what committed, save the checkpoint the
         # previous round's send earned, read what is due. A round that sent something is
-        # followed at once by another (see _lead), which saves its checkpoint.
+        # followed by another at the next nudge (see _lead), which saves its checkpoint.
         events = await event_store.publishing_round(
             conn,
             checkpoint,
