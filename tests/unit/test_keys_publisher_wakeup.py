@@ -63,3 +63,54 @@ async def test_a_nudge_during_a_round_starts_another_round_at_once() -> None:
     finally:
         await publisher.stop()
     assert publisher.rounds == 2
+
+
+class _SentOnce(EventPublisher):
+    """The first round sends an event; the second (which saves its checkpoint) is counted."""
+
+    def __init__(self, checkpoint_delay: float) -> None:
+        async def connect() -> _Connection:
+            return _Connection()
+
+        super().__init__(
+            connect,
+            topic=None,  # type: ignore[arg-type]
+            idle_poll_seconds=3600.0,
+            checkpoint_delay_seconds=checkpoint_delay,
+        )
+        self.rounds = 0
+        self.first_round = asyncio.Event()
+        self.second_round = asyncio.Event()
+
+    async def _publish_once(self, conn: Any) -> int:
+        self.rounds += 1
+        if self.rounds == 1:
+            self.first_round.set()
+            return 1  # sent one event: its checkpoint is for the next round to save
+        self.second_round.set()
+        await asyncio.sleep(3600)
+        return 0
+
+
+@pytest.mark.asyncio
+async def test_after_a_send_the_next_nudge_starts_the_round_that_saves_the_checkpoint() -> None:
+    publisher = _SentOnce(checkpoint_delay=3600.0)
+    publisher.start()
+    try:
+        await asyncio.wait_for(publisher.first_round.wait(), timeout=30)
+        publisher.nudge()  # the next append committed: its round saves the checkpoint too
+        await asyncio.wait_for(publisher.second_round.wait(), timeout=30)
+    finally:
+        await publisher.stop()
+    assert publisher.rounds == 2
+
+
+@pytest.mark.asyncio
+async def test_after_a_send_without_a_nudge_the_checkpoint_is_saved_after_the_delay() -> None:
+    publisher = _SentOnce(checkpoint_delay=0.01)  # the idle poll is an hour
+    publisher.start()
+    try:
+        await asyncio.wait_for(publisher.second_round.wait(), timeout=30)
+    finally:
+        await publisher.stop()
+    assert publisher.rounds == 2
