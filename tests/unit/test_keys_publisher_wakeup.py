@@ -53,16 +53,26 @@ class _NudgedWhileReading(EventPublisher):
         return 0
 
 
-@pytest.mark.asyncio
-async def test_a_nudge_during_a_round_starts_another_round_at_once() -> None:
-    publisher = _NudgedWhileReading()
+async def _second_round(
+    publisher: _NudgedWhileReading | _SentOnce, after_first: bool = False
+) -> int:
+    """Run `publisher` until its second round starts (nudged once the first is over, when
+    `after_first`); returns how many rounds it ran."""
     publisher.start()
     try:
-        # The idle poll is an hour: only the kept wake-up can start the second round.
+        if isinstance(publisher, _SentOnce) and after_first:
+            await asyncio.wait_for(publisher.first_round.wait(), timeout=30)
+            publisher.nudge()  # the next append committed: its round saves the checkpoint too
         await asyncio.wait_for(publisher.second_round.wait(), timeout=30)
     finally:
         await publisher.stop()
-    assert publisher.rounds == 2
+    return publisher.rounds
+
+
+@pytest.mark.asyncio
+async def test_a_nudge_during_a_round_starts_another_round_at_once() -> None:
+    # The idle poll is an hour: only the kept wake-up can start the second round.
+    assert await _second_round(_NudgedWhileReading()) == 2
 
 
 class _SentOnce(EventPublisher):
@@ -94,23 +104,9 @@ class _SentOnce(EventPublisher):
 
 @pytest.mark.asyncio
 async def test_after_a_send_the_next_nudge_starts_the_round_that_saves_the_checkpoint() -> None:
-    publisher = _SentOnce(checkpoint_delay=3600.0)
-    publisher.start()
-    try:
-        await asyncio.wait_for(publisher.first_round.wait(), timeout=30)
-        publisher.nudge()  # the next append committed: its round saves the checkpoint too
-        await asyncio.wait_for(publisher.second_round.wait(), timeout=30)
-    finally:
-        await publisher.stop()
-    assert publisher.rounds == 2
+    assert await _second_round(_SentOnce(checkpoint_delay=3600.0), after_first=True) == 2
 
 
 @pytest.mark.asyncio
 async def test_after_a_send_without_a_nudge_the_checkpoint_is_saved_after_the_delay() -> None:
-    publisher = _SentOnce(checkpoint_delay=0.01)  # the idle poll is an hour
-    publisher.start()
-    try:
-        await asyncio.wait_for(publisher.second_round.wait(), timeout=30)
-    finally:
-        await publisher.stop()
-    assert publisher.rounds == 2
+    assert await _second_round(_SentOnce(checkpoint_delay=0.01)) == 2  # idle poll: an hour
