@@ -60,6 +60,7 @@ async def usage_memory(ctx: BenchContext) -> list[Figure]:
                 USAGE_SPIKE_COLD_VOLUME="1000000000",
             ) as usage:  # fmt: skip
                 idle = usage.rss_bytes()
+                counter_idle = usage.counter_rss_bytes()
 
                 async def directory_loaded() -> bool:
                     return await directory_size(usage.database) >= count
@@ -75,8 +76,11 @@ async def usage_memory(ctx: BenchContext) -> list[Figure]:
                 await poll_until(all_counted, timeout=3600)
                 await asyncio.sleep(2)
                 loaded = usage.rss_bytes()
+                counter_loaded = usage.counter_rss_bytes()
     ctx.note(
         idle_rss_mb=round(idle / MB, 1),
+        limit_counter_idle_rss_mb=round(counter_idle / MB, 1),
+        limit_counter_loaded_rss_mb=round(counter_loaded / MB, 1),
         directory_rss_mb=round(with_directory / MB, 1),
         directory_load_s=round(directory_s, 1),
         key_events_per_s=round(count / directory_s),
