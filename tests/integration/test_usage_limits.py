@@ -159,6 +159,20 @@ def roomy_now() -> datetime:
     return at
 
 
+def key_updated(key_id: str, before: dict[str, Any], after: dict[str, Any]) -> KeyUpdated:
+    """The key's second event (of account acme): its limits changed from `before`."""
+    return KeyUpdated(
+        event_id=uuid.uuid4(),
+        key_id=uuid.UUID(key_id),
+        account_id="acme",
+        stream_version=2,
+        position=2,
+        occurred_at=datetime.now(UTC),
+        actor=ADMIN,
+        data=KeyUpdatedData(before=before, after=after),
+    )
+
+
 def tokens(key_id: str, account_id: str, at: datetime, total: int) -> UsageRecord:
     return record(key_id, account_id, at).model_copy(
         update={"tokens_in": total // 4, "tokens_out": total - total // 4}
@@ -221,18 +235,10 @@ async def test_an_exhausted_token_budget_is_cleared_at_once_when_raised(
             10_000,
         )
         assert exhausted.counted is not None and 10_000 <= exhausted.counted <= 12_000
-        raised = KeyUpdated(
-            event_id=uuid.uuid4(),
-            key_id=uuid.UUID(key),
-            account_id="acme",
-            stream_version=2,
-            position=2,
-            occurred_at=datetime.now(UTC),
-            actor=ADMIN,
-            data=KeyUpdatedData(
-                before={"token_budget": TokenBudget(tokens=10_000, period="day")},
-                after={"token_budget": TokenBudget(tokens=20_000, period="day")},
-            ),
+        raised = key_updated(
+            key,
+            {"token_budget": TokenBudget(tokens=10_000, period="day")},
+            {"token_budget": TokenBudget(tokens=20_000, period="day")},
         )
         await producer.send(limits.events, raised.model_dump_json().encode(), key.encode())
         cleared = await limits.state(
@@ -370,18 +376,7 @@ async def test_a_limit_lowered_while_the_counter_process_is_down_applies_when_it
             assert counted.state == "clear"
             await counter.stop()
 
-            lowered = KeyUpdated(
-                event_id=uuid.uuid4(),
-                key_id=uuid.UUID(key),
-                account_id="acme",
-                stream_version=2,
-                position=2,
-                occurred_at=datetime.now(UTC),
-                actor=ADMIN,
-                data=KeyUpdatedData(
-                    before={"rate_limit_per_hour": 10}, after={"rate_limit_per_hour": 3}
-                ),
-            )
+            lowered = key_updated(key, {"rate_limit_per_hour": 10}, {"rate_limit_per_hour": 3})
             await producer.send(limits.events, lowered.model_dump_json().encode(), key.encode())
             conn = await asyncpg.connect(limits.usage.database)
             try:
