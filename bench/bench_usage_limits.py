@@ -1,20 +1,20 @@
 """usage_limits and usage_limit_latency: the limit counter of the usage service.
 
-**usage_limits**: records put on a scratch topic before a usage process of its own starts
+**usage_limits**: records put on a scratch topic before a usage service of its own starts
 (5,000 keys, Zipf, every key carrying a per-minute and per-hour rate limit and a monthly
 token budget, none crossed: each key's clear state is refreshed at most once a second);
 the rate at which the limit counter takes them, from the moment the key directory holds
 every key to the last record, next to a bare aiokafka consumer of the same topic in the
-same run. The analytic ingest of that process reads an idle topic
-(USAGE_LIMITS_RECORDS_TOPIC), so the figure is the counter's own.
+same run. The ingest process reads an idle topic (the counter's is
+USAGE_LIMITS_RECORDS_TOPIC), and the CPU is the counter process's own.
 
 **usage_limit_latency**: usage.records carries RATE records/s of such keys (event time =
 now) while, every half second, one record of a fresh key with `rate_limit_per_minute: 1`
 crosses its limit; one sample is the time from that record's publish to its
-`rate_limited` state read on usage.limits. Three phases, a process each: the counter alone
-(its analytic ingest reading an idle topic: the counter scaled apart), the service as
-deployed (both consumers of one process on the same topic), and the counter alone at
-LIGHT_RATE. A state not read within GIVE_UP_S counts as GIVE_UP_S (a lower bound).
+`rate_limited` state read on usage.limits. Three phases, a deployment each: the counter
+alone (the ingest process reading an idle topic: the counter scaled apart), the service as
+deployed (the ingest process and the counter process on the same topic), and the counter
+alone at LIGHT_RATE. A state not read within GIVE_UP_S counts as GIVE_UP_S (a lower bound).
 """
 
 from __future__ import annotations
