@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from services.usage.bootstrap import build
 from services.usage.settings import UsageSettings
@@ -24,26 +24,28 @@ INGEST = {
 LIMITS = {"usage.records:count-limits", "keys.events:count-limits", "usage.limits:publish"}
 
 
-def _documents(role: str) -> tuple[set[str], dict[str, Any]]:
-    client = TestClient(build(UsageSettings(usage_role=role)))  # no lifespan: nothing connects
-    operations = set(client.get("/asyncapi").json()["operations"])
-    return operations, client.get("/openapi.json").json()["paths"]
+async def _documents(role: str) -> tuple[set[str], dict[str, Any]]:
+    app = build(UsageSettings(usage_role=role))
+    transport = httpx.ASGITransport(app=app)  # no lifespan: nothing connects
+    async with httpx.AsyncClient(transport=transport, base_url="http://usage") as client:
+        operations = set((await client.get("/asyncapi")).json()["operations"])
+        return operations, (await client.get("/openapi.json")).json()["paths"]
 
 
 @pytest.mark.parametrize(
     ("role", "expected"), [("ingest", INGEST), ("limits", LIMITS), ("all", INGEST | LIMITS)]
 )
-def test_each_role_reads_and_writes_its_own_topics(role: str, expected: set[str]) -> None:
-    operations, _ = _documents(role)
+async def test_each_role_reads_and_writes_its_own_topics(role: str, expected: set[str]) -> None:
+    operations, _ = await _documents(role)
     assert operations == expected
 
 
-def test_the_limit_counter_reads_in_its_own_group_and_serves_only_its_probes() -> None:
+async def test_the_limit_counter_reads_in_its_own_group_and_serves_only_its_probes() -> None:
     settings = UsageSettings(usage_role="limits")
     assert settings.usage_limits_consumer_group != settings.usage_consumer_group
-    _, paths = _documents("limits")
+    _, paths = await _documents("limits")
     assert set(paths) <= {"/health", "/ready", "/metrics", "/asyncapi"}
-    _, ingest_paths = _documents("ingest")
+    _, ingest_paths = await _documents("ingest")
     assert "/v1/alerts" in ingest_paths
 
 
