@@ -27,6 +27,8 @@ class Service:
     several processes."""
     next_to: str | None = None
     """Without its port variable: the port after this service's."""
+    serves_api: bool = True
+    """False: it answers only its probes (/health, /ready, /metrics, /asyncapi)."""
 
     @property
     def process(self) -> Managed:
@@ -55,7 +57,9 @@ SERVICES = (
     Service("audit", "AUDIT_HTTP_PORT", 8001),
     Service("usage", "USAGE_HTTP_PORT", 8002, role="ingest"),
     # The limit counter in a process of its own (docs/limits.md "Two processes").
-    Service("usage-limits", "USAGE_LIMITS_HTTP_PORT", 8003, "usage", "limits", next_to="usage"),
+    Service(
+        "usage-limits", "USAGE_LIMITS_HTTP_PORT", 8003, "usage", "limits", "usage", serves_api=False
+    ),
 )
 
 # Secrets the keys service needs; generated once per local stack and kept with its data,

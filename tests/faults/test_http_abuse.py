@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from servicekit.http import MAX_BODY_BYTES
-from tests.faults.support import MARKS, NAMES, generating, report, scale
+from tests.faults.support import APIS, MARKS, generating, report, scale
 from tests.support.accounts import Account
 from tests.support.processes import SERVICE
 from tests.support.stack import Stack
@@ -25,8 +25,6 @@ from tests.support.stack import Stack
 pytestmark = MARKS
 EXAMPLES = scale(15, 100)  # per operation
 PROTECTED = {"keys": "/v1/keys", "audit": "/v1/audit/events", "usage": "/v1/alerts"}
-APIS = tuple(name for name in NAMES if name in PROTECTED)
-"""The processes that serve an API (the limit counter's serves only its probes)."""
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
