@@ -36,6 +36,7 @@ from bench.usage_support import (
     directory_size,
     key_events,
     key_pool,
+    limit_positions,
     poll_until,
     produce,
     usage_process,
@@ -99,10 +100,12 @@ async def usage_alert_latency(ctx: BenchContext) -> list[Figure]:
 
 
 async def _caught_up(database: str) -> bool:
-    """No backlog left before the next phase (two reads a second apart agree)."""
-    first = await counted(database)
+    """No backlog left before the next phase, in the ingest nor in the limit counter (its
+    own process: a backlog of it would take CPU from the next phase): two reads a second
+    apart agree."""
+    first = (await counted(database), await limit_positions(database))
     await asyncio.sleep(1)
-    return await counted(database) == first
+    return (await counted(database), await limit_positions(database)) == first
 
 
 async def _known(database: str, count: int) -> bool:

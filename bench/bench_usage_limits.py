@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -43,6 +42,7 @@ from bench.usage_support import (
     directory_size,
     key_events,
     key_pool,
+    limit_positions,
     poll_until,
     produce,
     traffic,
@@ -64,18 +64,6 @@ LIMITS: Final[dict[str, Any]] = {
 }
 HOURLY: Final = 10_000_000
 DEADLINE_S: Final = 600.0
-
-
-async def consumed(database: str) -> int:
-    """Records the limit counter has taken (its stored positions)."""
-    conn = await asyncpg.connect(database)
-    try:
-        total = await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM limit_offsets")
-        return int(total or 0)
-    except asyncpg.UndefinedTableError:
-        return 0
-    finally:
-        await conn.close()
 
 
 @benchmark("usage_limits")
@@ -109,8 +97,8 @@ async def usage_limits(ctx: BenchContext) -> list[Figure]:
             ) as usage:  # fmt: skip
                 await poll_until(lambda: _known(usage.database, KEYS), interval=0.05)
                 began, cpu_base = time.perf_counter(), usage.counter_cpu_seconds()
-                base = await consumed(usage.database)
-                while (done := await consumed(usage.database)) < count:
+                base = await limit_positions(usage.database)
+                while (done := await limit_positions(usage.database)) < count:
                     if time.perf_counter() - began > DEADLINE_S:
                         raise TimeoutError(f"only {done} of {count} records counted")
                     await asyncio.sleep(0.1)

@@ -260,6 +260,17 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, by
     return time.perf_counter() - began
 
 
+async def limit_positions(database: str) -> int:
+    """The sum of the limit counter's stored positions (records it has taken)."""
+    conn = await asyncpg.connect(database)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM limit_offsets"))
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+
+
 async def counted(database: str) -> int:
     conn = await asyncpg.connect(database)
     try:
