@@ -1,7 +1,8 @@
 """usage_alert_latency: from the publish of the first anomalous record to the alert on
 `usage.alerts`, while the service ingests a steady stream of normal traffic.
 
-A usage process of its own reads a scratch topic fed at `RATE` records/s (event times
+A usage service of its own (an ingest process and a limit counter process, as `make up`
+deploys it) reads a scratch topic fed at `RATE` records/s (event times
 following the clock). Every half second one record of a key that was disabled is sent
 (the anomaly: `disabled_key_in_use`, critical, one record suffices), and the time until
 its alert is read back from `usage.alerts` is one sample. If the producer cannot reach
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import statistics
 import tempfile
@@ -34,6 +36,7 @@ from bench.usage_support import (
     directory_size,
     key_events,
     key_pool,
+    limit_positions,
     poll_until,
     produce,
     usage_process,
@@ -81,7 +84,8 @@ async def usage_alert_latency(ctx: BenchContext) -> list[Figure]:
                     latencies = await probe(ctx.bootstrap, records, share)
                     stop.set()
                     sent, seconds = await load
-                    ctx.note(**{f"load{label}_records_sent": sent})
+                    ctx.note(**{f"load{label}_records_sent": sent,
+                                f"load{label}_avg_1m": os.getloadavg()[0]})  # fmt: skip
                     cuts = statistics.quantiles(latencies, n=20)
                     figures += [
                         ctx.figure(f"alert_latency{label}_p50_ms",
@@ -96,10 +100,12 @@ async def usage_alert_latency(ctx: BenchContext) -> list[Figure]:
 
 
 async def _caught_up(database: str) -> bool:
-    """No backlog left before the next phase (two reads a second apart agree)."""
-    first = await counted(database)
+    """No backlog left before the next phase, in the ingest nor in the limit counter (its
+    own process: a backlog of it would take CPU from the next phase): two reads a second
+    apart agree."""
+    first = (await counted(database), await limit_positions(database))
     await asyncio.sleep(1)
-    return await counted(database) == first
+    return (await counted(database), await limit_positions(database)) == first
 
 
 async def _known(database: str, count: int) -> bool:

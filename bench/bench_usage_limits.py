@@ -1,20 +1,20 @@
 """usage_limits and usage_limit_latency: the limit counter of the usage service.
 
-**usage_limits**: records put on a scratch topic before a usage process of its own starts
+**usage_limits**: records put on a scratch topic before a usage service of its own starts
 (5,000 keys, Zipf, every key carrying a per-minute and per-hour rate limit and a monthly
 token budget, none crossed: each key's clear state is refreshed at most once a second);
 the rate at which the limit counter takes them, from the moment the key directory holds
 every key to the last record, next to a bare aiokafka consumer of the same topic in the
-same run. The analytic ingest of that process reads an idle topic
-(USAGE_LIMITS_RECORDS_TOPIC), so the figure is the counter's own.
+same run. The ingest process reads an idle topic (the counter's is
+USAGE_LIMITS_RECORDS_TOPIC), and the CPU is the counter process's own.
 
 **usage_limit_latency**: usage.records carries RATE records/s of such keys (event time =
 now) while, every half second, one record of a fresh key with `rate_limit_per_minute: 1`
 crosses its limit; one sample is the time from that record's publish to its
-`rate_limited` state read on usage.limits. Three phases, a process each: the counter alone
-(its analytic ingest reading an idle topic: the counter scaled apart), the service as
-deployed (both consumers of one process on the same topic), and the counter alone at
-LIGHT_RATE. A state not read within GIVE_UP_S counts as GIVE_UP_S (a lower bound).
+`rate_limited` state read on usage.limits. Three phases, a deployment each: the counter
+alone (the ingest process reading an idle topic: the counter scaled apart), the service as
+deployed (the ingest process and the counter process on the same topic), and the counter
+alone at LIGHT_RATE. A state not read within GIVE_UP_S counts as GIVE_UP_S (a lower bound).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -43,6 +42,7 @@ from bench.usage_support import (
     directory_size,
     key_events,
     key_pool,
+    limit_positions,
     poll_until,
     produce,
     traffic,
@@ -64,18 +64,6 @@ LIMITS: Final[dict[str, Any]] = {
 }
 HOURLY: Final = 10_000_000
 DEADLINE_S: Final = 600.0
-
-
-async def consumed(database: str) -> int:
-    """Records the limit counter has taken (its stored positions)."""
-    conn = await asyncpg.connect(database)
-    try:
-        total = await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM limit_offsets")
-        return int(total or 0)
-    except asyncpg.UndefinedTableError:
-        return 0
-    finally:
-        await conn.close()
 
 
 @benchmark("usage_limits")
@@ -108,14 +96,14 @@ async def usage_limits(ctx: BenchContext) -> list[Figure]:
                 USAGE_LIMITS_RECORDS_TOPIC=records, USAGE_LIMITS_TOPIC=limits,
             ) as usage:  # fmt: skip
                 await poll_until(lambda: _known(usage.database, KEYS), interval=0.05)
-                began, cpu_base = time.perf_counter(), usage.cpu_seconds()
-                base = await consumed(usage.database)
-                while (done := await consumed(usage.database)) < count:
+                began, cpu_base = time.perf_counter(), usage.counter_cpu_seconds()
+                base = await limit_positions(usage.database)
+                while (done := await limit_positions(usage.database)) < count:
                     if time.perf_counter() - began > DEADLINE_S:
                         raise TimeoutError(f"only {done} of {count} records counted")
                     await asyncio.sleep(0.1)
                 seconds = time.perf_counter() - began
-                cpu_us = (usage.cpu_seconds() - cpu_base) / (done - base) * 1e6
+                cpu_us = (usage.counter_cpu_seconds() - cpu_base) / (done - base) * 1e6
                 ctx.note(counted_before_clock=base, load_avg_at_end=os.getloadavg()[0])
     rate = (count - base) / seconds
     return [
@@ -127,7 +115,8 @@ async def usage_limits(ctx: BenchContext) -> list[Figure]:
 
 
 async def _known(database: str, count: int) -> bool:
-    return await directory_size(database) >= count
+    """The limit counter's read model holds `count` keys (the ingest's may lag)."""
+    return await directory_size(database, "limit_directory") >= count
 
 
 @benchmark("usage_limit_latency")

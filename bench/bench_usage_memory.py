@@ -1,4 +1,5 @@
-"""usage_memory: resident memory of the usage process with 100,000 active keys (`--keys N`:
+"""usage_memory: resident memory of the usage ingest process (and, apart, of the limit
+counter's process) with 100,000 active keys (`--keys N`:
 N keys; the target is 300 MB up to 100,000 keys, 1.5 GB at 1,000,000).
 
 Its own process reads 100,000 KeyCreated events (each with an hourly limit, so every key
@@ -60,6 +61,7 @@ async def usage_memory(ctx: BenchContext) -> list[Figure]:
                 USAGE_SPIKE_COLD_VOLUME="1000000000",
             ) as usage:  # fmt: skip
                 idle = usage.rss_bytes()
+                counter_idle = usage.counter_rss_bytes()
 
                 async def directory_loaded() -> bool:
                     return await directory_size(usage.database) >= count
@@ -75,12 +77,20 @@ async def usage_memory(ctx: BenchContext) -> list[Figure]:
                 await poll_until(all_counted, timeout=3600)
                 await asyncio.sleep(2)
                 loaded = usage.rss_bytes()
+                counter_loaded = usage.counter_rss_bytes()
     ctx.note(
         idle_rss_mb=round(idle / MB, 1),
+        limit_counter_idle_rss_mb=round(counter_idle / MB, 1),
+        limit_counter_loaded_rss_mb=round(counter_loaded / MB, 1),
         directory_rss_mb=round(with_directory / MB, 1),
         directory_load_s=round(directory_s, 1),
         key_events_per_s=round(count / directory_s),
     )
     target = 300 if count <= 100_000 else 1500
     name = "rss_mb_100k_active_keys" if count == 100_000 else f"rss_mb_{count}_active_keys"
-    return [ctx.figure(name, loaded / MB, "MB", target=target, better="lower")]
+    return [
+        ctx.figure(name, loaded / MB, "MB", target=target, better="lower"),
+        ctx.figure(
+            f"{name}_with_limit_counter", (loaded + counter_loaded) / MB, "MB", better="lower"
+        ),
+    ]

@@ -74,44 +74,69 @@ async def scratch_database(prefix: str = "usage_bench") -> AsyncIterator[str]:
         await admin.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
 @dataclass
 class UsageProcess:
+    """The usage service as `make up` deploys it: the ingest process (`process`, its HTTP
+    API at `url`) and the limit counter's (`counter`; None where one process runs both)."""
+
     process: asyncio.subprocess.Process
     url: str
     database: str
     group: str
+    counter: asyncio.subprocess.Process | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid] + ([self.counter.pid] if self.counter is not None else [])
+
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        """The ingest process's (the one process's where one runs both)."""
+        return _rss_bytes(self.pid)
+
+    def counter_rss_bytes(self) -> int:
+        return _rss_bytes(self.counter.pid) if self.counter is not None else 0
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """The ingest process's (the one process's where one runs both)."""
+        return _cpu_seconds(self.pid)
+
+    def counter_cpu_seconds(self) -> float:
+        """The limit counter's process (the one process's where one runs both)."""
+        return _cpu_seconds(self.counter.pid if self.counter is not None else self.pid)
 
 
 @contextlib.asynccontextmanager
 async def usage_process(
     kafka: str, records_topic: str, events_topic: str, log: Path, **env: str
 ) -> AsyncIterator[UsageProcess]:
-    """A usage service on a free port with its own database, group and topics: its limit
-    states go to a scratch topic unless `env` names one (on the stack's `usage.limits`
-    they would outlive the run, and every keys instance would read them at start)."""
+    """A usage service on free ports with its own database, groups and topics, deployed
+    as `make up` does (an ingest process and a limit counter process; `USAGE_ROLE="all"`
+    in `env`: one process running both): its limit states go to a scratch topic unless
+    `env` names one (on the stack's `usage.limits` they would outlive the run, and every
+    keys instance would read them at start)."""
     async with (
         scratch_database() as database,
         scratch_topic(kafka, "bench.usage.limits", 3) as limits_topic,
     ):
-        port = free_port()
         group = f"bench-usage-{uuid.uuid4().hex[:8]}"
         environment = devstack_services.service_env(kafka, server_url(), "usage")
         environment.update(
-            USAGE_HTTP_PORT=str(port),
             USAGE_DATABASE_URL=database,
             USAGE_CONSUMER_GROUP=group,
             USAGE_RECORDS_TOPIC=records_topic,
@@ -121,34 +146,55 @@ async def usage_process(
             LOG_LEVEL="WARNING",
         )
         environment.update(env)
-        with log.open("wb") as out:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.usage", env=environment, cwd=REPO_ROOT,
-                stdout=out, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-        running = UsageProcess(process, f"http://127.0.0.1:{port}", database, group)
-        try:
-            await _wait_ready(running, log)
-            yield running
-        finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), 30)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+        split = environment.get("USAGE_ROLE", "split") != "all"
+        roles = ("ingest", "limits") if split else ("all",)
+        async with contextlib.AsyncExitStack() as processes:
+            started = [
+                await processes.enter_async_context(
+                    _process(environment, role, log.with_suffix(f".{role}{log.suffix}"))
+                )
+                for role in roles
+            ]
+            (ingest, url), counter = started[0], (started[1][0] if split else None)
+            yield UsageProcess(ingest, url, database, group, counter)
 
 
-async def _wait_ready(running: UsageProcess, log: Path, timeout: float = 90.0) -> None:
+@contextlib.asynccontextmanager
+async def _process(
+    environment: dict[str, str], role: str, log: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.usage", cwd=REPO_ROOT,
+            env={**environment, "USAGE_ROLE": role, "USAGE_HTTP_PORT": str(port)},
+            stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        await _wait_ready(process, url, log)
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _wait_ready(
+    process: asyncio.subprocess.Process, url: str, log: Path, timeout: float = 90.0
+) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=2.0) as client:
         while time.monotonic() < deadline:
-            if running.process.returncode is not None:
+            if process.returncode is not None:
                 tail = await asyncio.to_thread(log.read_text)
                 raise RuntimeError(f"usage process exited:\n{tail[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{running.url}/ready")).status_code == 200:
+                if (await client.get(f"{url}/ready")).status_code == 200:
                     return
             await asyncio.sleep(0.2)
     raise TimeoutError("usage process not ready")
@@ -214,6 +260,17 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, by
     return time.perf_counter() - began
 
 
+async def limit_positions(database: str) -> int:
+    """The sum of the limit counter's stored positions (records it has taken)."""
+    conn = await asyncpg.connect(database)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM limit_offsets"))
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+
+
 async def counted(database: str) -> int:
     conn = await asyncpg.connect(database)
     try:
@@ -266,10 +323,12 @@ def key_events(
             yield key_id.encode(), event.model_dump_json().encode()
 
 
-async def directory_size(database: str) -> int:
+async def directory_size(database: str, table: str = "key_directory") -> int:
+    """Keys in the ingest's read model (`limit_directory`: the limit counter's)."""
+    assert table in ("key_directory", "limit_directory")  # noqa: S101 - a constant
     conn = await asyncpg.connect(database)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM key_directory"))
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
     except asyncpg.UndefinedTableError:
         return 0
     finally:

@@ -20,14 +20,32 @@ class Service:
     name: str
     port_variable: str
     default_port: int
+    module: str = ""
+    """The service whose process this is (`python -m services.<module>`); default: name."""
+    role: str | None = None
+    """Which part of it the process runs (<MODULE>_ROLE), where a service is deployed as
+    several processes."""
+    next_to: str | None = None
+    """Without its port variable: the port after this service's."""
+    serves_api: bool = True
+    """False: it answers only its probes (/health, /ready, /metrics, /asyncapi)."""
 
     @property
     def process(self) -> Managed:
         return Managed(self.name)
 
     @property
+    def service(self) -> str:
+        return self.module or self.name
+
+    @property
     def port(self) -> int:
-        return int(os.environ.get(self.port_variable, self.default_port))
+        configured = os.environ.get(self.port_variable)
+        if configured:
+            return int(configured)
+        if self.next_to is not None:
+            return next(s for s in SERVICES if s.name == self.next_to).port + 1
+        return self.default_port
 
     @property
     def url(self) -> str:
@@ -37,7 +55,11 @@ class Service:
 SERVICES = (
     Service("keys", "KEYS_HTTP_PORT", 8000),
     Service("audit", "AUDIT_HTTP_PORT", 8001),
-    Service("usage", "USAGE_HTTP_PORT", 8002),
+    Service("usage", "USAGE_HTTP_PORT", 8002, role="ingest"),
+    # The limit counter in a process of its own (docs/limits.md "Two processes").
+    Service(
+        "usage-limits", "USAGE_LIMITS_HTTP_PORT", 8003, "usage", "limits", "usage", serves_api=False
+    ),
 )
 
 # Secrets the keys service needs; generated once per local stack and kept with its data,
@@ -80,8 +102,12 @@ def service_env(kafka: str, database_url: str, service: str) -> dict[str, str]:
 def start(service: Service, kafka: str, database_url: str) -> bool:
     if service.process.running():
         return False
-    env = service_env(kafka, database_url, service.name)
-    service.process.start([sys.executable, "-m", f"services.{service.name}"], env=env)
+    env = service_env(kafka, database_url, service.service)
+    prefix = service.service.upper()
+    env[f"{prefix}_HTTP_PORT"] = str(service.port)
+    if service.role is not None:
+        env[f"{prefix}_ROLE"] = service.role
+    service.process.start([sys.executable, "-m", f"services.{service.service}"], env=env)
     return True
 
 

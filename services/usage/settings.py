@@ -7,7 +7,7 @@ environment variables (upper case) that override them.
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -26,9 +26,18 @@ class UsageSettings(ServiceSettings):
     service_name: ClassVar[str] = "usage"
     default_http_port: ClassVar[int] = 8002
 
+    # --- what this process runs -------------------------------------------------------
+    usage_role: Literal["all", "ingest", "limits"] = Field(
+        "all",
+        description="ingest: the analytic ingest, detectors, alerts, webhooks and the HTTP API;"
+        " limits: the limit counter and its publisher (docs/limits.md); all: both in one"
+        " process. `make up` and docker-compose run one process of each (two cores, and"
+        " enforcement never waits behind the ingest).",
+    )
+
     # --- where it reads ---------------------------------------------------------------
     usage_consumer_group: str = Field(
-        "usage", min_length=1, description="Consumer group of both subscriptions."
+        "usage", min_length=1, description="Consumer group of the ingest's subscriptions."
     )
     usage_records_topic: str = Field(
         USAGE_RECORDS, min_length=1, description="Topic of usage records (tests and benchmarks)."
@@ -40,7 +49,9 @@ class UsageSettings(ServiceSettings):
 
     # --- enforced limits (docs/limits.md) ---------------------------------------------
     usage_limits_consumer_group: str = Field(
-        "usage-limits", min_length=1, description="Consumer group of the limit counter."
+        "usage-limits",
+        min_length=1,
+        description="Consumer group of the limit counter (records and key events).",
     )
     usage_limits_records_topic: str = Field(
         "",

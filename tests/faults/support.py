@@ -42,6 +42,8 @@ FULL = os.environ.get("FAULTS_FULL") == "1"
 """`FAULTS_FULL=1`: the long form (the issue's rounds); otherwise the same checks, fewer."""
 RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "faults"
 NAMES = tuple(SERVICE)
+APIS = tuple(name for name in NAMES if SERVICE[name].serves_api)
+"""The processes with an API (usage's limit counter answers only its probes)."""
 
 
 def scale(short: int, full: int) -> int:

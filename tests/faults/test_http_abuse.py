@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from servicekit.http import MAX_BODY_BYTES
-from tests.faults.support import MARKS, NAMES, generating, report, scale
+from tests.faults.support import APIS, MARKS, generating, report, scale
 from tests.support.accounts import Account
 from tests.support.processes import SERVICE
 from tests.support.stack import Stack
@@ -94,7 +94,7 @@ def fuzz(service: str, account: Account, known_ids: list[str]) -> Counter[int]:
     return statuses
 
 
-@pytest.mark.parametrize("service", NAMES)
+@pytest.mark.parametrize("service", APIS)
 async def test_generated_requests_never_get_a_5xx(
     service: str, account: Account, api: httpx.AsyncClient
 ) -> None:
@@ -139,7 +139,7 @@ async def test_an_oversize_body_is_refused_with_413_and_bad_authorization_with_4
     ]
     refused: Counter[str] = Counter()
     async with httpx.AsyncClient(timeout=15) as client:
-        for name in NAMES:
+        for name in APIS:
             url = SERVICE[name].url + PROTECTED[name]
             for body in (oversize, streamed()):
                 answer = await client.post(url, content=body, headers=account.headers)
@@ -157,8 +157,8 @@ async def test_an_oversize_body_is_refused_with_413_and_bad_authorization_with_4
         "http-limits",
         5,
         "oversize bodies and malformed Authorization headers",
-        f"oversize bodies refused with 413: {refused['413']}/{2 * len(NAMES)};"
+        f"oversize bodies refused with 413: {refused['413']}/{2 * len(APIS)};"
         f" malformed or missing Authorization answered 401: {refused['401']}/"
-        f"{(len(malformed) + 1) * len(NAMES)}",
+        f"{(len(malformed) + 1) * len(APIS)}",
         **refused,
     )

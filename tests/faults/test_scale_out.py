@@ -23,6 +23,7 @@ GROUPS = {  # each service's consumer group reads these topics, 3 partitions eac
     "keys": ("keys.commands", "usage.records"),  # the latter for each key's last use
     "audit": ("keys.events", "keys.command-results", "usage.alerts"),
     "usage": ("keys.events", "usage.records"),
+    "usage-limits": ("keys.events", "usage.records"),  # the limit counter's own group
 }
 ALL = {0, 1, 2}
 _ASSIGNED = re.compile(r"^(\S+ \S+) .*Consumer (\S+) assigned to partitions: (.*)$")
@@ -31,8 +32,8 @@ _PARTITION = re.compile(r"topic='([^']+)', partition=(\d+)")
 
 def assignments(log: Path, since: str = "") -> dict[str, list[set[int]]]:
     """Each topic's partitions held by the process writing `log`, one set per consumer
-    (a process may read a topic in two groups: usage counts limits in a group of its
-    own), by the consumers' newest assignments (logged after `since`, a log timestamp)."""
+    (a process may read a topic in two groups, as a usage process of USAGE_ROLE=all does),
+    by the consumers' newest assignments (logged after `since`, a log timestamp)."""
     newest: dict[str, list[tuple[str, str]]] = {}
     for line in log.read_text(errors="replace").splitlines():
         found = _ASSIGNED.match(line)

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 from servicekit.kafka import KafkaProducer
-from tests.faults.support import MARKS, NAMES, report
+from tests.faults.support import APIS, MARKS, report
 from tests.support.accounts import Account, other_accounts_key
 from tests.support.audit import wait_for_records
 from tests.support.processes import SERVICE
@@ -66,7 +66,7 @@ async def test_another_accounts_ids_are_not_found_on_every_endpoint_of_every_ser
     }
     checked: dict[str, int] = {}
     async with httpx.AsyncClient(headers=account.headers, timeout=15) as client:
-        for name in NAMES:
+        for name in APIS:
             base = SERVICE[name].url
             document = (await client.get(f"{base}/openapi.json")).json()
             operations = list(naming_a_key(document))

@@ -34,6 +34,7 @@ from servicekit.kafka import KafkaProducer
 from tests.support.accounts import Account
 from tests.support.audit import audit_get
 from tests.support.kafka import Record, TopicTail
+from tests.support.processes import free_port, spawn
 from tests.support.stack import Stack
 from tests.support.usage import (
     UsageInstance,
@@ -158,6 +159,20 @@ def roomy_now() -> datetime:
     return at
 
 
+def key_updated(key_id: str, before: dict[str, Any], after: dict[str, Any]) -> KeyUpdated:
+    """The key's second event (of account acme): its limits changed from `before`."""
+    return KeyUpdated(
+        event_id=uuid.uuid4(),
+        key_id=uuid.UUID(key_id),
+        account_id="acme",
+        stream_version=2,
+        position=2,
+        occurred_at=datetime.now(UTC),
+        actor=ADMIN,
+        data=KeyUpdatedData(before=before, after=after),
+    )
+
+
 def tokens(key_id: str, account_id: str, at: datetime, total: int) -> UsageRecord:
     return record(key_id, account_id, at).model_copy(
         update={"tokens_in": total // 4, "tokens_out": total - total // 4}
@@ -220,18 +235,10 @@ async def test_an_exhausted_token_budget_is_cleared_at_once_when_raised(
             10_000,
         )
         assert exhausted.counted is not None and 10_000 <= exhausted.counted <= 12_000
-        raised = KeyUpdated(
-            event_id=uuid.uuid4(),
-            key_id=uuid.UUID(key),
-            account_id="acme",
-            stream_version=2,
-            position=2,
-            occurred_at=datetime.now(UTC),
-            actor=ADMIN,
-            data=KeyUpdatedData(
-                before={"token_budget": TokenBudget(tokens=10_000, period="day")},
-                after={"token_budget": TokenBudget(tokens=20_000, period="day")},
-            ),
+        raised = key_updated(
+            key,
+            {"token_budget": TokenBudget(tokens=10_000, period="day")},
+            {"token_budget": TokenBudget(tokens=20_000, period="day")},
         )
         await producer.send(limits.events, raised.model_dump_json().encode(), key.encode())
         cleared = await limits.state(
@@ -343,3 +350,55 @@ async def test_audit_records_one_entry_per_change_of_a_keys_limit_state(
             actions = await wait_until(recorded, timeout=60, what="the limit changes audited")
             assert actions == ["limit.cleared", "limit.rate_limited"]  # newest first
         assert len([s for s in limits.states_of(key) if s.state != "clear"]) >= 1
+
+
+async def test_a_limit_lowered_while_the_counter_process_is_down_applies_when_it_returns(
+    stack: Stack, producer: KafkaProducer, tmp_path: Path
+) -> None:
+    """Deployed as `make up` does: an ingest process and a limit counter process. The
+    ingest stores the key's new limit while the counter is down; the counter, back, still
+    re-evaluates the key at once (its own read model: limit_directory), no record needed."""
+    async with limits_stack(stack, tmp_path / "ingest.log", USAGE_ROLE="ingest") as limits:
+        port = free_port()
+        env = {**limits.usage.env, "USAGE_ROLE": "limits", "USAGE_HTTP_PORT": str(port)}
+        log = tmp_path / "counter.log"
+        counter = UsageInstance(
+            f"http://127.0.0.1:{port}", limits.usage.database, env, log, spawn("usage", env, log)
+        )
+        try:
+            await counter.wait_ready()
+            key = await limits.create_key(producer, "acme", rate_limit_per_hour=10)
+            at = roomy_now()
+            await publish(producer, [record(key, "acme", at) for _ in range(5)], limits.records)
+            counted = await limits.state(
+                key, lambda s: s.windows["rate_limit_per_hour"].counted == 5
+            )
+            assert counted.state == "clear"
+            await counter.stop()
+
+            lowered = key_updated(key, {"rate_limit_per_hour": 10}, {"rate_limit_per_hour": 3})
+            await producer.send(limits.events, lowered.model_dump_json().encode(), key.encode())
+            conn = await asyncpg.connect(limits.usage.database)
+            try:
+
+                async def ingest_has_it() -> bool:
+                    version: int | None = await conn.fetchval(
+                        "SELECT version FROM key_directory WHERE key_id = $1", uuid.UUID(key)
+                    )
+                    return version == 2
+
+                await wait_until(ingest_has_it, timeout=60, what="the ingest to store the change")
+            finally:
+                await conn.close()
+
+            counter.restart()
+            await counter.wait_ready()
+            limited = await limits.state(key, lambda s: s.state != "clear")
+            assert (limited.state, limited.limit_name, limited.limit, limited.counted) == (
+                "rate_limited",
+                "rate_limit_per_hour",
+                3,
+                5,
+            )
+        finally:
+            await counter.stop()

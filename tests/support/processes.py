@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 SERVICE = {s.name: s for s in services.SERVICES}
-"""The stack's services by name (keys, audit, usage)."""
+"""The stack's processes by name (keys, audit, usage and its limit counter usage-limits)."""
 
 
 async def restart_service(stack: Stack, name: str) -> None:
@@ -72,12 +72,18 @@ def spawn(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
 async def another_instance(
     stack: Stack, service: str, log: Path, **settings: str
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
-    """One more process of `service` on a free port, same broker, database and consumer
-    group as the stack's (with `settings` as extra environment); yields its URL and
-    process once it is ready; stops it after."""
+    """One more process of `service` (or of one of the stack's processes, e.g.
+    usage-limits) on a free port, same broker, database, role and consumer group as the
+    stack's (with `settings` as extra environment); yields its URL and process once it is
+    ready; stops it after."""
     port = free_port()
-    env = service_env(stack, service, **settings, **{f"{service.upper()}_HTTP_PORT": str(port)})
-    process = spawn(service, env, log)
+    deployed = SERVICE.get(service)  # a process of the stack's (usage-limits: usage's counter)
+    module = deployed.service if deployed is not None else service
+    role = {f"{module.upper()}_ROLE": deployed.role} if deployed and deployed.role else {}
+    env = service_env(
+        stack, module, **{**role, **settings, f"{module.upper()}_HTTP_PORT": str(port)}
+    )
+    process = spawn(module, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(timeout=2.0) as client:

@@ -207,6 +207,31 @@ def test_environment_loads_into_the_settings_class(
         )
 
 
+def test_usage_runs_its_ingest_and_its_limit_counter_as_two_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As `make up` does (devstack.services): the same image and module, one role each,
+    the counter's probe on a port of its own, both against the usage database."""
+    counter = _service("usage-limits")
+    assert counter["command"] == _service("usage")["command"]
+    assert counter["build"] == _service("usage")["build"]
+    assert _environment("usage")["USAGE_ROLE"] == "ingest"
+    given = _environment("usage-limits")
+    assert given["USAGE_ROLE"] == "limits"
+    assert not set(given) - _allowed_variables(UsageSettings)
+    every_variable = set().union(*(_allowed_variables(cls) for cls in SETTINGS.values()))
+    for variable in every_variable:
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in given.items():
+        monkeypatch.setenv(variable, _resolve(value))
+    settings = UsageSettings()
+    assert settings.usage_role == "limits"
+    assert settings.http_port != UsageSettings.default_http_port
+    assert f":{settings.http_port}/ready" in " ".join(counter["healthcheck"]["test"])
+    assert settings.service_database == "postgresql://instagen:instagen@postgres:5432/usage"
+    assert set(counter["depends_on"]) == set(_service("usage")["depends_on"])
+
+
 def test_each_secret_goes_to_its_service_only_and_must_be_set() -> None:
     assert SECRETS, "devstack/services.py generates no secrets"
     for secret in SECRETS:

@@ -1,9 +1,14 @@
-"""The key read model (`key_directory`) in PostgreSQL, and the unused-key candidates."""
+"""The key read model (`key_directory`) in PostgreSQL, and the unused-key candidates.
+
+The limit counter keeps a copy of its own (`limit_directory`, same columns): it reads the
+key events in its own consumer group, often in another process, and a key whose limits
+changed is re-evaluated by the process that stores the change (a directory written by
+the ingest would hide the change from a counter that had not read it yet)."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Final, Literal
 
 from services.usage.domain.keys import KeyInfo
 
@@ -38,16 +43,21 @@ _LIMITS: dict[int | None, int | None] = {}
 """The hourly limits read so far: a few values shared by many keys."""
 
 
-async def load_all(pool: Any) -> list[KeyInfo]:
-    return [_info(row) for row in await pool.fetch(f"SELECT {_COLUMNS} FROM key_directory")]
+Table = Literal["key_directory", "limit_directory"]
+KEY_DIRECTORY: Final[Table] = "key_directory"
+LIMIT_DIRECTORY: Final[Table] = "limit_directory"
 
 
-async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
+async def load_all(pool: Any, table: Table = KEY_DIRECTORY) -> list[KeyInfo]:
+    return [_info(row) for row in await pool.fetch(f"SELECT {_COLUMNS} FROM {table}")]
+
+
+async def save_many(conn: Any, keys: list[KeyInfo], table: Table = KEY_DIRECTORY) -> None:
     """Upsert the keys; a stored row with a later version is kept (replays, races)."""
     if not keys:
         return
     await conn.execute(
-        "INSERT INTO key_directory (key_id, account_id, name, environment, rate_limit_per_hour,"
+        f"INSERT INTO {table} (key_id, account_id, name, environment, rate_limit_per_hour,"
         " status, status_since, previous_status, created_at, expires_at, version, updated_at,"
         " rate_limit_per_minute, rate_limit_per_day, token_budget, token_budget_period, canary,"
         " rotated_at, grace_period_ends_at)"
@@ -69,7 +79,7 @@ async def save_many(conn: Any, keys: list[KeyInfo]) -> None:
         " token_budget = EXCLUDED.token_budget, token_budget_period = EXCLUDED.token_budget_period,"
         " canary = EXCLUDED.canary, rotated_at = EXCLUDED.rotated_at,"
         " grace_period_ends_at = EXCLUDED.grace_period_ends_at"
-        " WHERE key_directory.version < EXCLUDED.version",
+        f" WHERE {table}.version < EXCLUDED.version",
         [k.key_id for k in keys],
         [k.account_id for k in keys],
         [k.name for k in keys],

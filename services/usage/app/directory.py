@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from contracts import Event
+from servicekit.consumer import Received
 from services.usage.adapters import directory_store
-from services.usage.domain.keys import KeyInfo
+from services.usage.domain.keys import KeyInfo, fold
+from services.usage.domain.limits import KeyLimits
 
 
 class KeyDirectory:
-    def __init__(self) -> None:
+    def __init__(self, table: directory_store.Table = directory_store.KEY_DIRECTORY) -> None:
         self._keys: dict[str, KeyInfo] = {}
         self.loaded = False
+        self.table = table
+        """Where it is stored: the ingest's `key_directory` or the limit counter's own."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -22,10 +28,34 @@ class KeyDirectory:
     async def ensure_loaded(self, conn: Any) -> None:
         """Read the stored model once, before the first batch of either topic uses it."""
         if not self.loaded:
-            self._keys = {key.key_id: key for key in await directory_store.load_all(conn)}
+            self._keys = {
+                key.key_id: key for key in await directory_store.load_all(conn, self.table)
+            }
             self.loaded = True
 
     def commit(self, key: KeyInfo) -> None:
         current = self._keys.get(key.key_id)
         if current is None or current.version < key.version:
             self._keys[key.key_id] = key
+
+    def changes(
+        self, batch: Sequence[Received[Event]], pending: dict[str, KeyInfo]
+    ) -> Iterator[tuple[Event, KeyInfo | None, KeyInfo]]:
+        """Fold a batch of key events: each event that changes its key, with the key
+        before and after it; `pending` collects each key's newest, to be saved in the
+        caller's transaction and `commit`ted after it (a replayed event is skipped)."""
+        for item in batch:
+            event = item.message
+            key_id = str(event.key_id)
+            before = pending.get(key_id) or self._keys.get(key_id)
+            after = fold(before, event)
+            if after is not None:
+                pending[key_id] = after
+                yield event, before, after
+
+    async def save(self, conn: Any, pending: dict[str, KeyInfo]) -> None:
+        await directory_store.save_many(conn, list(pending.values()), self.table)
+
+
+def limits_changed(before: KeyInfo | None, after: KeyInfo) -> bool:
+    return (before.limits if before else KeyLimits()) != after.limits

@@ -8,9 +8,11 @@ each key's windows are merged into its stored ones, the states of the keys with 
 judged from the totals and stored, and the new positions and ids are written. The
 publisher sends the stored states after the commit (app/limit_publisher.py).
 
-Key events re-evaluate a key whose limits changed (`limits_changed`, inside the key
-events' transaction), and a limited key whose window has ended is re-evaluated at the
-window's end (`roll_over`), so it is cleared without waiting for its next record.
+The counter reads the key events in its own group too (`key_events`), into a directory
+of its own (`limit_directory`): a key whose limits changed is re-evaluated inside the
+transaction that stores the change, whichever process the ingest runs in; and a limited
+key whose window has ended is re-evaluated at the window's end (`roll_over`), so it is
+cleared without waiting for its next record.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from contracts import Event
 from servicekit.consumer import Received
 from services.usage.adapters import limit_store
-from services.usage.app.directory import KeyDirectory
+from services.usage.app.directory import KeyDirectory, limits_changed
 from services.usage.app.metrics import LIMIT_RECORDS_COUNTED, LIMIT_STATE_CHANGES
 from services.usage.domain.keys import KeyInfo
 from services.usage.domain.limits import (
@@ -176,6 +179,27 @@ class LimitCounter:
             self.horizon_minutes, self.max_ids, self._shared_ids, 2 << partition
         )
         recent.reset(next_offset, [(minute, ids.split()) for minute, ids in stored])
+
+    async def key_events(self, batch: Sequence[Received[Event]]) -> int:
+        """Key events into the counter's directory, in one transaction with the
+        re-evaluation of the keys whose limits they change. Returns states stored."""
+        pending: dict[str, KeyInfo] = {}
+        changed: dict[str, float] = {}
+        async with self.lock:
+            async with self.pool().acquire() as conn, conn.transaction():
+                await self.directory.ensure_loaded(conn)
+                for event, before, after in self.directory.changes(batch, pending):
+                    if limits_changed(before, after):
+                        changed[after.key_id] = event.occurred_at.timestamp()
+                await self.directory.save(conn, pending)
+                states = await self.limits_changed(
+                    conn, [(pending[k], at) for k, at in changed.items()]
+                )
+            for key in pending.values():  # the memory follows once the transaction committed
+                self.directory.commit(key)
+        if states:
+            self.on_states()
+        return states
 
     async def limits_changed(self, conn: Any, changes: Sequence[tuple[KeyInfo, float]]) -> int:
         """Re-evaluate keys whose limits changed (key, event time), in the caller's
