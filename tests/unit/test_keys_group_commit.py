@@ -43,6 +43,22 @@ def _append() -> Append:
     return Append(events=[], final={}, results=[])
 
 
+class _InFlight:
+    """A group commit whose first append's statement is in flight on `conns[0]` until
+    `gate` opens; `conns[1:]` for the writers that come meanwhile."""
+
+    def __init__(self, writers: int) -> None:
+        self.gate = asyncio.Event()
+        self.conns = [_Connection(self.gate) for _ in range(writers)]
+        self.group = GroupCommit()
+        self.first: asyncio.Future[None] = asyncio.Future()
+
+    async def start(self) -> _InFlight:
+        self.first = asyncio.ensure_future(self.group.append(self.conns[0], _append()))
+        await _until(lambda: self.conns[0].sent == 1)
+        return self
+
+
 async def test_a_lone_append_goes_at_once() -> None:
     gate = asyncio.Event()
     gate.set()
@@ -55,11 +71,8 @@ async def test_a_lone_append_goes_at_once() -> None:
 
 
 async def test_those_waiting_go_in_one_statement_on_the_next_leaders_connection() -> None:
-    gate = asyncio.Event()
-    conns = [_Connection(gate) for _ in range(4)]
-    group = GroupCommit()
-    first = asyncio.ensure_future(group.append(conns[0], _append()))
-    await _until(lambda: conns[0].sent == 1)
+    flight = await _InFlight(4).start()
+    gate, conns, group, first = flight.gate, flight.conns, flight.group, flight.first
     others = [asyncio.ensure_future(group.append(c, _append())) for c in conns[1:]]
     await _until(lambda: group.waiting == 3)
 
@@ -71,11 +84,8 @@ async def test_those_waiting_go_in_one_statement_on_the_next_leaders_connection(
 
 
 async def test_a_writer_cancelled_while_it_waits_is_left_out() -> None:
-    gate = asyncio.Event()
-    conns = [_Connection(gate) for _ in range(3)]
-    group = GroupCommit()
-    first = asyncio.ensure_future(group.append(conns[0], _append()))
-    await _until(lambda: conns[0].sent == 1)
+    flight = await _InFlight(3).start()
+    gate, conns, group, first = flight.gate, flight.conns, flight.group, flight.first
     gone = asyncio.ensure_future(group.append(conns[1], _append()))
     stays = asyncio.ensure_future(group.append(conns[2], _append()))
     await _until(lambda: group.waiting == 2)
@@ -91,11 +101,8 @@ async def test_a_writer_cancelled_while_it_waits_is_left_out() -> None:
 
 
 async def test_a_leader_cancelled_mid_statement_still_writes_its_group() -> None:
-    gate = asyncio.Event()
-    conns = [_Connection(gate) for _ in range(3)]
-    group = GroupCommit()
-    leader = asyncio.ensure_future(group.append(conns[0], _append()))
-    await _until(lambda: conns[0].sent == 1)
+    flight = await _InFlight(3).start()
+    gate, conns, group, leader = flight.gate, flight.conns, flight.group, flight.first
     followers = [asyncio.ensure_future(group.append(c, _append())) for c in conns[1:]]
     await _until(lambda: group.waiting == 2)
 
@@ -111,11 +118,8 @@ async def test_a_leader_cancelled_mid_statement_still_writes_its_group() -> None
 
 
 async def test_a_writer_cancelled_as_its_turn_to_lead_comes_passes_it_on() -> None:
-    gate = asyncio.Event()
-    conns = [_Connection(gate) for _ in range(3)]
-    group = GroupCommit()
-    first = asyncio.ensure_future(group.append(conns[0], _append()))
-    await _until(lambda: conns[0].sent == 1)
+    flight = await _InFlight(3).start()
+    gate, conns, group, first = flight.gate, flight.conns, flight.group, flight.first
     waits = _append()
     turn = asyncio.ensure_future(group.append(conns[1], waits))
     last = asyncio.ensure_future(group.append(conns[2], _append()))
