@@ -233,11 +233,13 @@ def _on_uvloop(
             )
             seconds = time.perf_counter() - began
             used = cpu.since(WRITERS * len(steps))
-            group = uow.group
+            group, reads = uow.group, uow.reads
             grouped = {
                 "appends": group.appends,
                 "statements": group.statements,
                 "appends_per_statement": round(group.appends / max(group.statements, 1), 2),
+                "loads": reads.asked,
+                "load_queries": reads.statements,
             }
             return seconds, list(latencies), used, grouped
         finally:

@@ -1,5 +1,6 @@
 """An append costs its reads and one statement, without BEGIN and COMMIT, and appends
-made while another is in flight share one statement: one commit (issue 14).
+made while another is in flight share one statement: one commit (issue 14); so do the
+loads of keys made while another is in flight (one query).
 
 The unit of work runs on the real keys database through connections that note each
 statement they are asked to send (its first word; BEGIN when a transaction is opened): a
@@ -39,40 +40,41 @@ from tests.support.wait import wait_until
 
 class _Noted:
     """A real connection that notes the first word of every statement sent through it
-    (and, given `before_write`, awaits it before each write)."""
+    (and, given `before`, awaits it with that word before sending)."""
 
     def __init__(
         self,
         conn: asyncpg.Connection,
         said: list[str],
-        before_write: Callable[[], Awaitable[None]] | None = None,
+        before: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._conn = conn
         self._said = said
-        self._before_write = before_write
+        self._before = before
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
-    def _note(self, sql: str) -> None:
-        self._said.append(sql.split(None, 1)[0].upper())
+    async def _note(self, sql: str) -> None:
+        word = sql.split(None, 1)[0].upper()
+        self._said.append(word)
+        if self._before is not None:
+            await self._before(word)
 
     async def execute(self, sql: str, *args: Any) -> Any:
-        self._note(sql)
-        if self._before_write is not None:
-            await self._before_write()
+        await self._note(sql)
         return await self._conn.execute(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> Any:
-        self._note(sql)
+        await self._note(sql)
         return await self._conn.fetch(sql, *args)
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        self._note(sql)
+        await self._note(sql)
         return await self._conn.fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        self._note(sql)
+        await self._note(sql)
         return await self._conn.fetchval(sql, *args)
 
     def transaction(self) -> Any:
@@ -91,30 +93,32 @@ class _Pool:
 
 
 class _Pools:
-    """A real pool of `size` connections to the keys database, each noted, whose first
-    write waits until `others` appends wait for it (so they come while it is in flight)."""
+    """A real pool of connections to the keys database, each noted, whose first write
+    (and, with `hold_reads`, first read) waits until `others` wait for it (so they come
+    while it is in flight)."""
 
-    def __init__(self, pool: asyncpg.Pool, others: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, others: int, hold_reads: bool) -> None:
         self.pool = pool
         self.said: list[str] = []
         self.uow = KeysUnitOfWork(lambda: self)
         self._others = others
-        self._held = False
+        self._held = {"WITH": False, "SELECT": not hold_reads}
 
-    async def _hold_first_write(self) -> None:
-        if self._held:
+    async def _hold_first(self, word: str) -> None:
+        if self._held.get(word, True):
             return
-        self._held = True
+        self._held[word] = True
+        group = self.uow.group if word == "WITH" else self.uow.reads
         await wait_until(
-            lambda: _true(self.uow.group.waiting == self._others),
+            lambda: _true(group.waiting == self._others),
             interval=0.01,
-            what=f"{self._others} appends waiting for the first",
+            what=f"{self._others} waiting for the first {word}",
         )
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[_Noted]:
         async with self.pool.acquire() as conn:
-            yield _Noted(conn, self.said, self._hold_first_write)
+            yield _Noted(conn, self.said, self._hold_first)
 
 
 async def _true(value: bool) -> bool:
@@ -133,10 +137,10 @@ async def _while_one_is_in_flight(
 
 
 @asynccontextmanager
-async def _pools(stack: Stack, others: int) -> AsyncIterator[_Pools]:
+async def _pools(stack: Stack, others: int, hold_reads: bool = False) -> AsyncIterator[_Pools]:
     pool = await asyncpg.create_pool(stack.database("keys"), min_size=1, max_size=others + 1)
     try:
-        yield _Pools(pool, others)
+        yield _Pools(pool, others, hold_reads)
     finally:
         await pool.close()
 
@@ -274,11 +278,11 @@ async def _names(db: asyncpg.Connection, key_ids: list[uuid.UUID]) -> dict[uuid.
     return {r["key_id"]: r["name"] for r in rows}
 
 
-async def test_changes_that_come_while_one_is_in_flight_share_one_statement(
+async def test_changes_that_come_while_one_is_in_flight_share_one_read_and_one_write(
     api: httpx.AsyncClient, account: Account, db: dict[str, asyncpg.Connection], stack: Stack
 ) -> None:
     key_ids = [await _new_key(api, f"group {n}") for n in range(6)]
-    async with _pools(stack, others=len(key_ids) - 1) as pools:
+    async with _pools(stack, others=len(key_ids) - 1, hold_reads=True) as pools:
         outcomes = await asyncio.gather(
             *(
                 use_cases.in_transaction(
@@ -288,9 +292,10 @@ async def test_changes_that_come_while_one_is_in_flight_share_one_statement(
             )
         )
 
-    assert pools.said.count("SELECT") == 6, "each change reads its key"
+    assert pools.said.count("SELECT") == 2, "the first read, then the five that waited: one"
     assert pools.said.count("WITH") == 2, "the first write, then the five that waited: one"
     assert "BEGIN" not in pools.said
+    assert (pools.uow.reads.asked, pools.uow.reads.statements) == (6, 2)
     assert (pools.uow.group.appends, pools.uow.group.statements) == (6, 2)
     assert await _names(db["keys"], key_ids) == {k: f"grouped {n}" for n, k in enumerate(key_ids)}
     for outcome in outcomes:

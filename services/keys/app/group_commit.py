@@ -22,6 +22,9 @@ Each append keeps its own semantics:
   the sequencer in the group's statement and sequenced only once committed, as before.
 A leader's write runs to its end even if the leader is cancelled, so no writer waits for
 an outcome that never comes (the leader's cancellation is raised after it).
+
+The loads before the appends (each key's state from its read model) are coalesced the
+same way (GroupRead): the reads that come while one is in flight are one query.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import asyncpg
 
 from contracts import CommandResult
-from services.keys.adapters import event_store, projections
+from services.keys.adapters import event_store, projections, queries
 from services.keys.domain.key import AccessKey
 from services.keys.domain.recorded import RecordedEvent
 
@@ -100,80 +103,109 @@ async def write(conn: Any, append: Append) -> None:
 
 
 class _Alone:
-    """An append's outcome when its group could not be written: write it alone."""
+    """An outcome when a group could not be done: each does its own alone."""
 
 
 _ALONE: Final = _Alone()
 _LEAD: Final = object()
-"""A waiting append's turn to lead the next group."""
+"""A waiting item's turn to lead the next group."""
 
 
-class GroupCommit:
-    """The appends in flight on one unit of work's pool, and those waiting for them."""
+class _Waits(Protocol):
+    outcome: asyncio.Future[object] | None
+
+
+W = TypeVar("W", bound=_Waits)
+
+
+class _Coalescer(Generic[W]):
+    """Items that come while a group is in flight wait for it; then the first of them leads
+    the next group, on its own connection. A lone item goes at once (no timer)."""
 
     def __init__(self) -> None:
-        self._waiting: deque[Append] = deque()
+        self._waiting: deque[W] = deque()
         self._leading = False
-        self.appends = 0
+        self.asked = 0
         self.statements = 0
-        """Appends asked for, and the statements leaders sent for them (groups, retries and
+        """Items asked for, and the statements leaders sent for them (groups, retries and
         the ones left alone): for tests and benches."""
 
     @property
     def waiting(self) -> int:
-        """Appends waiting for the one in flight."""
+        """Items waiting for the group in flight."""
         return len(self._waiting)
+
+    async def _submit(self, conn: Any, item: W) -> object:
+        """`item`'s outcome from its group (an error as a value), or _ALONE."""
+        self.asked += 1
+        if self._leading:
+            item.outcome = asyncio.get_running_loop().create_future()
+            self._waiting.append(item)
+            try:
+                outcome = await asyncio.shield(item.outcome)
+            except asyncio.CancelledError:
+                self._abandon(item)
+                raise
+            if outcome is not _LEAD:
+                return outcome
+        self._leading = True
+        return await _to_the_end(self._lead(conn, item))
+
+    def _abandon(self, item: W) -> None:
+        """A waiting writer was cancelled: out of the queue, or its turn to lead passed on
+        (an item already in a group in flight is done: its outcome goes unread)."""
+        if item in self._waiting:
+            self._waiting.remove(item)
+        elif item.outcome is not None and item.outcome.done() and item.outcome.result() is _LEAD:
+            self._hand_over()
+
+    async def _lead(self, conn: Any, own: W) -> object:
+        """Do `own` with the items waiting (as many as can share a statement), give each its
+        outcome, hand the lead to the next one waiting; return `own`'s outcome."""
+        try:
+            group = self._take(own)
+            outcomes = await self._run(conn, group)
+            for item, outcome in zip(group[1:], outcomes[1:], strict=True):
+                if item.outcome is not None and not item.outcome.done():
+                    item.outcome.set_result(outcome)
+            return outcomes[0]
+        finally:
+            self._hand_over()
+
+    def _take(self, own: W) -> list[W]:
+        group = [own]
+        while self._waiting and len(group) < MAX_GROUP:
+            group.append(self._waiting.popleft())
+        return group
+
+    async def _run(self, conn: Any, group: list[W]) -> list[object]:
+        raise NotImplementedError
+
+    def _hand_over(self) -> None:
+        while self._waiting:
+            nxt = self._waiting.popleft()
+            if nxt.outcome is not None and not nxt.outcome.done():
+                nxt.outcome.set_result(_LEAD)
+                return
+        self._leading = False
+
+
+class GroupCommit(_Coalescer[Append]):
+    """The appends in flight on one unit of work's pool, and those waiting for them."""
+
+    @property
+    def appends(self) -> int:
+        return self.asked
 
     async def append(self, conn: Any, append: Append) -> None:
         """Write `append` on `conn` (a connection of the pool, outside any transaction),
         with whatever arrives while another group is in flight: returns once committed,
         raises what it would raise written alone."""
-        self.appends += 1
-        if self._leading:
-            append.outcome = asyncio.get_running_loop().create_future()
-            self._waiting.append(append)
-            try:
-                outcome = await asyncio.shield(append.outcome)
-            except asyncio.CancelledError:
-                self._abandon(append)
-                raise
-            if outcome is not _LEAD:
-                if outcome is _ALONE:
-                    await write(conn, append)
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                return
-        self._leading = True
-        outcome = await _to_the_end(self._lead(conn, append))
+        outcome = await self._submit(conn, append)
         if outcome is _ALONE:
             await write(conn, append)
         elif isinstance(outcome, BaseException):
             raise outcome
-
-    def _abandon(self, append: Append) -> None:
-        """A waiting writer was cancelled: out of the queue, or its turn to lead passed on
-        (an append already in a group in flight is written: its outcome goes unread)."""
-        if append in self._waiting:
-            self._waiting.remove(append)
-        elif (
-            append.outcome is not None
-            and append.outcome.done()
-            and (append.outcome.result() is _LEAD)
-        ):
-            self._hand_over()
-
-    async def _lead(self, conn: Any, own: Append) -> object:
-        """Write `own` with the appends waiting (as many as can share a statement), give
-        each its outcome, hand the lead to the next one waiting; return `own`'s outcome."""
-        try:
-            group = self._take(own)
-            outcomes = await self._write_group(conn, group)
-            for append, outcome in zip(group[1:], outcomes[1:], strict=True):
-                if append.outcome is not None and not append.outcome.done():
-                    append.outcome.set_result(outcome)
-            return outcomes[0]
-        finally:
-            self._hand_over()
 
     def _take(self, own: Append) -> list[Append]:
         """`own` and the waiting appends that touch neither its keys nor its commands nor
@@ -197,15 +229,7 @@ class GroupCommit:
         self._waiting = left
         return group
 
-    def _hand_over(self) -> None:
-        while self._waiting:
-            nxt = self._waiting.popleft()
-            if nxt.outcome is not None and not nxt.outcome.done():
-                nxt.outcome.set_result(_LEAD)
-                return
-        self._leading = False
-
-    async def _write_group(self, conn: Any, group: list[Append]) -> list[object]:
+    async def _run(self, conn: Any, group: list[Append]) -> list[object]:
         """Each append's outcome: None (committed), the error it fails with, or _ALONE
         (not written: to be written alone by its own writer)."""
         outcomes: list[object] = [_ALONE] * len(group)
@@ -242,6 +266,42 @@ class GroupCommit:
             except Exception as exc:  # its own error, raised by its writer
                 outcomes[i] = exc
         return outcomes
+
+
+@dataclass(eq=False, slots=True)
+class _Read:
+    key_id: uuid.UUID
+    outcome: asyncio.Future[object] | None = None
+
+
+class GroupRead(_Coalescer[_Read]):
+    """The loads of keys' states (their read model) in flight on one unit of work's pool,
+    and those waiting for them: read in one query by the next leader. A read that waited
+    sees the state as of its group's query, which starts after it was asked for: never
+    older than a read of its own would have seen."""
+
+    async def read(self, conn: Any, key_id: uuid.UUID) -> AccessKey | None:
+        outcome = await self._submit(conn, _Read(key_id))
+        if outcome is _ALONE:
+            return await queries.current_state(conn, key_id)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome if isinstance(outcome, AccessKey) else None
+
+    async def _run(self, conn: Any, group: list[_Read]) -> list[object]:
+        self.statements += 1
+        if len(group) == 1:
+            try:
+                return [await queries.current_state(conn, group[0].key_id)]
+            except Exception as exc:  # its own error, raised by its reader
+                return [exc]
+        try:
+            found = await queries.current_states(conn, list({r.key_id for r in group}))
+        except (asyncpg.PostgresError, asyncpg.DataError):
+            return [_ALONE] * len(group)  # each reads alone, and gets its own error
+        except Exception as exc:  # the connection failed: as it would have for each
+            return [exc] * len(group)
+        return [found.get(r.key_id) for r in group]
 
 
 def _culprit(exc: asyncpg.UniqueViolationError, appends: Sequence[Append]) -> int | None:

@@ -41,6 +41,7 @@ class KeysTransaction:
         from_events: bool = False,
         owned: bool = False,
         group: group_commit.GroupCommit | None = None,
+        reads: group_commit.GroupRead | None = None,
     ) -> None:
         self.conn = conn
         self.from_events = from_events
@@ -55,6 +56,7 @@ class KeysTransaction:
         self._final: dict[uuid.UUID, AccessKey] = {}
         self._results: list[group_commit.Result] = []
         self._group = group if owned else None
+        self._reads = reads if owned else None
         """Where the one statement of a change that needs no transaction is written, with
         those of other units of work on the same pool that wait meanwhile (group commit)."""
 
@@ -109,6 +111,8 @@ class KeysTransaction:
             return await self.replay(key_id)
         if key_id in self._states:
             return self._states[key_id]
+        if self._reads is not None and self._tx is None:
+            return await self._reads.read(self.conn, key_id)
         return await queries.current_state(self.conn, key_id)
 
     async def replay(self, key_id: uuid.UUID) -> AccessKey | None:
@@ -232,6 +236,8 @@ class KeysUnitOfWork:
         self.group = group_commit.GroupCommit()
         """The one-statement appends of this unit of work's transactions, committed in
         groups (see app/group_commit.py)."""
+        self.reads = group_commit.GroupRead()
+        """The loads of keys' states outside a transaction, read in groups the same way."""
 
     def after_commit(self, callback: AfterCommit) -> None:
         """Run after every commit that appended events (e.g. drop cached verifications)."""
@@ -240,7 +246,7 @@ class KeysUnitOfWork:
     @asynccontextmanager
     async def transaction(self, from_events: bool = False) -> AsyncIterator[KeysTransaction]:
         async with self._pool().acquire() as conn:
-            tx = KeysTransaction(conn, from_events, owned=True, group=self.group)
+            tx = KeysTransaction(conn, from_events, owned=True, group=self.group, reads=self.reads)
             try:
                 yield tx
                 await tx.commit()
