@@ -10,7 +10,8 @@ disable -> enable over them until it has appended `events_per_writer` events; on
 per unit of work, and each loads the key (its read model), then appends with optimistic
 concurrency: the events, their place in the sequencer's queue and the read model in one
 statement, atomic on its own, without BEGIN and COMMIT (issue 14; a create, which also
-seals the secret and writes the lookup, is a transaction). The publishing guarantee stays on:
+seals the secret and writes the lookup, is a transaction); the appends (and the loads)
+that come while another is in flight on the pool share one statement (group commit). The publishing guarantee stays on:
 the stack's running keys service (whichever process holds the publisher's lock) sequences
 and publishes the events while the writers write. After the writers end, the benchmark
 waits until the publisher's checkpoint covers every committed event, and counts this
