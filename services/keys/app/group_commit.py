@@ -16,6 +16,8 @@ Each append keeps its own semantics:
   alone fails, with the VersionConflict it gets today, and the others are written again
   as a group; a failure the detail does not pin on one append sends every append of the
   group back to its own writer, to be written alone as today (the bad one fails alone);
+  a connection lost mid-statement gives each the error it would get alone (the outcome
+  unknown, as for an append alone: the idempotency records settle a retry);
 - its own result: each writer's unit of work gets its outcome, then runs its after-commit
   callbacks (cache invalidation, publisher wake-up) as before;
 - commit order = publish order, nothing published uncommitted: the events are queued for
