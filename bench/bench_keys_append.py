@@ -10,7 +10,8 @@ disable -> enable over them until it has appended `events_per_writer` events; on
 per unit of work, and each loads the key (its read model), then appends with optimistic
 concurrency: the events, their place in the sequencer's queue and the read model in one
 statement, atomic on its own, without BEGIN and COMMIT (issue 14; a create, which also
-seals the secret and writes the lookup, is a transaction). The publishing guarantee stays on:
+seals the secret and writes the lookup, is a transaction); the appends (and the loads)
+that come while another is in flight on the pool share one statement (group commit). The publishing guarantee stays on:
 the stack's running keys service (whichever process holds the publisher's lock) sequences
 and publishes the events while the writers write. After the writers end, the benchmark
 waits until the publisher's checkpoint covers every committed event, and counts this
@@ -178,7 +179,7 @@ async def _keys_writers(
         async with ks.TopicTail(ctx.bootstrap, [KEYS_EVENTS], on_event):
             async with pool.acquire() as conn:
                 before = await ks.publisher_state(conn)
-            seconds, latencies, keys_cpu = await asyncio.to_thread(
+            seconds, latencies, keys_cpu, grouped = await asyncio.to_thread(
                 _on_uvloop, dsn, tools, account_id, steps
             )
             async with pool.acquire() as conn:
@@ -198,6 +199,7 @@ async def _keys_writers(
             keys_event_loop="uvloop (as the service runs)",
             keys_seconds=round(seconds, 3),
             keys_cpu=keys_cpu,
+            group_commit=grouped,
             publisher={
                 "before": vars(before),
                 "after": vars(after),
@@ -214,11 +216,11 @@ async def _keys_writers(
 
 def _on_uvloop(
     dsn: str, tools: use_cases.SecretTools, account_id: str, steps: Sequence[Step]
-) -> tuple[float, list[list[float]], dict[str, float]]:
+) -> tuple[float, list[list[float]], dict[str, float], dict[str, float]]:
     """The writers on a uvloop event loop of their own (in a thread), as the service runs:
     asyncio's default loop costs about twice the CPU per database round trip."""
 
-    async def write() -> tuple[float, list[list[float]], dict[str, float]]:
+    async def write() -> tuple[float, list[list[float]], dict[str, float], dict[str, float]]:
         # The service's own pool (servicekit.db): asyncpg's default pool adds a reset round
         # trip (RESET ALL; UNLISTEN *; ...) to every release, which the service does not do.
         pool = await db.create_pool(dsn, min_size=WRITERS, max_size=WRITERS)
@@ -231,7 +233,16 @@ def _on_uvloop(
                 *(_keys_writer(uow, tools, account_id, w, steps) for w in range(WRITERS))
             )
             seconds = time.perf_counter() - began
-            return seconds, list(latencies), cpu.since(WRITERS * len(steps))
+            used = cpu.since(WRITERS * len(steps))
+            group, reads = uow.group, uow.reads
+            grouped = {
+                "appends": group.appends,
+                "statements": group.statements,
+                "appends_per_statement": round(group.appends / max(group.statements, 1), 2),
+                "loads": reads.asked,
+                "load_queries": reads.statements,
+            }
+            return seconds, list(latencies), used, grouped
         finally:
             await pool.close()
 

@@ -112,6 +112,19 @@ async def append_recorded(
     queue them for the sequencer, with each of `then` (e.g. the read model's upsert, the
     commands' results) in the same statement: one round trip, atomic on its own. A stale
     version raises VersionConflict, as does a command result stored meanwhile."""
+    try:
+        await execute_append(conn, recorded, then)
+    except asyncpg.UniqueViolationError as exc:
+        conflict = version_conflict(exc)
+        if conflict is None:
+            raise
+        raise conflict from None
+
+
+async def execute_append(
+    conn: Any, recorded: Sequence[RecordedEvent], then: Sequence[Then] = ()
+) -> None:
+    """`append_recorded`'s statement, its errors as PostgreSQL raised them."""
     actors: dict[int, str] = {}
     for e in recorded:
         if id(e.actor) not in actors:
@@ -132,19 +145,44 @@ async def append_recorded(
     for _, then_args in then:
         args += then_args
     sql = _append_sql(tuple((t_sql, len(t_args)) for t_sql, t_args in then))
-    try:
-        await conn.execute(sql, *args)
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name == "events_key_id_stream_version_key":
-            raise VersionConflict(
-                "a key changed since the version these events follow; reload and retry"
-            ) from None
-        if exc.constraint_name == "processed_commands_pkey":
-            raise VersionConflict("a command was processed concurrently") from None
-        raise
+    await conn.execute(sql, *args)
     # No NOTIFY in here: PostgreSQL serializes the commits of transactions that notify,
     # which would make concurrent appends commit one by one. The publisher is woken after
     # the commit instead (see publisher.Nudger).
+
+
+_STREAM_TAKEN = "events_key_id_stream_version_key"
+_COMMAND_TAKEN = "processed_commands_pkey"
+_TAKEN_KEY = re.compile(r"^Key \((?P<columns>[^)]*)\)=\((?P<values>[^)]*)\) already exists")
+
+
+def version_conflict(exc: asyncpg.UniqueViolationError) -> VersionConflict | None:
+    """The VersionConflict an append's unique violation means (None: not a conflict)."""
+    if exc.constraint_name == _STREAM_TAKEN:
+        return VersionConflict(
+            "a key changed since the version these events follow; reload and retry"
+        )
+    if exc.constraint_name == _COMMAND_TAKEN:
+        return VersionConflict("a command was processed concurrently")
+    return None
+
+
+def taken(exc: asyncpg.UniqueViolationError) -> tuple[str, uuid.UUID] | None:
+    """What an append's conflict collided with, from PostgreSQL's detail: ("key", the key
+    id) for a stream version already stored, ("command", the command id) for a command
+    result already stored; None when the error does not say."""
+    found = _TAKEN_KEY.match(getattr(exc, "detail", None) or "")
+    if found is None:
+        return None
+    values = found["values"].split(", ")
+    try:
+        if exc.constraint_name == _STREAM_TAKEN:
+            return "key", uuid.UUID(values[0])
+        if exc.constraint_name == _COMMAND_TAKEN:
+            return "command", uuid.UUID(values[0])
+    except ValueError:
+        return None
+    return None
 
 
 async def append(

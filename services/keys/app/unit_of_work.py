@@ -14,11 +14,10 @@ from typing import Any
 
 from contracts import CommandResult
 from services.keys.adapters import event_store, projections, queries
+from services.keys.app import group_commit
 from services.keys.domain.key import AccessKey, evolve, replay
 from services.keys.domain.recorded import Change, Meta, RecordedEvent
 
-_Result = tuple[uuid.UUID, str, str, CommandResult, bytes | None]
-"""A command's result to store: (command_id, account_id, command_type, result, digest)."""
 AfterCommit = Callable[[list[RecordedEvent]], Awaitable[None]]
 
 
@@ -36,7 +35,14 @@ class KeysTransaction:
     because the append is checked against the stream version it was made on.
     Not owned (a connection in the caller's transaction): every write at once."""
 
-    def __init__(self, conn: Any, from_events: bool = False, owned: bool = False) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        from_events: bool = False,
+        owned: bool = False,
+        group: group_commit.GroupCommit | None = None,
+        reads: group_commit.GroupRead | None = None,
+    ) -> None:
         self.conn = conn
         self.from_events = from_events
         self.recorded: list[RecordedEvent] = []
@@ -48,7 +54,11 @@ class KeysTransaction:
         self._tx: Any = None
         self._events: list[RecordedEvent] = []
         self._final: dict[uuid.UUID, AccessKey] = {}
-        self._results: list[_Result] = []
+        self._results: list[group_commit.Result] = []
+        self._group = group if owned else None
+        self._reads = reads if owned else None
+        """Where the one statement of a change that needs no transaction is written, with
+        those of other units of work on the same pool that wait meanwhile (group commit)."""
 
     async def _writing(self) -> Any:
         """The connection for a write that cannot wait: in the transaction, after what was
@@ -63,14 +73,12 @@ class KeysTransaction:
     async def _flush(self) -> None:
         if not (self._events or self._results):
             return
-        then: list[event_store.Then] = []
-        if self._final:
-            then.append(projections.states_upsert(self._final.values()))
-        if self._results:
-            then.append(_results_insert(self._results))
-        events = self._events
+        append = group_commit.Append(self._events, self._final, self._results)
         self._events, self._final, self._results = [], {}, []
-        await event_store.append_recorded(self.conn, events, then)
+        if self._group is not None and self._tx is None:
+            await self._group.append(self.conn, append)
+        else:
+            await group_commit.write(self.conn, append)
 
     async def commit(self) -> None:
         await self._flush()
@@ -103,6 +111,8 @@ class KeysTransaction:
             return await self.replay(key_id)
         if key_id in self._states:
             return self._states[key_id]
+        if self._reads is not None and self._tx is None:
+            return await self._reads.read(self.conn, key_id)
         return await queries.current_state(self.conn, key_id)
 
     async def replay(self, key_id: uuid.UUID) -> AccessKey | None:
@@ -219,27 +229,15 @@ class KeysTransaction:
             await self._writing()
 
 
-_RESULTS_INSERT = (
-    "INSERT INTO processed_commands"
-    " (command_id, account_id, command_type, result, request_digest)"
-    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])"
-)
-
-
-def _results_insert(results: Sequence[_Result]) -> event_store.Then:
-    return _RESULTS_INSERT, [
-        [command_id for command_id, *_ in results],
-        [account for _, account, *_ in results],
-        [kind for _, _, kind, *_ in results],
-        [r.model_dump_json() for *_, r, _ in results],
-        [digest for *_, digest in results],
-    ]
-
-
 class KeysUnitOfWork:
     def __init__(self, pool: Callable[[], Any]) -> None:
         self._pool = pool
         self._after_commit: list[AfterCommit] = []
+        self.group = group_commit.GroupCommit()
+        """The one-statement appends of this unit of work's transactions, committed in
+        groups (see app/group_commit.py)."""
+        self.reads = group_commit.GroupRead()
+        """The loads of keys' states outside a transaction, read in groups the same way."""
 
     def after_commit(self, callback: AfterCommit) -> None:
         """Run after every commit that appended events (e.g. drop cached verifications)."""
@@ -248,7 +246,7 @@ class KeysUnitOfWork:
     @asynccontextmanager
     async def transaction(self, from_events: bool = False) -> AsyncIterator[KeysTransaction]:
         async with self._pool().acquire() as conn:
-            tx = KeysTransaction(conn, from_events, owned=True)
+            tx = KeysTransaction(conn, from_events, owned=True, group=self.group, reads=self.reads)
             try:
                 yield tx
                 await tx.commit()
