@@ -22,7 +22,13 @@ from faststream.specification import AsyncAPI
 from starlette.types import ASGIApp
 
 from servicekit import db
-from servicekit.consumer import BatchProcessor, Subscription, positioned, subscribe
+from servicekit.consumer import (
+    AheadBatchProcessor,
+    BatchProcessor,
+    Subscription,
+    positioned,
+    subscribe,
+)
 from servicekit.http import create_app
 from servicekit.kafka import DeadLetters, Headers, KafkaProducer
 from servicekit.logging import configure_logging, get_logger
@@ -142,6 +148,9 @@ class Runtime:
             yield
         finally:
             log.info("stopping")
+            for processor in self.processors.values():
+                if isinstance(processor, AheadBatchProcessor):  # store what it read ahead
+                    await processor.settle()
             for hook in reversed(self._on_stop):
                 await hook()
             await self.broker.stop()  # waits for the batch in hand, which commits
