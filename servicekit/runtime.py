@@ -7,6 +7,7 @@ and routes, and hands the app to `serve`. Nothing connects before the app starts
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -35,6 +36,8 @@ from servicekit.logging import configure_logging, get_logger
 from servicekit.settings import ServiceSettings
 
 T = TypeVar("T")
+STOP_GRACE_S = 20.0
+"""How long a stop waits for the batch a subscription has in hand."""
 Hook = Callable[[], Awaitable[None]]
 log = get_logger(__name__)
 
@@ -82,7 +85,7 @@ class Runtime:
             consumer_only=True,  # every write goes through `self.producer`
             allow_auto_create_topics=False,
             apply_types=False,
-            graceful_timeout=20.0,
+            graceful_timeout=STOP_GRACE_S,
             description=description,
             logger=logging.getLogger("faststream"),  # JSON lines through servicekit.logging
             log_level=logging.DEBUG,  # "Received"/"Processed" per batch: debug, not info
@@ -150,7 +153,10 @@ class Runtime:
             log.info("stopping")
             for processor in self.processors.values():
                 if isinstance(processor, AheadBatchProcessor):  # store what it read ahead
-                    await processor.settle()
+                    try:  # as long as the broker waits for a batch in hand
+                        await asyncio.wait_for(processor.settle(), STOP_GRACE_S)
+                    except TimeoutError:  # not committed: read again after the restart
+                        log.warning("batch_in_hand_not_stored", topic=processor.sub.topic)
             for hook in reversed(self._on_stop):
                 await hook()
             await self.broker.stop()  # waits for the batch in hand, which commits
