@@ -15,14 +15,15 @@ MANUAL because its ACK policy would commit a batch whose handler failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from itertools import chain
 from typing import Any, Final, Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 import asyncpg
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -39,6 +40,8 @@ from servicekit.metrics import (
 
 T = TypeVar("T")
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+Refused: TypeAlias = tuple[Record, str]
+"""A message that does not decode, and why."""
 log = get_logger(__name__)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -65,6 +68,11 @@ class Received(NamedTuple, Generic[T]):
 
     record: Record
     message: T
+
+
+_new_received: Final = tuple.__new__
+"""Makes a `Received` of (record, message) without the named tuple's keyword-reading
+`__new__`: one per message, by the hundred thousand a second."""
 
 
 def decode_error(exc: BaseException) -> str:
@@ -120,6 +128,11 @@ class Subscription(Generic[T]):
     False: FastStream's poll: after `batch_timeout_ms` without records it sleeps as long
     again, so a record that lands then waits up to that long, and an idle reader wakes
     up every 2 x `batch_timeout_ms`."""
+    ahead: bool = False
+    """Read and decode the next batch while this one's effect is being stored (one batch
+    ahead at most; see `AheadBatchProcessor`). The handler still sees one batch at a time,
+    in order; each batch's offsets are committed, explicitly, once its own effect is
+    stored. For a handler that waits on its database, not the CPU, most of a batch."""
 
 
 class BatchProcessor(Generic[T]):
@@ -141,20 +154,37 @@ class BatchProcessor(Generic[T]):
 
     async def process(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
+        await self._take_effect(records, *self._decode(records), started)
+
+    def _decode(self, records: Sequence[Record]) -> tuple[list[Received[T]], list[Refused]]:
+        """The batch's messages that decode, and why each of the others does not (CPU
+        work only: no effect is taken)."""
         decoded: Sequence[T | None] = (
             [None] * len(records)
             if self.sub.decode_many is None
             else self.sub.decode_many([record.value or b"" for record in records])
         )
         good: list[Received[T]] = []
+        refused: list[Refused] = []
         for record, value in zip(records, decoded, strict=True):
             if value is not None:
-                good.append(Received(record, value))
+                good.append(_new_received(Received, (record, value)))
                 continue
             try:
                 good.append(Received(record, self.sub.decode(record.value or b"")))
             except (ValueError, TypeError, UnicodeDecodeError) as exc:
-                await self._refuse(record, decode_error(exc), undecodable=True)
+                refused.append((record, decode_error(exc)))
+        return good, refused
+
+    async def _take_effect(
+        self,
+        records: Sequence[Record],
+        good: list[Received[T]],
+        refused: list[Refused],
+        started: float,
+    ) -> None:
+        for record, reason in refused:
+            await self._refuse(record, reason, undecodable=True)
         if good:
             await self._handle(good)
         last = {record.partition: record.offset for record in records}  # in order per partition
@@ -235,6 +265,99 @@ class BatchProcessor(Generic[T]):
                 delay = min(delay * 2, self.max_backoff)
 
 
+class AheadBatchProcessor(BatchProcessor[T]):
+    """A processor that decodes batch N+1 while batch N's effect is stored: `take` decodes
+    a batch, waits until the previous one is stored and its offsets committed, starts
+    storing this one and returns, so the next batch is fetched and decoded meanwhile.
+
+    The guarantees are those of `BatchProcessor`: the handler takes one batch at a time in
+    the order they were read, and a batch's offsets (exactly those of its records, not the
+    consumer's position, which is one batch further) are committed only after its effect
+    is stored, and in order. A batch that fails beyond what `process` answers (a bug) is
+    not committed: its partitions, and those of the batch read after it, are rewound to
+    their first records, which are read again.
+    """
+
+    _storing: asyncio.Task[bool] | None = None
+    """The batch being stored and committed; its result: whether that succeeded."""
+    _stopping = False
+    _rewound: Collection[int] = frozenset()
+    """The partitions of the last batch that failed, rewound to its first records."""
+
+    async def take(self, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
+        good, refused = self._decode(records)  # while the previous batch is being stored
+        previous = self._storing
+        if previous is not None and not await previous:
+            self._storing = None
+            self._rewind(records, keep=self._rewound)  # read again after the failed batch
+            return
+        self._storing = storing = asyncio.ensure_future(
+            self._store(records, good, refused, started)
+        )
+        if self._stopping:
+            await storing
+
+    async def settle(self) -> None:
+        """Stop reading ahead and wait until the batch in hand is stored and committed (at
+        shutdown, before the consumer closes: its offsets can still be committed)."""
+        self._stopping = True
+        while (storing := self._storing) is not None and not storing.done():
+            await asyncio.wait([storing])
+
+    async def _store(
+        self,
+        records: Sequence[Record],
+        good: list[Received[T]],
+        refused: list[Refused],
+        started: float,
+    ) -> bool:
+        try:
+            await self._take_effect(records, good, refused, started)
+        except Exception as exc:
+            log.error(
+                "batch_not_stored_rewound",
+                topic=self.sub.topic,
+                size=len(records),
+                error=decode_error(exc),
+            )
+            self._rewound = self._rewind(records)
+            return False
+        await self._commit(records)
+        return True
+
+    def _consumer(self) -> Any:
+        return getattr(self.subscriber, "consumer", None)
+
+    async def _commit(self, records: Sequence[Record]) -> None:
+        consumer = self._consumer()
+        if self.sub.group_id is None or consumer is None:
+            return
+        offsets = {
+            TopicPartition(record.topic, record.partition): record.offset + 1 for record in records
+        }  # the last offset of each partition wins: records are in order per partition
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance took the partitions, the consumer stopped...
+            # Not retried: whoever reads these partitions next gets this batch again and
+            # must recognise it (at-least-once), as after a crash.
+            log.warning("offsets_not_committed", topic=self.sub.topic, error=decode_error(exc))
+
+    def _rewind(self, records: Sequence[Record], keep: Collection[int] = ()) -> set[int]:
+        """Read each partition of the batch again from its first record in the batch, but
+        those in `keep` (rewound further already, by the failed batch before); returns the
+        partitions rewound."""
+        first: dict[int, int] = {}
+        for record in records:
+            if record.partition not in keep:
+                first.setdefault(record.partition, record.offset)
+        consumer = self._consumer()
+        for partition, offset in first.items() if consumer is not None else ():
+            with contextlib.suppress(KafkaError):  # no longer assigned: read elsewhere
+                consumer.seek(TopicPartition(self.sub.topic, partition), offset)
+        return set(first)
+
+
 async def _raw_records(message: Any) -> Any:
     """FastStream decoder: hand the handler the raw records, not parsed JSON."""
     return message.raw_message
@@ -262,9 +385,12 @@ def subscribe(
     broker: KafkaBroker, sub: Subscription[T], dead_letters: DeadLetters
 ) -> BatchProcessor[T]:
     """Register `sub` on the broker; returns its processor (for tests)."""
-    processor = BatchProcessor(sub, dead_letters)
+    processor = (AheadBatchProcessor if sub.ahead else BatchProcessor)(sub, dead_letters)
 
     async def consume(records: Any) -> None:
+        if isinstance(processor, AheadBatchProcessor):
+            await processor.take(records)  # commits each batch's own offsets once stored
+            return
         await processor.process(records)
         if sub.group_id is not None:  # a group-less reader (e.g. a cache listener) keeps no offsets
             await broker.context.get_local("message").ack()

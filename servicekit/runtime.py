@@ -7,6 +7,7 @@ and routes, and hands the app to `serve`. Nothing connects before the app starts
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -22,13 +23,21 @@ from faststream.specification import AsyncAPI
 from starlette.types import ASGIApp
 
 from servicekit import db
-from servicekit.consumer import BatchProcessor, Subscription, positioned, subscribe
+from servicekit.consumer import (
+    AheadBatchProcessor,
+    BatchProcessor,
+    Subscription,
+    positioned,
+    subscribe,
+)
 from servicekit.http import create_app
 from servicekit.kafka import DeadLetters, Headers, KafkaProducer
 from servicekit.logging import configure_logging, get_logger
 from servicekit.settings import ServiceSettings
 
 T = TypeVar("T")
+STOP_GRACE_S = 20.0
+"""How long a stop waits for the batch a subscription has in hand."""
 Hook = Callable[[], Awaitable[None]]
 log = get_logger(__name__)
 
@@ -76,7 +85,7 @@ class Runtime:
             consumer_only=True,  # every write goes through `self.producer`
             allow_auto_create_topics=False,
             apply_types=False,
-            graceful_timeout=20.0,
+            graceful_timeout=STOP_GRACE_S,
             description=description,
             logger=logging.getLogger("faststream"),  # JSON lines through servicekit.logging
             log_level=logging.DEBUG,  # "Received"/"Processed" per batch: debug, not info
@@ -142,6 +151,12 @@ class Runtime:
             yield
         finally:
             log.info("stopping")
+            for processor in self.processors.values():
+                if isinstance(processor, AheadBatchProcessor):  # store what it read ahead
+                    try:  # as long as the broker waits for a batch in hand
+                        await asyncio.wait_for(processor.settle(), STOP_GRACE_S)
+                    except TimeoutError:  # not committed: read again after the restart
+                        log.warning("batch_in_hand_not_stored", topic=processor.sub.topic)
             for hook in reversed(self._on_stop):
                 await hook()
             await self.broker.stop()  # waits for the batch in hand, which commits

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from contracts import EVENT_ADAPTER, EVENT_TYPES, Actor, EventEnvelope
 from contracts.examples import example_events
 from services.audit.domain.entries import Entry
-from services.audit.domain.translate import from_event
+from services.audit.domain.translate import event_data, from_event
 from services.audit.entrypoints.key_events import (
     DATA_MODELS,
     ActorWire,
@@ -27,6 +27,7 @@ from services.audit.entrypoints.key_events import (
     decode_event,
     decode_events,
     fast_entry,
+    renamed,
 )
 
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -303,3 +304,44 @@ def test_the_same_data_twice_is_read_alike() -> None:
     assert (first.details, first.key_name) == (second.details, second.key_name)
     refused = orjson.dumps({**VALID, "event_type": "KeyRotated"})  # a reason is not a rotation
     assert fast_entry(refused) is None
+
+
+def _contract_data(event_type: str, raw: bytes) -> tuple[str | None, str] | str:
+    try:
+        return event_data(DATA_MODELS[event_type].model_validate_json(raw))
+    except ValidationError:
+        return "refused"
+
+
+_NAMES = st.one_of(
+    st.text(max_size=102),
+    st.sampled_from(["key", " key", "key ", "a" * 100, "a" * 101, "", 'q"\\/', "\u2028"]),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_NAMES, _NAMES, st.booleans())
+def test_a_rename_reads_by_its_own_struct_as_the_contract_reads_it(
+    before: str, after: str, ascii_only: bool
+) -> None:
+    """A KeyUpdated changing the name alone (the one data that neither repeats nor is
+    cheap to validate): the rename struct accepts exactly what the contract accepts, and
+    gives the same name and details (the text a record keeps and hashes)."""
+    document = {"before": {"name": before}, "after": {"name": after}}
+    raw = json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    fast = renamed(raw)
+    assert ("refused" if fast is None else fast) == _contract_data("KeyUpdated", raw)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"before": {"name": "a"}, "after": {"name": "b"}, "x": 1},
+        {"before": {"name": "a", "scopes": []}, "after": {"name": "b", "scopes": ["x"]}},
+        {"before": {"name": "a"}, "after": {"description": "b"}},
+        {"before": {"name": 1}, "after": {"name": "b"}},
+        {"before": {}, "after": {}},
+    ],
+)
+def test_other_updates_are_left_to_the_contract(data: dict[str, Any]) -> None:
+    assert renamed(orjson.dumps(data)) is None

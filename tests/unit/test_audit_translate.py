@@ -10,8 +10,8 @@ import pytest
 
 from contracts import Actor, CommandError, CommandResult, Event
 from contracts.examples import example_alert, example_events, example_results
-from services.audit.domain.entries import ACTIONS, UNATTRIBUTED, ActorRef
-from services.audit.domain.translate import from_alert, from_event, from_result
+from services.audit.domain.entries import ACTIONS, UNATTRIBUTED, ActorRef, Entry
+from services.audit.domain.translate import event_entry, from_alert, from_event, from_result
 
 SENT = datetime(2026, 11, 26, 18, 30, tzinfo=UTC)
 EVENTS: dict[str, Event] = {e.event_type: e for e in example_events(account_id="acme")}
@@ -108,3 +108,27 @@ def test_an_alert_is_recorded_as_raised_by_the_usage_service() -> None:
     details = orjson.loads(entry.details)
     assert details["kind"] == alert.kind and details["summary"] == alert.summary
     assert set(details["window"]) == {"from", "to"}
+
+
+def test_a_key_events_entry_holds_each_field_where_its_name_says() -> None:
+    key_id, actor = uuid.uuid4(), ActorRef("user", "u-1", "203.0.113.9", "agent")
+    entry = event_entry(
+        "event:1", "acme", SENT, actor, "KeyCreated", key_id, "c-1", "c-2", ("new", "{}"), 1
+    )
+    assert entry == Entry(
+        source_id="event:1",
+        account_id="acme",
+        occurred_at=SENT,
+        actor=actor,
+        action="key.created",
+        key_id=key_id,
+        outcome="success",
+        correlation_id="c-1",
+        causation_id="c-2",
+        details="{}",
+        key_name="new",
+        key_version=1,
+    )
+    assert entry._asdict()["key_version"] == 1 and len(entry) == len(Entry._fields)
+    unnamed = event_entry("e", "a", SENT, actor, "KeyDisabled", key_id, None, None, (None, "{}"), 4)
+    assert (unnamed.key_name, unnamed.key_version) == (None, None)

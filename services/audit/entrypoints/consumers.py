@@ -7,7 +7,9 @@ servicekit only after the recorder has stored it.
 
 Key events come by the thousand, so they are decoded a batch at a time by a fast decoder
 that accepts a strict subset of what their contract accepts (see key_events.py); the
-rest is judged by the contract, and what it refuses is dead-lettered. The recorder seals
+rest is judged by the contract, and what it refuses is dead-lettered. The next batch is
+read and decoded while one is being stored (servicekit's `ahead`: still one batch at a
+time to the handler, its offsets committed once it is stored), and the recorder seals
 each part of a batch while the previous part is being written (see app/pipeline.py).
 Reading a key's event also makes the HTTP side forget the key's cached callers (an audit
 process reads the partitions it was assigned: another process forgets the keys of its own,
@@ -97,6 +99,7 @@ def subscriptions(
             "Every change to every key: one audit record each.",
             max_records=batch_size,
             decode_many=decode_events,
+            ahead=True,
         ),
         Subscription(
             KEYS_COMMAND_RESULTS,
