@@ -11,11 +11,12 @@ per unit of work, and each loads the key (its read model), then appends with opt
 concurrency: the events, their place in the sequencer's queue and the read model in one
 statement, atomic on its own, without BEGIN and COMMIT (issue 14; a create, which also
 seals the secret and writes the lookup, is a transaction); the appends (and the loads)
-that come while another is in flight on the pool share one statement (group commit). The publishing guarantee stays on:
-the stack's running keys service (whichever process holds the publisher's lock) sequences
-and publishes the events while the writers write. After the writers end, the benchmark
-waits until the publisher's checkpoint covers every committed event, and counts this
-account's events on `keys.events` with an independent reader: all of them must be there.
+that come while another is in flight on the pool share one statement (group commit). The
+publishing guarantee stays on: the stack's running keys service (whichever process holds
+the publisher's lock) sequences and publishes the events while the writers write. After
+the writers end, the benchmark waits until the publisher's checkpoint covers every
+committed event, and counts this account's events on `keys.events` with an independent
+reader: all of them must be there.
 
 The baseline: `eventsourcing.postgres.PostgresApplicationRecorder` on a database of its
 own (`bench_eventsourcing`, dropped afterwards) of the same server, with a pool of 16,
