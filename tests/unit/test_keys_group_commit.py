@@ -58,6 +58,17 @@ class _InFlight:
         await _until(lambda: self.conns[0].sent == 1)
         return self
 
+    async def meanwhile(self, *appends: Append) -> list[asyncio.Future[None]]:
+        """The writers of `conns[1:]` come with `appends` (fresh ones if none are given)
+        while the first is in flight; returns their futures once all of them wait."""
+        appends = appends or tuple(_append() for _ in self.conns[1:])
+        writers: list[asyncio.Future[None]] = [
+            asyncio.ensure_future(self.group.append(conn, append))
+            for conn, append in zip(self.conns[1:], appends, strict=True)
+        ]
+        await _until(lambda: self.group.waiting == len(writers))
+        return writers
+
 
 async def test_a_lone_append_goes_at_once() -> None:
     gate = asyncio.Event()
@@ -73,8 +84,7 @@ async def test_a_lone_append_goes_at_once() -> None:
 async def test_those_waiting_go_in_one_statement_on_the_next_leaders_connection() -> None:
     flight = await _InFlight(4).start()
     gate, conns, group, first = flight.gate, flight.conns, flight.group, flight.first
-    others = [asyncio.ensure_future(group.append(c, _append())) for c in conns[1:]]
-    await _until(lambda: group.waiting == 3)
+    others = await flight.meanwhile()
 
     gate.set()
     await asyncio.gather(first, *others)
@@ -86,9 +96,7 @@ async def test_those_waiting_go_in_one_statement_on_the_next_leaders_connection(
 async def test_a_writer_cancelled_while_it_waits_is_left_out() -> None:
     flight = await _InFlight(3).start()
     gate, conns, group, first = flight.gate, flight.conns, flight.group, flight.first
-    gone = asyncio.ensure_future(group.append(conns[1], _append()))
-    stays = asyncio.ensure_future(group.append(conns[2], _append()))
-    await _until(lambda: group.waiting == 2)
+    gone, stays = await flight.meanwhile()
 
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -103,8 +111,7 @@ async def test_a_writer_cancelled_while_it_waits_is_left_out() -> None:
 async def test_a_leader_cancelled_mid_statement_still_writes_its_group() -> None:
     flight = await _InFlight(3).start()
     gate, conns, group, leader = flight.gate, flight.conns, flight.group, flight.first
-    followers = [asyncio.ensure_future(group.append(c, _append())) for c in conns[1:]]
-    await _until(lambda: group.waiting == 2)
+    followers = await flight.meanwhile()
 
     leader.cancel()
     await asyncio.sleep(0)
@@ -121,9 +128,7 @@ async def test_a_writer_cancelled_as_its_turn_to_lead_comes_passes_it_on() -> No
     flight = await _InFlight(3).start()
     gate, conns, group, first = flight.gate, flight.conns, flight.group, flight.first
     waits = _append()
-    turn = asyncio.ensure_future(group.append(conns[1], waits))
-    last = asyncio.ensure_future(group.append(conns[2], _append()))
-    await _until(lambda: group.waiting == 2)
+    turn, last = await flight.meanwhile(waits, _append())
     assert waits.outcome is not None
     waits.outcome.add_done_callback(lambda _: turn.cancel())  # as the lead is handed over
 
