@@ -385,15 +385,20 @@ def subscribe(
     broker: KafkaBroker, sub: Subscription[T], dead_letters: DeadLetters
 ) -> BatchProcessor[T]:
     """Register `sub` on the broker; returns its processor (for tests)."""
-    processor = (AheadBatchProcessor if sub.ahead else BatchProcessor)(sub, dead_letters)
+    processor: BatchProcessor[T]
+    if sub.ahead:
+        processor = ahead = AheadBatchProcessor(sub, dead_letters)
 
-    async def consume(records: Any) -> None:
-        if isinstance(processor, AheadBatchProcessor):
-            await processor.take(records)  # commits each batch's own offsets once stored
-            return
-        await processor.process(records)
-        if sub.group_id is not None:  # a group-less reader (e.g. a cache listener) keeps no offsets
-            await broker.context.get_local("message").ack()
+        async def consume(records: Any) -> None:
+            await ahead.take(records)  # commits each batch's own offsets once it is stored
+
+    else:
+        processor = BatchProcessor(sub, dead_letters)
+
+        async def consume(records: Any) -> None:
+            await processor.process(records)
+            if sub.group_id is not None:  # a group-less reader (a cache listener) keeps no offsets
+                await broker.context.get_local("message").ack()
 
     consume.__annotations__ = {"records": list[sub.payload], "return": None}  # type: ignore[name-defined]
     consume.__name__ = f"consume_{sub.topic.replace('.', '_').replace('-', '_')}"
