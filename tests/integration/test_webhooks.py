@@ -226,6 +226,23 @@ async def test_a_webhook_failing_past_the_give_up_time_is_disabled_with_an_alert
             )
             assert len(broken.taken()) == tried
 
+            # The receiver is mended and the webhook enabled: the next alert arrives.
+            broken.answer()
+            async with account.client(usage.url) as client:
+                enabled = await client.post(f"/v1/webhooks/{failing['id']}/enable")
+                assert enabled.status_code == 200, enabled.text
+                shown = await client.get(f"/v1/webhooks/{failing['id']}")
+            assert enabled.json()["status"] == "active" and enabled.json()["failing_since"] is None
+            assert shown.json() == enabled.json() and "secret" not in shown.json()
+            third = await use_a_disabled_key(api, producer, account)
+
+            async def third_arrived() -> list[Delivered]:
+                return [d for d in broken.taken() if third["id"].encode() in d.body]
+
+            (delivered, *_) = await wait_until(third_arrived, what="the third key's alert")
+            alert = assert_signed(delivered, failing["secret"])  # the same secret as before
+            assert alert.key_id == uuid.UUID(third["id"]) and delivered.answered == 200
+
 
 async def _alerts_stored(database: str, account_id: str, count: int) -> bool:
     conn = await asyncpg.connect(database)
@@ -307,11 +324,17 @@ async def test_another_accounts_webhook_is_not_found(stack: Stack, account: Acco
     created = await create_webhook(other, usage_url, "https://93.184.216.34/hooks")
     assert "secret" not in (await _listed(other, usage_url))[0]
     async with account.client(usage_url) as client:
+        assert (await client.get(f"/v1/webhooks/{created['id']}")).status_code == 404
+        assert (await client.post(f"/v1/webhooks/{created['id']}/enable")).status_code == 404
         assert (await client.delete(f"/v1/webhooks/{created['id']}")).status_code == 404
         gone = await client.get(f"/v1/webhooks/{created['id']}/deliveries")
         assert gone.status_code == 404
         assert (await client.get("/v1/webhooks")).json()["items"] == []
     async with other.client(usage_url) as client:
+        mine = await client.get(f"/v1/webhooks/{created['id']}")
+        assert mine.status_code == 200 and mine.json()["status"] == "active"
+        again = await client.post(f"/v1/webhooks/{created['id']}/enable")  # active: unchanged
+        assert again.status_code == 200 and again.json() == mine.json()
         assert (await client.delete(f"/v1/webhooks/{created['id']}")).status_code == 204
         assert (await client.delete(f"/v1/webhooks/{created['id']}")).status_code == 404
     assert await _listed(other, usage_url) == []

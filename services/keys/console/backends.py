@@ -108,6 +108,11 @@ class Backends:
         body: dict[str, Any] = response.json()
         return body
 
+    async def enable_webhook(self, access_key: str, webhook_id: uuid.UUID) -> None:
+        """Sends to the disabled webhook again; BackendError with the usage service's
+        message (e.g. that its URL may no longer be used) otherwise."""
+        await self._change("POST", f"/v1/webhooks/{webhook_id}/enable", access_key, None, 200)
+
     async def delete_webhook(self, access_key: str, webhook_id: uuid.UUID) -> None:
         await self._change("DELETE", f"/v1/webhooks/{webhook_id}", access_key, None, 204)
 

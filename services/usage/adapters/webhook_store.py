@@ -69,6 +69,29 @@ async def exists(pool: Any, account_id: str, webhook_id: uuid.UUID) -> bool:
     return bool(found)
 
 
+async def get(pool: Any, account_id: str, webhook_id: uuid.UUID) -> dict[str, Any] | None:
+    """The account's webhook, or None when the account has no such one."""
+    row = await pool.fetchrow(
+        f"SELECT {_WEBHOOK} FROM webhooks WHERE webhook_id = $1 AND account_id = $2",
+        webhook_id,
+        account_id,
+    )
+    return None if row is None else dict(row)
+
+
+async def enable(pool: Any, account_id: str, webhook_id: uuid.UUID) -> dict[str, Any] | None:
+    """Sends to a disabled webhook again, its failure clock started afresh (an active one is
+    left as it is: enabling cannot hide that it is failing); None when there is no such one.
+    What it failed to send while disabled stays failed: only alerts from now on go."""
+    row = await pool.fetchrow(
+        "UPDATE webhooks SET failing_since = CASE WHEN disabled_at IS NULL THEN failing_since END,"
+        f" disabled_at = NULL WHERE webhook_id = $1 AND account_id = $2 RETURNING {_WEBHOOK}",
+        webhook_id,
+        account_id,
+    )
+    return None if row is None else dict(row)
+
+
 async def delete(pool: Any, account_id: str, webhook_id: uuid.UUID) -> bool:
     """Deletes the webhook and its deliveries; False when the account has no such one."""
     status: str = await pool.execute(

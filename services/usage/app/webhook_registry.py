@@ -1,5 +1,6 @@
 """An account's webhooks: created (after the URL is checked, as it resolves now), listed,
-deleted. The signing secret is made here and answered once; it is never logged."""
+enabled again after they were disabled (the URL checked again), deleted. The signing
+secret is made here and answered once; it is never logged."""
 
 from __future__ import annotations
 
@@ -39,3 +40,15 @@ class WebhookRegistry:
         if created is None:
             raise TooManyWebhooks(f"An account has at most {self.max_per_account} webhooks.")
         return created, secret
+
+    async def enable(self, account_id: str, webhook_id: uuid.UUID) -> dict[str, Any] | None:
+        """The webhook, sent to again; None when the account has no such one, and
+        UnsafeDestination when its URL may no longer be used (it resolves elsewhere now)."""
+        found = await webhook_store.get(self.pool(), account_id, webhook_id)
+        if found is None:
+            return None
+        if found["disabled_at"] is not None:
+            await webhook_sender.checked_destination(
+                found["url"], self.policy.allow_http, self.policy.allow_private, timeout=3.0
+            )
+        return await webhook_store.enable(self.pool(), account_id, webhook_id)

@@ -1,5 +1,6 @@
 """Webhooks: where the usage service posts the account's alerts, signed. Listed, created
-(the signing secret shown once), deleted, and each one's delivery log; all through the
+(the signing secret shown once), enabled again once disabled, deleted, and each one's
+delivery log; all through the
 usage service's API, with the signed-in person's key."""
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ async def delete_webhook(
         status = refused.status if refused.status in (403, 404) else 503
         raise ApiError(status, "not_done", str(refused)) from None
     return RedirectResponse(f"{PAGE}?done=deleted", status_code=303)
+
+
+@router.post(PAGE + "/{webhook_id}/enable")
+async def enable_webhook(
+    request: Request, webhook_id: uuid.UUID, console: ConsoleContext, me: Caller, _: Posted
+) -> Response:
+    try:
+        await console.backends.enable_webhook(me.session.access_key, webhook_id)
+    except BackendError as refused:
+        if refused.status == 422:  # its URL may no longer be used: say why on the page
+            form = {"min_severity": "warning"}
+            return await _page(console, request, me, form, error=str(refused), status=422)
+        status = refused.status if refused.status in (403, 404) else 503
+        raise ApiError(status, "not_done", str(refused)) from None
+    return RedirectResponse(f"{PAGE}?done=enabled", status_code=303)
 
 
 @router.get(PAGE + "/{webhook_id}")

@@ -1,5 +1,6 @@
-"""`/v1/webhooks`: where the account's alerts are posted, signed, and how each went.
-Scope keys:manage; a webhook of another account answers 404, as an unknown one does."""
+"""`/v1/webhooks`: where the account's alerts are posted, signed, and how each went; a
+webhook disabled after a day of failures is enabled again here. Scope keys:manage; a
+webhook of another account answers 404, as an unknown one does."""
 
 from __future__ import annotations
 
@@ -43,6 +44,12 @@ URL_REFUSED = refusal(
 TOO_MANY = refusal(409, "The account has as many webhooks as it may have.", "too_many_webhooks")
 
 
+def _url_refused(exc: UnsafeDestination) -> ApiError:
+    return ApiError(
+        422, "url_invalid", str(exc), extra={"details": [{"field": "url", "problem": str(exc)}]}
+    )
+
+
 def _view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["webhook_id"],
@@ -64,9 +71,7 @@ async def create_webhook(body: NewWebhook, registry: Registry, caller: Manager) 
             caller.account_id, body.url, body.kinds, body.min_severity
         )
     except UnsafeDestination as exc:
-        raise ApiError(
-            422, "url_invalid", str(exc), extra={"details": [{"field": "url", "problem": str(exc)}]}
-        ) from None
+        raise _url_refused(exc) from None
     except TooManyWebhooks as exc:
         raise ApiError(409, "too_many_webhooks", str(exc)) from None
     return CreatedWebhook(**_view(row), secret=secret)
@@ -93,6 +98,35 @@ async def list_webhooks(
         if last is None
         else encode_alert_cursor(last["created_at"], last["webhook_id"]),
     )
+
+
+@router.get(
+    "/{webhook_id}",
+    response_model=Webhook,
+    summary="One of the account's webhooks (without its secret)",
+    responses=problems(*AUTHENTICATED, NOT_FOUND),
+)
+async def get_webhook(webhook_id: uuid.UUID, registry: Registry, caller: Manager) -> Webhook:
+    found = await webhook_store.get(registry.pool(), caller.account_id, webhook_id)
+    if found is None:
+        raise ApiError(404, "not_found", "No such webhook in this account.")
+    return Webhook(**_view(found))
+
+
+@router.post(
+    "/{webhook_id}/enable",
+    response_model=Webhook,
+    summary="Send to a disabled webhook again (alerts from now on; the same secret)",
+    responses=problems(*AUTHENTICATED, NOT_FOUND, URL_REFUSED),
+)
+async def enable_webhook(webhook_id: uuid.UUID, registry: Registry, caller: Manager) -> Webhook:
+    try:
+        enabled = await registry.enable(caller.account_id, webhook_id)
+    except UnsafeDestination as exc:
+        raise _url_refused(exc) from None
+    if enabled is None:
+        raise ApiError(404, "not_found", "No such webhook in this account.")
+    return Webhook(**_view(enabled))
 
 
 @router.delete(
