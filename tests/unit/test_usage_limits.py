@@ -10,8 +10,8 @@ import pytest
 from contracts import KeyUpdatedData, LimitName, LimitState, TokenBudget, window_bounds
 from contracts.examples import example_events
 from contracts.limits import BudgetPeriod
-from services.usage.app.directory import KeyDirectory
 from services.usage.app.limit_counter import LimitCounter
+from services.usage.app.limit_directory import LimitDirectory
 from services.usage.domain.keys import fold
 from services.usage.domain.limits import (
     SPANS,
@@ -172,7 +172,7 @@ def test_recent_ids_are_bounded_by_count_and_by_event_time() -> None:
 def test_the_limit_counter_forgets_keys_judged_longer_ago_than_the_refresh() -> None:
     # Only the last refresh_seconds tell a key to wait: older entries would only hold memory.
     counter = LimitCounter(
-        lambda: None, KeyDirectory(), "t", horizon_minutes=15, max_ids=1000, refresh_seconds=1.0
+        lambda: None, LimitDirectory(), "t", horizon_minutes=15, max_ids=1000, refresh_seconds=1.0
     )
     counter._judged = {"long ago": 10.0, "just now": 10.8}
     counter._forget_judged(11.5)
