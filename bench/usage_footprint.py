@@ -11,6 +11,7 @@ database: the same classes the service uses, fed as its batches feed them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import random
 import sys
@@ -21,8 +22,8 @@ from typing import Any
 
 from services.usage.adapters.directory_store import _info
 from services.usage.app.activity_cache import ActivityCache
-from services.usage.app.directory import KeyDirectory
 from services.usage.app.limit_counter import LimitCounter
+from services.usage.app.limit_directory import LimitDirectory
 from services.usage.app.recent_ids import RecentIds
 from services.usage.domain.activity import KeyActivity
 from services.usage.domain.detectors import DetectorConfig
@@ -100,6 +101,15 @@ def activity(requests: list[Request], keys: dict[str, KeyInfo]) -> ActivityCache
     return cache
 
 
+def limit_directory(keys: dict[str, KeyInfo]) -> LimitDirectory:
+    """The limit counter's directory, as its process holds it: its own key id strings (no
+    other structure of that process keeps them)."""
+    limited = LimitDirectory()
+    for key in keys.values():
+        limited.commit(dataclasses.replace(key, key_id=_copy(key.key_id)))
+    return limited
+
+
 def ingest_ids(requests: list[Request], shared: SharedIds) -> RecentIds:
     recent = RecentIds(1_000_000, shared)
     for start in range(0, len(requests), BATCH):
@@ -116,7 +126,7 @@ def limit_ids(requests: list[Request], shared: SharedIds) -> list[PartitionIds]:
 
 
 def limit_memory(requests: list[Request]) -> LimitCounter:
-    counter = LimitCounter(lambda: None, KeyDirectory(), "t", horizon_minutes=15, max_ids=500_000)
+    counter = LimitCounter(lambda: None, LimitDirectory(), "t", horizon_minutes=15, max_ids=500_000)
     for start in range(0, len(requests), BATCH):
         counts = BatchCounts()
         for r in requests[start : start + BATCH]:
@@ -140,6 +150,9 @@ def main() -> None:
     keep: list[Any] = []
     total = measure("key directory (KeyInfo)", lambda: directory(key_ids, accounts), keys, keep)
     known = keep[-1]
+    total += measure(
+        "limit counter directory (with key ids)", lambda: limit_directory(known), keys, keep
+    )
     total += measure("activity cache (KeyActivity)", lambda: activity(requests, known), keys, keep)
     shared = SharedIds()
     total += measure("ingest recent ids", lambda: ingest_ids(requests, shared), keys, keep)

@@ -13,12 +13,12 @@ from servicekit.callers import CallerDirectory, key_change_subscription
 from servicekit.periodic import Periodic
 from servicekit.runtime import Runtime, collect_rarely, serve
 from servicekit.settings import load_settings
-from services.usage.adapters import directory_store
 from services.usage.app.activity_cache import ActivityCache
 from services.usage.app.context import UsageContext
 from services.usage.app.directory import KeyDirectory
 from services.usage.app.ingest import Ingestor
 from services.usage.app.limit_counter import LimitCounter
+from services.usage.app.limit_directory import LimitDirectory
 from services.usage.app.limit_publisher import LimitPublisher
 from services.usage.app.outbox import Outbox
 from services.usage.app.unused import find_unused_keys
@@ -112,7 +112,7 @@ def _limit_counter(runtime: Runtime, settings: UsageSettings, seen_ids: SharedId
     )
     limits = LimitCounter(
         pool,
-        KeyDirectory(directory_store.LIMIT_DIRECTORY),
+        LimitDirectory(),
         settings.usage_limits_records_topic or settings.usage_records_topic,
         horizon_minutes=settings.usage_limits_dedup_horizon_minutes,
         max_ids=settings.usage_limits_dedup_max_ids,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -10,9 +11,9 @@ import pytest
 from contracts import KeyUpdatedData, LimitName, LimitState, TokenBudget, window_bounds
 from contracts.examples import example_events
 from contracts.limits import BudgetPeriod
-from services.usage.app.directory import KeyDirectory
 from services.usage.app.limit_counter import LimitCounter
-from services.usage.domain.keys import fold
+from services.usage.app.limit_directory import LimitDirectory
+from services.usage.domain.keys import KeyInfo, fold
 from services.usage.domain.limits import (
     SPANS,
     BatchCounts,
@@ -172,8 +173,37 @@ def test_recent_ids_are_bounded_by_count_and_by_event_time() -> None:
 def test_the_limit_counter_forgets_keys_judged_longer_ago_than_the_refresh() -> None:
     # Only the last refresh_seconds tell a key to wait: older entries would only hold memory.
     counter = LimitCounter(
-        lambda: None, KeyDirectory(), "t", horizon_minutes=15, max_ids=1000, refresh_seconds=1.0
+        lambda: None, LimitDirectory(), "t", horizon_minutes=15, max_ids=1000, refresh_seconds=1.0
     )
     counter._judged = {"long ago": 10.0, "just now": 10.8}
     counter._forget_judged(11.5)
     assert counter._judged == {"just now": 10.8}
+
+
+def _without_limits(key: KeyInfo, key_id: str) -> KeyInfo:
+    return dataclasses.replace(
+        key,
+        key_id=key_id,
+        rate_limit_per_minute=None,
+        rate_limit_per_hour=None,
+        rate_limit_per_day=None,
+        token_budget=None,
+        token_budget_period=None,
+    )
+
+
+def test_the_counters_directory_holds_only_keys_with_limits_and_shares_their_pairs() -> None:
+    created = fold(None, example_events()[0])
+    assert created is not None and created.limits
+    directory = LimitDirectory()
+    directory.commit(created)
+    twin = dataclasses.replace(created, key_id=str(uuid.uuid4()))
+    directory.commit(twin)
+    held = directory.get(created.key_id)
+    assert held == (created.account_id, created.limits)
+    assert directory.get(twin.key_id) is held  # one pair for an account's keys alike
+    without = _without_limits(created, str(uuid.uuid4()))
+    directory.commit(without)
+    assert directory.get(without.key_id) is None and len(directory) == 2
+    directory.commit(_without_limits(twin, twin.key_id))  # its limits removed
+    assert directory.get(twin.key_id) is None and len(directory) == 1

@@ -3,11 +3,14 @@
 The limit counter keeps a copy of its own (`limit_directory`, same columns): it reads the
 key events in its own consumer group, often in another process, and a key whose limits
 changed is re-evaluated by the process that stores the change (a directory written by
-the ingest would hide the change from a counter that had not read it yet)."""
+the ingest would hide the change from a counter that had not read it yet). It holds in
+memory only the limits of the keys that have some (`iter_limits`), and reads the whole
+row of a key when one of its events comes (`load_keys`)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from typing import Any, Final, Literal
 
 from services.usage.domain.keys import KeyInfo
@@ -50,6 +53,33 @@ LIMIT_DIRECTORY: Final[Table] = "limit_directory"
 
 async def load_all(pool: Any, table: Table = KEY_DIRECTORY) -> list[KeyInfo]:
     return [_info(row) for row in await pool.fetch(f"SELECT {_COLUMNS} FROM {table}")]
+
+
+async def load_keys(conn: Any, key_ids: list[str], table: Table = KEY_DIRECTORY) -> list[KeyInfo]:
+    """The stored keys among `key_ids`."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM {table} WHERE key_id = ANY($1::uuid[])", key_ids
+    )
+    return [_info(row) for row in rows]
+
+
+LimitRow = tuple[str, str, int | None, int | None, int | None, int | None, str | None]
+"""key_id, account_id, rate_limit_per_minute, rate_limit_per_hour, rate_limit_per_day,
+token_budget, token_budget_period."""
+
+
+async def iter_limits(conn: Any, chunk: int = 10_000) -> AsyncIterator[list[LimitRow]]:
+    """The keys of `limit_directory` that have a limit, `chunk` rows at a time (a million
+    rows fetched at once would be a few hundred MB for a moment, and part of it stays in the
+    process's heap). `conn` must be in a transaction (a cursor)."""
+    cursor = await conn.cursor(
+        "SELECT key_id::text, account_id, rate_limit_per_minute, rate_limit_per_hour,"
+        " rate_limit_per_day, token_budget, token_budget_period FROM limit_directory"
+        " WHERE rate_limit_per_minute IS NOT NULL OR rate_limit_per_hour IS NOT NULL"
+        " OR rate_limit_per_day IS NOT NULL OR token_budget IS NOT NULL"
+    )
+    while rows := await cursor.fetch(chunk):
+        yield [tuple(row) for row in rows]
 
 
 async def save_many(conn: Any, keys: list[KeyInfo], table: Table = KEY_DIRECTORY) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from contracts import Event
@@ -44,17 +44,25 @@ class KeyDirectory:
         """Fold a batch of key events: each event that changes its key, with the key
         before and after it; `pending` collects each key's newest, to be saved in the
         caller's transaction and `commit`ted after it (a replayed event is skipped)."""
-        for item in batch:
-            event = item.message
-            key_id = str(event.key_id)
-            before = pending.get(key_id) or self._keys.get(key_id)
-            after = fold(before, event)
-            if after is not None:
-                pending[key_id] = after
-                yield event, before, after
+        return fold_batch(batch, pending, self._keys)
 
     async def save(self, conn: Any, pending: dict[str, KeyInfo]) -> None:
         await directory_store.save_many(conn, list(pending.values()), self.table)
+
+
+def fold_batch(
+    batch: Sequence[Received[Event]], pending: dict[str, KeyInfo], known: Mapping[str, KeyInfo]
+) -> Iterator[tuple[Event, KeyInfo | None, KeyInfo]]:
+    """Each event of `batch` that changes its key, with the key before (from `pending`,
+    else `known`) and after it; `pending` collects each key's newest."""
+    for item in batch:
+        event = item.message
+        key_id = str(event.key_id)
+        before = pending.get(key_id) or known.get(key_id)
+        after = fold(before, event)
+        if after is not None:
+            pending[key_id] = after
+            yield event, before, after
 
 
 def limits_changed(before: KeyInfo | None, after: KeyInfo) -> bool:

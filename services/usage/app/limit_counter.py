@@ -9,7 +9,8 @@ judged from the totals and stored, and the new positions and ids are written. Th
 publisher sends the stored states after the commit (app/limit_publisher.py).
 
 The counter reads the key events in its own group too (`key_events`), into a directory
-of its own (`limit_directory`): a key whose limits changed is re-evaluated inside the
+of its own (`limit_directory`; in memory only the limits of keys that have some,
+app/limit_directory.py): a key whose limits changed is re-evaluated inside the
 transaction that stores the change, whichever process the ingest runs in; and a limited
 key whose window has ended is re-evaluated at the window's end (`roll_over`), so it is
 cleared without waiting for its next record.
@@ -25,7 +26,8 @@ from typing import Any
 from contracts import Event
 from servicekit.consumer import Received
 from services.usage.adapters import limit_store
-from services.usage.app.directory import KeyDirectory, limits_changed
+from services.usage.app.directory import limits_changed
+from services.usage.app.limit_directory import LimitDirectory
 from services.usage.app.metrics import LIMIT_RECORDS_COUNTED, LIMIT_STATE_CHANGES
 from services.usage.domain.keys import KeyInfo
 from services.usage.domain.limits import (
@@ -43,13 +45,16 @@ from services.usage.domain.requests import Request
 
 ROLL_OVER_BATCH = 1000
 MAX_REMEMBERED = 1_000_000
+NO_LIMITS = KeyLimits()
+Judged = tuple[str, str, KeyLimits, float]
+"""A key to judge: key_id, account_id, its limits, at what event time."""
 
 
 class LimitCounter:
     def __init__(
         self,
         pool: Callable[[], Any],
-        directory: KeyDirectory,
+        directory: LimitDirectory,
         topic: str,
         *,
         horizon_minutes: int,
@@ -144,9 +149,10 @@ class LimitCounter:
         states: list[Evaluated] = []
         waiting: dict[str, float] = {}
         for key_id, (at, account_id) in counts.newest.items():
-            limits = _limits(self.directory.get(key_id))
-            if not limits:
-                continue
+            known = self.directory.get(key_id)
+            if known is None:
+                continue  # no limits
+            limits = known[1]
             totals = totals_of(windows[key_id])
             judged = self._judged.get(key_id)
             if (
@@ -188,7 +194,7 @@ class LimitCounter:
         async with self.lock:
             async with self.pool().acquire() as conn, conn.transaction():
                 await self.directory.ensure_loaded(conn)
-                for event, before, after in self.directory.changes(batch, pending):
+                for event, before, after in await self.directory.changes(conn, batch, pending):
                     if limits_changed(before, after):
                         changed[after.key_id] = event.occurred_at.timestamp()
                 await self.directory.save(conn, pending)
@@ -215,7 +221,12 @@ class LimitCounter:
         # Judged where the key's newest records are (read before its key events, in a
         # replay, they have no state yet), and never before a state it had.
         wanted = [
-            (key, max(at, stored.get(key.key_id, at), windows.get(key.key_id, [at])[0]))
+            (
+                key.key_id,
+                key.account_id,
+                key.limits,
+                max(at, stored.get(key.key_id, at), windows.get(key.key_id, [at])[0]),
+            )
             for key, at in changes
             if key.limits or key.key_id in stored
         ]
@@ -235,14 +246,16 @@ class LimitCounter:
             async with self.pool().acquire() as conn, conn.transaction():
                 await self.directory.ensure_loaded(conn)
                 expired = await limit_store.expired_limits(conn, time.time(), ROLL_OVER_BATCH)
-                wanted: dict[str, tuple[KeyInfo, float]] = {}  # one state per key
+                wanted: dict[str, Judged] = {}  # one state per key
                 for key_id, at in pending:
                     known = self.directory.get(key_id)
                     if known is not None:
-                        wanted[key_id] = (known, at)
+                        wanted[key_id] = (key_id, *known, at)
                 for key_id, account_id, until, as_of in expired:
-                    key = self.directory.get(key_id) or _unknown(key_id, account_id)
-                    wanted[key_id] = (key, max(until, as_of, wanted.get(key_id, (key, 0.0))[1]))
+                    # a key no longer (or not yet) known with limits: judged without, so cleared
+                    account, limits = self.directory.get(key_id) or (account_id, NO_LIMITS)
+                    earlier = wanted[key_id][3] if key_id in wanted else 0.0
+                    wanted[key_id] = (key_id, account, limits, max(until, as_of, earlier))
                     self._judged.pop(key_id, None)
                 states = await self._reevaluate(conn, list(wanted.values()))
             self._judging_done(states, now)
@@ -259,13 +272,11 @@ class LimitCounter:
         refresh = self.refresh_seconds
         self._judged = {k: at for k, at in self._judged.items() if now - at < refresh}
 
-    async def _reevaluate(
-        self, conn: Any, keys: Sequence[tuple[KeyInfo, float]]
-    ) -> list[Evaluated]:
-        windows = await limit_store.stored_windows(conn, [key.key_id for key, _ in keys])
+    async def _reevaluate(self, conn: Any, keys: Sequence[Judged]) -> list[Evaluated]:
+        windows = await limit_store.stored_windows(conn, [key[0] for key in keys])
         states: list[Evaluated] = [
-            evaluate(key.key_id, key.account_id, key.limits, _totals(windows, key.key_id), at)
-            for key, at in keys
+            evaluate(key_id, account_id, limits, _totals(windows, key_id), at)
+            for key_id, account_id, limits, at in keys
         ]
         changed = await limit_store.save_states(conn, states)
         LIMIT_STATE_CHANGES.inc(changed)
@@ -275,15 +286,6 @@ class LimitCounter:
         now = time.time()
         async with self.pool().acquire() as conn:
             await limit_store.prune(conn, now, int(now // 60) - self.horizon_minutes)
-
-
-def _unknown(key_id: str, account_id: str) -> KeyInfo:
-    """A key limited before the directory knew it: judged without limits, so cleared."""
-    return KeyInfo(key_id, account_id, None, None, None, "active", 0, "active", None, None, 0)
-
-
-def _limits(key: KeyInfo | None) -> KeyLimits | None:
-    return key.limits if key is not None else None
 
 
 def _totals(windows: dict[str, Windows], key_id: str) -> dict[tuple[Span, int], tuple[int, int]]:
