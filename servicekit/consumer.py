@@ -139,6 +139,11 @@ class Subscription(Generic[T]):
     in order; each batch's offsets are committed, explicitly, once its own effect is
     stored (and the `Then` its handler returned has run). For a handler that waits on its
     database, not the CPU, most of a batch."""
+    then_behind: bool = False
+    """Without `ahead`: the next batch is fetched once this one's effect is stored (so it
+    holds all that came meanwhile), and handled while this one's `Then` and offset commit
+    are under way (see `AheadBatchProcessor`). For a handler whose effect is quick and
+    whose `Then` waits on the broker (e.g. commands and their results)."""
 
 
 class BatchProcessor(Generic[T]):
@@ -290,9 +295,10 @@ class BatchProcessor(Generic[T]):
 class AheadBatchProcessor(BatchProcessor[T]):
     """A processor that decodes batch N+1 while batch N's effect is stored: `take` decodes
     a batch, waits until the previous one's effect is stored, starts storing this one and
-    returns, so the next batch is fetched and decoded meanwhile. What the previous batch's
-    handler left to do after its effect (its `Then`: e.g. announcing results) and the
-    commit of its offsets go on while this batch's handler runs.
+    returns, so the next batch is fetched and decoded meanwhile (`Subscription.ahead`; with
+    `then_behind` instead, `take` returns once this batch's effect is stored). What the
+    previous batch's handler left to do after its effect (its `Then`: e.g. announcing
+    results) and the commit of its offsets go on while this batch's handler runs.
 
     The guarantees are those of `BatchProcessor`: the handler takes one batch at a time in
     the order they were read (a batch's handler starts once the previous batch's effect is
@@ -325,6 +331,8 @@ class AheadBatchProcessor(BatchProcessor[T]):
         )
         if self._stopping:
             await storing
+        elif not self.sub.ahead:  # then_behind: fetch the next batch once this one is stored
+            await asyncio.wait([stored])
 
     async def settle(self) -> None:
         """Stop reading ahead and wait until the batch in hand is stored and committed (at
@@ -424,7 +432,7 @@ def subscribe(
 ) -> BatchProcessor[T]:
     """Register `sub` on the broker; returns its processor (for tests)."""
     processor: BatchProcessor[T]
-    if sub.ahead:
+    if sub.ahead or sub.then_behind:
         processor = ahead = AheadBatchProcessor(sub, dead_letters)
 
         async def consume(records: Any) -> None:

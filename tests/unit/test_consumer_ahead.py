@@ -127,3 +127,26 @@ async def test_a_then_that_fails_is_retried_before_its_offsets_are_committed() -
     await processor.take(_records((1, 0)))
     await processor.settle()
     assert log == ["announced", ("commit", {1: 1})]
+
+
+async def test_then_behind_takes_the_next_batch_once_this_ones_effect_is_stored() -> None:
+    log: list[Any] = []
+    announced = asyncio.Event()
+
+    async def handle(batch: list[Received[int]]) -> Then:
+        log.append(("handled", [item.message for item in batch]))
+
+        async def announce() -> None:
+            await announced.wait()
+            log.append("announced")
+
+        return announce
+
+    sub = Subscription("t", "g", int, handle, int, "", then_behind=True)
+    processor = AheadBatchProcessor(sub, DeadLetters())  # type: ignore[arg-type]
+    processor.subscriber = SimpleNamespace(consumer=Consumer(log))
+    await processor.take(_records((1, 0)))
+    assert log == [("handled", [0])], "stored before take returns; its then still to run"
+    announced.set()
+    await processor.settle()
+    assert log == [("handled", [0]), "announced", ("commit", {1: 1})]

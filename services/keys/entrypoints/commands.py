@@ -74,7 +74,7 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         # Results go out once every command of the batch is stored: one round trip, not one
         # per command, and the batch's offsets are committed after it. A crash before that
         # re-runs the batch, which finds the stored results. The next batch's transaction
-        # does not wait for these broker round trips (the subscription reads ahead).
+        # does not wait for these broker round trips (`then_behind`).
         return announce
 
     return Subscription(
@@ -89,7 +89,9 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         # it has not taken effect and its command_id has no stored result yet.
         retryable=(VersionConflict,),
         wake_on_record=True,  # someone waits on every command: no idle poll in between
-        ahead=True,  # the next batch is decoded, and taken, while this one's results go out
+        # The next batch is fetched once this one is stored (all that came meanwhile: few,
+        # large transactions) and taken while this one's results and offsets go out.
+        then_behind=True,
     )
 
 
