@@ -42,6 +42,11 @@ T = TypeVar("T")
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Refused: TypeAlias = tuple[Record, str]
 """A message that does not decode, and why."""
+Then: TypeAlias = Callable[[], Awaitable[None]]
+"""What a batch still has to do once its effect is stored and before its offsets are
+committed (e.g. announce the results it stored), returned by its handler. A reader that
+reads ahead starts the next batch's handler meanwhile: the next batch no longer waits for
+these broker round trips, only for the effect it may depend on."""
 log = get_logger(__name__)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -104,7 +109,7 @@ class Subscription(Generic[T]):
     topic: str
     group_id: str | None
     decode: Callable[[bytes], T]
-    handle: Callable[[list[Received[T]]], Awaitable[None]]
+    handle: Callable[[list[Received[T]]], Awaitable[Then | None]]
     payload: Any
     """The contract type, for the AsyncAPI document."""
     description: str
@@ -132,7 +137,13 @@ class Subscription(Generic[T]):
     """Read and decode the next batch while this one's effect is being stored (one batch
     ahead at most; see `AheadBatchProcessor`). The handler still sees one batch at a time,
     in order; each batch's offsets are committed, explicitly, once its own effect is
-    stored. For a handler that waits on its database, not the CPU, most of a batch."""
+    stored (and the `Then` its handler returned has run). For a handler that waits on its
+    database, not the CPU, most of a batch."""
+    then_behind: bool = False
+    """Without `ahead`: the next batch is fetched once this one's effect is stored (so it
+    holds all that came meanwhile), and handled while this one's `Then` and offset commit
+    are under way (see `AheadBatchProcessor`). For a handler whose effect is quick and
+    whose `Then` waits on the broker (e.g. commands and their results)."""
 
 
 class BatchProcessor(Generic[T]):
@@ -154,7 +165,8 @@ class BatchProcessor(Generic[T]):
 
     async def process(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
-        await self._take_effect(records, *self._decode(records), started)
+        for then in await self._take_effect(records, *self._decode(records), started):
+            await self._finish(then)
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[Received[T]], list[Refused]]:
         """The batch's messages that decode, and why each of the others does not (CPU
@@ -182,17 +194,24 @@ class BatchProcessor(Generic[T]):
         good: list[Received[T]],
         refused: list[Refused],
         started: float,
-    ) -> None:
+    ) -> list[Then]:
+        """Refuse and handle the batch; returns what its handler left to do after it."""
         for record, reason in refused:
             await self._refuse(record, reason, undecodable=True)
-        if good:
-            await self._handle(good)
+        thens = await self._handle(good) if good else []
         last = {record.partition: record.offset for record in records}  # in order per partition
         for partition, offset in last.items():
             done = self.done_through.get(partition, 0)
             self.done_through[partition] = max(done, offset + 1)
         MESSAGES_CONSUMED.labels(self.sub.topic).inc(len(records))
         BATCH_SECONDS.labels(self.sub.topic).observe(time.perf_counter() - started)
+        return thens
+
+    async def _finish(self, then: Then) -> None:
+        """Run what follows a stored effect until it passes: it can be neither undone nor
+        skipped (the offsets after it would be committed without it), so every failure,
+        not only a transient one, is retried with backoff (and logged)."""
+        await self._retrying(then, retry_on=(Exception,), event="after_effect_retrying")
 
     async def _refuse(self, record: Record, reason: str, undecodable: bool = False) -> None:
         # on_invalid answers messages that are not valid contracts; a valid message whose
@@ -213,9 +232,10 @@ class BatchProcessor(Generic[T]):
             reason=reason,
         )
 
-    async def _handle(self, batch: list[Received[T]]) -> None:
+    async def _handle(self, batch: list[Received[T]]) -> list[Then]:
+        """Handle `batch` (narrowed down on failure); returns what its handlers left to do."""
         try:
-            await self._retrying(self.sub.handle, batch)
+            then = await self._retrying(self.sub.handle, batch)
         except InvalidMessages as invalid:
             rest = [
                 item
@@ -223,40 +243,47 @@ class BatchProcessor(Generic[T]):
                 if (item.record.partition, item.record.offset) not in invalid.reasons
             ]
             if len(rest) == len(batch):  # names none of these messages: an ordinary failure
-                await self._narrow(batch, invalid)
-                return
+                return await self._narrow(batch, invalid)
             for item in batch:
                 reason = invalid.reasons.get((item.record.partition, item.record.offset))
                 if reason is not None:
                     await self._refuse(item.record, reason, undecodable=True)
-            if rest:
-                await self._handle(rest)
+            return await self._handle(rest) if rest else []
         except Exception as exc:
-            await self._narrow(batch, exc)
+            return await self._narrow(batch, exc)
+        return [] if then is None else [then]
 
-    async def _narrow(self, batch: list[Received[T]], exc: Exception) -> None:
+    async def _narrow(self, batch: list[Received[T]], exc: Exception) -> list[Then]:
         """Handle the messages of a failed batch one by one: only a culprit is refused."""
         if len(batch) == 1:
             await self._refuse(batch[0].record, f"processing failed: {decode_error(exc)}")
-            return
+            return []
         log.warning(
             "batch_failed_narrowing",
             topic=self.sub.topic,
             size=len(batch),
             error=decode_error(exc),
         )
-        for item in batch:
-            await self._handle([item])
+        return [then for item in batch for then in await self._handle([item])]
 
-    async def _retrying(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def _retrying(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *args: Any,
+        retry_on: tuple[type[BaseException], ...] = (),
+        event: str = "transient_failure_retrying",
+    ) -> Any:
+        """`func(*args)`, again with backoff after each transient failure (or each of
+        `retry_on`, where given)."""
+        retried = retry_on or (*TRANSIENT_ERRORS, *self.sub.retryable)
         delay = 0.1
         while True:
             try:
                 return await func(*args)
-            except (*TRANSIENT_ERRORS, *self.sub.retryable) as exc:
+            except retried as exc:
                 BATCH_RETRIES.labels(self.sub.topic).inc()
                 log.warning(
-                    "transient_failure_retrying",
+                    event,
                     topic=self.sub.topic,
                     error=decode_error(exc),
                     retry_in=delay,
@@ -267,19 +294,25 @@ class BatchProcessor(Generic[T]):
 
 class AheadBatchProcessor(BatchProcessor[T]):
     """A processor that decodes batch N+1 while batch N's effect is stored: `take` decodes
-    a batch, waits until the previous one is stored and its offsets committed, starts
-    storing this one and returns, so the next batch is fetched and decoded meanwhile.
+    a batch, waits until the previous one's effect is stored, starts storing this one and
+    returns, so the next batch is fetched and decoded meanwhile (`Subscription.ahead`; with
+    `then_behind` instead, `take` returns once this batch's effect is stored). What the
+    previous batch's handler left to do after its effect (its `Then`: e.g. announcing
+    results) and the commit of its offsets go on while this batch's handler runs.
 
     The guarantees are those of `BatchProcessor`: the handler takes one batch at a time in
-    the order they were read, and a batch's offsets (exactly those of its records, not the
-    consumer's position, which is one batch further) are committed only after its effect
-    is stored, and in order. A batch that fails beyond what `process` answers (a bug) is
-    not committed: its partitions, and those of the batch read after it, are rewound to
-    their first records, which are read again.
+    the order they were read (a batch's handler starts once the previous batch's effect is
+    stored), and a batch's offsets (exactly those of its records, not the consumer's
+    position, which is one batch further) are committed only after its effect is stored
+    and its `Then` has run, and in order. A batch that fails beyond what `process` answers
+    (a bug) is not committed: its partitions, and those of the batch read after it, are
+    rewound to their first records, which are read again.
     """
 
-    _storing: asyncio.Task[bool] | None = None
-    """The batch being stored and committed; its result: whether that succeeded."""
+    _stored: asyncio.Future[bool] | None = None
+    """Whether the last batch taken had its effect stored (False: it failed), once known."""
+    _storing: asyncio.Task[None] | None = None
+    """The last batch taken, until its offsets are committed (or it failed)."""
     _stopping = False
     _rewound: Collection[int] = frozenset()
     """The partitions of the last batch that failed, rewound to its first records."""
@@ -287,16 +320,19 @@ class AheadBatchProcessor(BatchProcessor[T]):
     async def take(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
         good, refused = self._decode(records)  # while the previous batch is being stored
-        previous = self._storing
+        previous = self._stored
         if previous is not None and not await previous:
-            self._storing = None
+            self._stored = None
             self._rewind(records, keep=self._rewound)  # read again after the failed batch
             return
+        self._stored = stored = asyncio.get_running_loop().create_future()
         self._storing = storing = asyncio.ensure_future(
-            self._store(records, good, refused, started)
+            self._store(records, good, refused, started, stored, self._storing)
         )
         if self._stopping:
             await storing
+        elif not self.sub.ahead:  # then_behind: fetch the next batch once this one is stored
+            await asyncio.wait([stored])
 
     async def settle(self) -> None:
         """Stop reading ahead and wait until the batch in hand is stored and committed (at
@@ -311,9 +347,11 @@ class AheadBatchProcessor(BatchProcessor[T]):
         good: list[Received[T]],
         refused: list[Refused],
         started: float,
-    ) -> bool:
+        stored: asyncio.Future[bool],
+        before: asyncio.Task[None] | None,
+    ) -> None:
         try:
-            await self._take_effect(records, good, refused, started)
+            thens = await self._take_effect(records, good, refused, started)
         except Exception as exc:
             log.error(
                 "batch_not_stored_rewound",
@@ -322,9 +360,17 @@ class AheadBatchProcessor(BatchProcessor[T]):
                 error=decode_error(exc),
             )
             self._rewound = self._rewind(records)
-            return False
+            stored.set_result(False)
+            return
+        except BaseException:  # cancelled (a stop): so is the batch that waits to follow it
+            stored.cancel()
+            raise
+        stored.set_result(True)  # the next batch's handler may start
+        for then in thens:
+            await self._finish(then)
+        if before is not None:
+            await asyncio.wait([before])  # offsets are committed in the order of the batches
         await self._commit(records)
-        return True
 
     def _consumer(self) -> Any:
         return getattr(self.subscriber, "consumer", None)
@@ -386,7 +432,7 @@ def subscribe(
 ) -> BatchProcessor[T]:
     """Register `sub` on the broker; returns its processor (for tests)."""
     processor: BatchProcessor[T]
-    if sub.ahead:
+    if sub.ahead or sub.then_behind:
         processor = ahead = AheadBatchProcessor(sub, dead_letters)
 
         async def consume(records: Any) -> None:

@@ -4,7 +4,7 @@ loads of keys made while another is in flight (one query).
 
 The unit of work runs on the real keys database through connections that note each
 statement they are asked to send (its first word; BEGIN when a transaction is opened): a
-change to a key is its read and one write, a batch of commands is two reads and one write,
+change to a key is its read and one write, a batch of commands is one read and one write,
 and what they wrote is all there, committed (a single statement is atomic on its own).
 Concurrent changes hold the first write until the others wait for it (the state the test
 asserts on, never a time): they are then written as one group, each with its own
@@ -195,7 +195,7 @@ async def test_a_change_to_a_key_is_its_read_and_one_statement(
     }
 
 
-async def test_a_batch_of_commands_is_two_reads_and_one_write(
+async def test_a_batch_of_commands_is_one_read_and_one_write(
     api: httpx.AsyncClient, account: Account, db: dict[str, asyncpg.Connection]
 ) -> None:
     first, second = await _new_key(api, "batch one"), await _new_key(api, "batch two")
@@ -227,7 +227,7 @@ async def test_a_batch_of_commands_is_two_reads_and_one_write(
     results = await commands.execute_batch(uow, _tools(), batch)
 
     assert [r.status for r in results] == ["accepted"] * 4
-    assert pool.said == ["SELECT", "SELECT", "WITH"], "stored results, states; one write"
+    assert pool.said == ["SELECT", "WITH"], "stored results and states in one read; one write"
     ids = [command.command_id for command, _ in batch]
     stored = await db["keys"].fetchval(
         "SELECT count(*) FROM processed_commands WHERE command_id = ANY($1::uuid[])", ids

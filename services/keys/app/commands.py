@@ -166,8 +166,8 @@ async def execute_batch(
     policy: LeakPolicy = DEFAULT_LEAK_POLICY,
 ) -> list[CommandResult]:
     """Apply `commands` (in order; those on one key in their order) in one transaction:
-    one commit, one read of the stored results, one read of the keys' states, one write of
-    the new results, and one statement per append. The rules are those of `execute`: a
+    one commit, one read of the stored results and the keys' states, one write of the new
+    results, and one statement per append. The rules are those of `execute`: a
     command applied before gets its stored result, a refused one is stored as rejected.
     Whatever the one transaction cannot decide alone (a key changed meanwhile by another
     process, a command stored concurrently, a database error) rolls it back, and the
@@ -177,13 +177,11 @@ async def execute_batch(
         return [await execute(uow, tools, command, meta, policy)]
     try:
         async with uow.transaction() as tx:
-            stored = await tx.command_results([c.command_id for c, _ in commands])
-            await tx.preload(
-                [
-                    c.key_id
-                    for c, _ in commands
-                    if c.key_id is not None and c.command_id not in stored
-                ]
+            # The keys of commands found stored are read too (a redelivery is rare, the
+            # read harmless): what the stored results and the states need is one query.
+            stored = await tx.command_results_and_preload(
+                [c.command_id for c, _ in commands],
+                [c.key_id for c, _ in commands if c.key_id is not None],
             )
             results: list[CommandResult] = []
             new: list[tuple[str, str, CommandResult]] = []

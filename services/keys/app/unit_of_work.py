@@ -205,6 +205,22 @@ class KeysTransaction:
         )
         return {r["command_id"]: CommandResult.model_validate_json(r["result"]) for r in rows}
 
+    async def command_results_and_preload(
+        self, command_ids: Sequence[uuid.UUID], key_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, CommandResult]:
+        """`command_results` of `command_ids` and `preload` of `key_ids`, in one query."""
+        if self.from_events:
+            return await self.command_results(command_ids)
+        if self._results:
+            await self._writing()
+        missing = list({k for k in key_ids if k not in self._states})
+        stored, found = await queries.stored_results_and_states(
+            self.conn, list(command_ids), missing
+        )
+        for key_id in missing:
+            self._states[key_id] = found.get(key_id)
+        return {c: CommandResult.model_validate_json(result) for c, result in stored.items()}
+
     async def save_command_results(self, results: Sequence[tuple[str, str, CommandResult]]) -> None:
         """Store (account_id, command_type, result) of several commands, with the appends;
         one already stored (by another process, concurrently) is a VersionConflict."""

@@ -19,7 +19,7 @@ from contracts import (
     extract_command_id,
     parse_command,
 )
-from servicekit.consumer import Received, Record, Subscription
+from servicekit.consumer import Received, Record, Subscription, Then
 from servicekit.runtime import Runtime
 from services.keys.app import commands
 from services.keys.app.context import KeysContext
@@ -54,7 +54,7 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
             causation_id=str(command.command_id),
         )
 
-    async def handle(batch: list[Received[Command]]) -> None:
+    async def handle(batch: list[Received[Command]]) -> Then:
         # The whole batch in one transaction, in offset order per partition (so the
         # commands on one key, which share a partition, keep their order): its reads and
         # its write are one round trip each, and one commit, whatever the partitions. No
@@ -66,11 +66,16 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
             [(item.message, meta_of(item.message, now)) for item in batch],
             ctx.leak_policy,
         )
+        messages = [(str(r.command_id).encode(), r.model_dump_json().encode(), ()) for r in done]
+
+        async def announce() -> None:
+            await results.send_many(messages)
+
         # Results go out once every command of the batch is stored: one round trip, not one
-        # per command. A crash before this re-runs the batch, which finds the stored results.
-        await results.send_many(
-            [(str(r.command_id).encode(), r.model_dump_json().encode(), ()) for r in done]
-        )
+        # per command, and the batch's offsets are committed after it. A crash before that
+        # re-runs the batch, which finds the stored results. The next batch's transaction
+        # does not wait for these broker round trips (`then_behind`).
+        return announce
 
     return Subscription(
         topic=KEYS_COMMANDS,
@@ -84,6 +89,9 @@ def command_subscription(runtime: Runtime, ctx: KeysContext) -> Subscription[Com
         # it has not taken effect and its command_id has no stored result yet.
         retryable=(VersionConflict,),
         wake_on_record=True,  # someone waits on every command: no idle poll in between
+        # The next batch is fetched once this one is stored (all that came meanwhile: few,
+        # large transactions) and taken while this one's results and offsets go out.
+        then_behind=True,
     )
 
 
