@@ -25,6 +25,7 @@ from tests.support.stack import Stack
 from tests.support.usage import (
     UsageInstance,
     create_key,
+    groups_from_now,
     now_minute,
     publish,
     steady,
@@ -53,6 +54,7 @@ async def delivering_usage(stack: Stack, log: Path) -> AsyncIterator[UsageInstan
         stack,
         log,
         "usage.records",
+        **await groups_from_now(stack, "usage.records"),
         USAGE_WEBHOOKS_CONSUMER_GROUP=f"usage-webhooks-test-{uuid.uuid4().hex[:8]}",
         **FAST_RETRIES,
     ) as usage:
@@ -199,6 +201,7 @@ async def test_a_webhook_failing_past_the_give_up_time_is_disabled_with_an_alert
     with receiver("/broken") as broken, receiver("/ops") as ops:
         async with usage_instance(
             stack, tmp_path / "usage.log", "usage.records",
+            **await groups_from_now(stack, "usage.records"),
             USAGE_WEBHOOKS_CONSUMER_GROUP=f"usage-webhooks-test-{uuid.uuid4().hex[:8]}",
             USAGE_WEBHOOKS_GIVE_UP_SECONDS="2", **FAST_RETRIES,
         ) as usage:  # fmt: skip
@@ -220,8 +223,9 @@ async def test_a_webhook_failing_past_the_give_up_time_is_disabled_with_an_alert
             assert listed[told["id"]]["status"] == "active"
             tried = len(broken.taken())
             await use_a_disabled_key(api, producer, account)  # a second alert: not sent
-            await wait_until(
+            await wait_until(  # as long as the first: the instance reads usage.records whole
                 lambda: _alerts_stored(usage.database, account.id, 2),
+                timeout=60,
                 what="the second key's alert stored",
             )
             assert len(broken.taken()) == tried
@@ -239,7 +243,9 @@ async def test_a_webhook_failing_past_the_give_up_time_is_disabled_with_an_alert
             async def third_arrived() -> list[Delivered]:
                 return [d for d in broken.taken() if third["id"].encode() in d.body]
 
-            (delivered, *_) = await wait_until(third_arrived, what="the third key's alert")
+            (delivered, *_) = await wait_until(
+                third_arrived, timeout=60, what="the third key's alert"
+            )
             alert = assert_signed(delivered, failing["secret"])  # the same secret as before
             assert alert.key_id == uuid.UUID(third["id"]) and delivered.answered == 200
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import USAGE_RECORDS, UsageRecord
@@ -219,23 +220,61 @@ class UsageInstance:
                 self.process.kill()
 
 
+async def start_at_end(bootstrap: str, topic: str, groups: Sequence[str]) -> None:
+    """Commit `topic`'s end offsets for each of the new `groups`: a process of those groups
+    reads what is published from now on, not the topic's whole history (which, on the
+    stack's shared topics, holds every earlier test's records, poison included)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    for group in groups:
+        committer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await committer.start()
+        try:
+            committer.assign(partitions)
+            await committer.commit(dict(ends))
+        finally:
+            await committer.stop()
+
+
+async def groups_from_now(stack: Stack, records_topic: str) -> dict[str, str]:
+    """Consumer groups (as `usage_instance` settings) that read `records_topic` from its
+    end as it is now: the records published from here on, not every earlier test's."""
+    groups = {
+        "USAGE_CONSUMER_GROUP": f"usage-test-{uuid.uuid4().hex[:8]}",
+        "USAGE_LIMITS_CONSUMER_GROUP": f"usage-limits-test-{uuid.uuid4().hex[:8]}",
+    }
+    await start_at_end(stack.kafka, records_topic, list(groups.values()))
+    return groups
+
+
 @contextlib.asynccontextmanager
 async def usage_instance(
     stack: Stack, log: Path, records_topic: str, **settings: str
 ) -> AsyncIterator[UsageInstance]:
-    """A usage process on a free port, with its own database and consumer group, reading
-    `records_topic` (and `keys.events`, unless USAGE_KEYS_EVENTS_TOPIC says otherwise)."""
+    """A usage process on a free port, with its own database and consumer groups (unless
+    `settings` name them: `groups_from_now`), reading `records_topic` (and `keys.events`,
+    unless USAGE_KEYS_EVENTS_TOPIC says otherwise)."""
     async with scratch_database(stack) as database:
         port = free_port()
+        groups = {
+            "USAGE_CONSUMER_GROUP": f"usage-test-{uuid.uuid4().hex[:8]}",
+            "USAGE_LIMITS_CONSUMER_GROUP": f"usage-limits-test-{uuid.uuid4().hex[:8]}",
+        }
         env = service_env(
             stack,
             "usage",
             USAGE_HTTP_PORT=str(port),
             USAGE_DATABASE_URL=database,
-            USAGE_CONSUMER_GROUP=f"usage-test-{uuid.uuid4().hex[:8]}",
             USAGE_RECORDS_TOPIC=records_topic,
-            **{"USAGE_LIMITS_CONSUMER_GROUP": f"usage-limits-test-{uuid.uuid4().hex[:8]}"}
-            | settings,
+            **groups | settings,
         )
         instance = UsageInstance(
             f"http://127.0.0.1:{port}", database, env, log, spawn("usage", env, log)
