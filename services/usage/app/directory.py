@@ -13,11 +13,9 @@ from services.usage.domain.limits import KeyLimits
 
 
 class KeyDirectory:
-    def __init__(self, table: directory_store.Table = directory_store.KEY_DIRECTORY) -> None:
+    def __init__(self) -> None:
         self._keys: dict[str, KeyInfo] = {}
         self.loaded = False
-        self.table = table
-        """Where it is stored: the ingest's `key_directory` or the limit counter's own."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -28,9 +26,7 @@ class KeyDirectory:
     async def ensure_loaded(self, conn: Any) -> None:
         """Read the stored model once, before the first batch of either topic uses it."""
         if not self.loaded:
-            self._keys = {
-                key.key_id: key for key in await directory_store.load_all(conn, self.table)
-            }
+            self._keys = {key.key_id: key for key in await directory_store.load_all(conn)}
             self.loaded = True
 
     def commit(self, key: KeyInfo) -> None:
@@ -47,7 +43,7 @@ class KeyDirectory:
         return fold_batch(batch, pending, self._keys)
 
     async def save(self, conn: Any, pending: dict[str, KeyInfo]) -> None:
-        await directory_store.save_many(conn, list(pending.values()), self.table)
+        await directory_store.save_many(conn, list(pending.values()))
 
 
 def fold_batch(
