@@ -7,10 +7,11 @@ it does not (no request body, no secret).
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal
 from uuid import UUID, uuid4, uuid5
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from contracts.base import AccountId, ContractModel, IpAddress, Text, UtcDatetime
 
@@ -20,13 +21,33 @@ SecretMatched = Literal["current", "previous"]
 replaced, while its grace period lasts."""
 
 
+EARLIEST_USAGE_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_USAGE_TIME: Final = datetime(9999, 1, 1, tzinfo=UTC)
+"""A request's time is from the Unix epoch to before the last year there are dates for:
+every window that holds it (its minute, day, month; a limit's next reset) can be named."""
+
+
+def _countable(value: datetime) -> datetime:
+    if not EARLIEST_USAGE_TIME <= value < LATEST_USAGE_TIME:
+        raise ValueError(
+            "occurred_at must be from 1970-01-01T00:00:00Z to before 9999-01-01T00:00:00Z"
+        )
+    return value
+
+
+UsageTime = Annotated[UtcDatetime, AfterValidator(_countable)]
+
+
 class UsageRecord(ContractModel):
     """One request served (or refused) on behalf of a key."""
 
     record_id: UUID = Field(description="Unique id of the record; the usage service dedupes on it.")
     key_id: UUID = Field(description="The key that made the request; also the message key.")
     account_id: AccountId = Field(description="The account that owns the key.")
-    occurred_at: UtcDatetime = Field(description="When the request was received (UTC).")
+    occurred_at: UsageTime = Field(
+        description="When the request was received (UTC), from 1970-01-01T00:00:00Z to"
+        " before 9999-01-01T00:00:00Z."
+    )
     source_ip: IpAddress = Field(description="Client IP address as the gateway saw it.")
     user_agent: Text | None = Field(
         default=None, max_length=500, description="Client user agent, when sent."

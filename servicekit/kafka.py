@@ -130,18 +130,30 @@ class DeadLetters:
     async def send(
         self, record: ConsumerRecord[bytes, bytes], error: str, group: str | None
     ) -> None:
-        headers = [
-            *(record.headers or ()),
-            (DLQ_CONSUMER_GROUP_HEADER, (group or "").encode()),
-            (DLQ_ERROR_HEADER, _clip(error).encode()),
-            (DLQ_SOURCE_TOPIC_HEADER, record.topic.encode()),
-            (DLQ_SOURCE_PARTITION_HEADER, str(record.partition).encode()),
-            (DLQ_SOURCE_OFFSET_HEADER, str(record.offset).encode()),
-            (DLQ_FAILED_AT_HEADER, datetime.now(UTC).isoformat().encode()),
-        ]
-        await self._producer.send(
-            dlq(record.topic), record.value or b"", key=record.key, headers=headers
-        )
+        await self.send_many([(record, error)], group)
+
+    async def send_many(
+        self, failures: Sequence[tuple[ConsumerRecord[bytes, bytes], str]], group: str | None
+    ) -> None:
+        """Each record with why it failed, sent together (one wait for the broker's
+        acknowledgements however many there are); order per partition is kept."""
+        failed_at = datetime.now(UTC).isoformat().encode()
+        by_topic: dict[str, list[tuple[bytes | None, bytes, Headers]]] = {}
+        for record, error in failures:
+            headers = [
+                *(record.headers or ()),
+                (DLQ_CONSUMER_GROUP_HEADER, (group or "").encode()),
+                (DLQ_ERROR_HEADER, _clip(error).encode()),
+                (DLQ_SOURCE_TOPIC_HEADER, record.topic.encode()),
+                (DLQ_SOURCE_PARTITION_HEADER, str(record.partition).encode()),
+                (DLQ_SOURCE_OFFSET_HEADER, str(record.offset).encode()),
+                (DLQ_FAILED_AT_HEADER, failed_at),
+            ]
+            by_topic.setdefault(dlq(record.topic), []).append(
+                (record.key, record.value or b"", headers)
+            )
+        for topic, messages in by_topic.items():
+            await self._producer.send_many(topic, messages)
 
 
 def _clip(error: str) -> str:

@@ -29,7 +29,7 @@ class Consumer:
 
 
 class DeadLetters:
-    async def send(self, record: Any, error: str, group: str | None) -> None:
+    async def send_many(self, failures: list[tuple[Any, str]], group: str | None) -> None:
         raise RuntimeError("the dead letters are broken")  # not transient: beyond narrowing
 
 

@@ -25,7 +25,7 @@ class _Consumer:
 
 
 class _DeadLetters:
-    async def send(self, *_: Any) -> None:
+    async def send_many(self, *_: Any) -> None:
         return None
 
 

@@ -92,6 +92,9 @@ uuids = st.uuids()
 times = st.datetimes(
     datetime(1900, 1, 1), datetime(9999, 12, 30), timezones=st.sampled_from(OFFSETS)
 )
+usage_times = st.datetimes(  # a usage record's: from the epoch to before 9999
+    datetime(1970, 1, 2), datetime(9998, 12, 30), timezones=st.sampled_from(OFFSETS)
+)
 account_ids = pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 names = texts(1, 100).filter(lambda name: name.strip() == name != "")
 descriptions = st.none() | st.text(CHARS | st.sampled_from("\n\t"), max_size=1000)
@@ -267,7 +270,7 @@ usage_records = st.builds(
     record_id=uuids,
     key_id=uuids,
     account_id=account_ids,
-    occurred_at=times,
+    occurred_at=usage_times,
     source_ip=st.ip_addresses().map(str),
     user_agent=st.none() | texts(0, 500),
     endpoint=texts(1, 200),

@@ -50,6 +50,9 @@ def test_a_plain_record_takes_the_fast_path_and_reads_as_the_contract_does() -> 
         {"source_ip": "2001:db8::1"},
         {"status_code": "200"},  # the contract is lax about numbers in strings
         {"latency_ms": 12},
+        {"occurred_at": "1970-01-01T00:00:00Z"},  # the first time counted
+        {"occurred_at": "9998-12-31T23:59:59.999999Z"},  # the last
+        {"occurred_at": "9998-12-31T23:59:59.999999-00:00"},
     ],
 )
 def test_valid_but_unusual_records_are_read_like_the_contract_reads_them(
@@ -65,6 +68,11 @@ def test_valid_but_unusual_records_are_read_like_the_contract_reads_them(
         {"record_id": "not-a-uuid"},
         {"occurred_at": "2026-11-26T18:00:00"},  # no timezone
         {"occurred_at": "2026-02-30T18:00:00Z"},
+        {"occurred_at": "1969-12-31T23:59:59.999999Z"},  # before the times usage counts
+        {"occurred_at": "1970-01-01T00:30:00+01:00"},
+        {"occurred_at": "9999-01-01T00:00:00Z"},  # no window after it could be named
+        {"occurred_at": "9999-12-31T23:59:59.999999Z"},
+        {"occurred_at": "0001-01-01T00:00:00Z"},
         {"source_ip": "203.0.113.07"},  # leading zero: ambiguous
         {"status_code": 99},
         {"status_code": True},

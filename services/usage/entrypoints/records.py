@@ -16,13 +16,13 @@ import functools
 import ipaddress
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 import msgspec
 
 from contracts import UsageRecord
-from contracts.usage import MAX_TOKENS
+from contracts.usage import EARLIEST_USAGE_TIME, LATEST_USAGE_TIME, MAX_TOKENS
 from servicekit.wire import ACCOUNT as _ACCOUNT
 from servicekit.wire import IPV4 as _IPV4
 from servicekit.wire import TIME as _TIME
@@ -32,6 +32,10 @@ from servicekit.wire import remember as _remember
 from services.usage.domain.requests import Request, network_of
 
 _FINITE: Final = sys.float_info.max
+_EARLIEST: Final = EARLIEST_USAGE_TIME.timestamp() + 86_400
+_LATEST: Final = LATEST_USAGE_TIME.timestamp() - 86_400
+"""The times the fast path takes: a day inside the contract's bounds, so that a float's
+rounding never decides (the contract judges the days at the edges)."""
 PREVIOUS: Final = "previous"
 """A record's `secret` when the request presented a rotated-out secret."""
 _SECRETS: Final = frozenset({None, "current", PREVIOUS})
@@ -132,11 +136,10 @@ def _request(w: UsageWire, checked: bool) -> Request | None:
     ):
         return None
     try:
-        occurred = datetime.fromisoformat(occurred_at)
-        if occurred_at[:4] in ("0001", "9999"):  # may be beyond the times there are in UTC
-            occurred.astimezone(UTC)
-        at = occurred.timestamp()
+        at = datetime.fromisoformat(occurred_at).timestamp()
     except (ValueError, OverflowError):  # e.g. February 30th: the contract explains it
+        return None
+    if not _EARLIEST < at < _LATEST:  # near or beyond the bounds: the contract judges
         return None
     return Request(
         record_id, key_id, account_id, at, int(at // 60), network, w.status_code,
