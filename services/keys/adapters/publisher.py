@@ -68,8 +68,10 @@ class EventPublisher:
         idle_poll_seconds: float = 0.5,
         retry_seconds: float = 1.0,
         checkpoint_delay_seconds: float = 0.1,
+        lock_id: int = LOCK_ID,
     ) -> None:
         self._connect = connect
+        self._lock_id = lock_id
         self._topic = topic
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
@@ -99,44 +101,53 @@ class EventPublisher:
                 await self._task
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self._lead()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database or broker went away: try again soon
-                log.warning("publisher_interrupted", error=f"{type(exc).__name__}: {exc}")
-            self.is_leader = False
-            await asyncio.sleep(self._retry)
-
-    async def _lead(self) -> None:
-        conn = await self._connect()
+        # A process that does not lead keeps one idle connection and asks for the lock on
+        # it every `retry_seconds`, rather than opening a connection for each try.
+        conn: Any = None
         try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
-                return  # another process publishes; we retry after `retry_seconds`
-            self.is_leader = True
-            self._checkpoint = None  # read again: another process may have moved it
-            log.info("publisher_leading")
-            await conn.add_listener(event_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
             while True:
-                # Cleared before the read, never after: a nudge that lands while this round
-                # reads (an append committing just after its query) must start another
-                # round at once, not wait out the idle poll.
-                self._wake.clear()
-                sent = await self._publish_once(conn)
-                if sent < self._batch_size:  # a full round: more is due, go on at once
-                    # After a send, the round that saves its checkpoint waits for the next
-                    # nudge (it then sequences and sends too) or `checkpoint_delay` at
-                    # most: no round (a write, so a WAL flush) stands alone in the way of
-                    # the next append's events. An idle publisher polls `idle_poll`.
-                    wait = self._checkpoint_delay if sent else self._idle_poll
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                if conn.is_closed():
-                    raise ConnectionError("lost the publisher's connection (and its lock)")
+                try:
+                    if conn is None or conn.is_closed():
+                        conn = await self._connect()
+                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id):
+                        try:
+                            await self._lead(conn)
+                        finally:  # the lock goes with the connection, whatever happened
+                            conn, closing = None, conn
+                            await _close(closing)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database or broker went away: try again soon
+                    log.warning("publisher_interrupted", error=f"{type(exc).__name__}: {exc}")
+                    conn, closing = None, conn
+                    await _close(closing)
+                self.is_leader = False
+                await asyncio.sleep(self._retry)
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            await _close(conn)
+
+    async def _lead(self, conn: Any) -> None:
+        """Publish on `conn`, which holds the lock, until it fails."""
+        self.is_leader = True
+        self._checkpoint = None  # read again: another process may have moved it
+        log.info("publisher_leading")
+        await conn.add_listener(event_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        while True:
+            # Cleared before the read, never after: a nudge that lands while this round
+            # reads (an append committing just after its query) must start another round
+            # at once, not wait out the idle poll.
+            self._wake.clear()
+            sent = await self._publish_once(conn)
+            if sent < self._batch_size:  # a full round: more is due, go on at once
+                # After a send, the round that saves its checkpoint waits for the next
+                # nudge (it then sequences and sends too) or `checkpoint_delay` at most: no
+                # round (a write, so a WAL flush) stands alone in the way of the next
+                # append's events. An idle publisher polls `idle_poll`.
+                wait = self._checkpoint_delay if sent else self._idle_poll
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            if conn.is_closed():
+                raise ConnectionError("lost the publisher's connection (and its lock)")
 
     async def _publish_once(self, conn: Any) -> int:
         if self._checkpoint is None:
@@ -169,3 +180,9 @@ class EventPublisher:
         self._checkpoint = events[-1].position or checkpoint
         self.published += len(events)
         return len(events)
+
+
+async def _close(conn: Any) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
