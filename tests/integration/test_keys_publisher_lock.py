@@ -8,7 +8,7 @@ as soon as the leader's connection, and so its lock, is gone.
 from __future__ import annotations
 
 import asyncio
-import random
+import secrets
 from typing import Any
 
 import asyncpg
@@ -59,7 +59,7 @@ class _Publisher(EventPublisher):
 async def test_a_standby_asks_on_one_connection_and_takes_over_when_the_leader_goes(
     stack: Stack,
 ) -> None:
-    lock_id = random.randrange(1 << 40, 1 << 50)
+    lock_id = (1 << 40) + secrets.randbelow(1 << 49)
     leader, standby = (_Publisher(stack.database("keys"), lock_id) for _ in range(2))
     leader.start()
     try:
