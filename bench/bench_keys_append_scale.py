@@ -51,8 +51,8 @@ SELECT gen_random_uuid(),
         '{"name":"filler","description":null,"environment":"production",'
         '"scopes":["keys:verify"],"rate_limit_per_hour":null,"expires_at":null,'
         '"prefix":"ig_live_Fill"}'::jsonb
-    ELSE jsonb_build_object('name', jsonb_build_object(
-        'before', 'filler-' || (n - 1), 'after', 'filler-' || n)) END
+    ELSE jsonb_build_object('before', jsonb_build_object('name', 'filler-' || (n - 1)),
+        'after', jsonb_build_object('name', 'filler-' || n)) END
 FROM generate_series($1::bigint, $2::bigint - 1) AS n
 ORDER BY n
 """

@@ -7,6 +7,8 @@ the same `project` over every event, so the two paths cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -140,7 +142,11 @@ async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
 
 
 async def rebuild(pool: Any, progress: Callable[[int, int], None] | None = None) -> int:
-    """Drop the read models and replay every event into them; returns the events replayed."""
+    """Drop the read models and replay every event into them; returns the events replayed.
+
+    The writes are `project`'s, a page of events at a time: the page's keys' latest states
+    in one statement (the state after a key's last event is the row `project` would leave),
+    then the page's other writes in event order, each run of one statement sent at once."""
     async with pool.acquire() as conn, conn.transaction():
         total = await conn.fetchval("SELECT count(*) FROM events")
         await conn.execute("TRUNCATE key_state, key_lookup")
@@ -150,11 +156,17 @@ async def rebuild(pool: Any, progress: Callable[[int, int], None] | None = None)
             page = await event_store.all_events(conn, last_id, 2000)
             if not page:
                 break
+            touched: dict[Any, AccessKey] = {}
+            writes: list[tuple[str, tuple[Any, ...]]] = []
             for row_id, event in page:
                 state = evolve(states.get(event.key_id), event)
-                states[event.key_id] = state
-                await project(conn, state, event)
+                states[event.key_id] = touched[event.key_id] = state
+                writes.extend(extra_writes(state, event))
                 last_id = row_id
+            sql, args = states_upsert(touched.values())
+            await conn.execute(sql, *args)
+            for statement, run in groupby(writes, key=itemgetter(0)):
+                await conn.executemany(statement, [arguments for _, arguments in run])
             done += len(page)
             if progress is not None:
                 progress(done, total)
