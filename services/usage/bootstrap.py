@@ -125,6 +125,13 @@ def _limit_counter(runtime: Runtime, settings: UsageSettings, seen_ids: SharedId
     return [
         Part(publisher.start, publisher.stop),
         _periodic(Periodic("limit-roll-over", 1.0, limits.roll_over)),
+        _periodic(
+            Periodic(
+                "limit-directory-follow",
+                settings.usage_directory_follow_seconds,
+                limits.follow_directory,
+            )
+        ),
         _periodic(Periodic("limit-counts-pruning", 60.0, limits.prune)),
     ]
 
@@ -177,6 +184,11 @@ def _ingest(
         async with ctx.lock:
             ctx.cache.evict_idle()
 
+    async def follow_directory() -> int:
+        """The keys other ingest processes stored (their partitions of keys.events)."""
+        async with ctx.lock, ctx.pool().acquire() as conn:
+            return await ctx.directory.follow(conn)
+
     deadlines = Periodic(
         "deadline-warnings",
         settings.usage_warning_scan_seconds,
@@ -192,6 +204,11 @@ def _ingest(
         Part(outbox.start, outbox.stop),
         Part(deliverer.start, deliverer.stop),
         _periodic(Periodic("dedup-horizon", 60.0, ingestor.prune)),
+        _periodic(
+            Periodic(
+                "key-directory-follow", settings.usage_directory_follow_seconds, follow_directory
+            )
+        ),
         _periodic(
             Periodic("idle-key-eviction", settings.usage_idle_key_eviction_seconds / 2, evict_idle)
         ),

@@ -79,6 +79,13 @@ class UsageSettings(ServiceSettings):
         description="Record ids held in memory to catch a record sent twice (~85 B each).",
     )
     usage_idle_key_eviction_seconds: float = Field(900.0, gt=0)
+    usage_directory_follow_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a process takes the key rows other usage processes stored"
+        " (the keys.events partitions it does not read).",
+    )
     usage_caller_cache_seconds: float = Field(
         30.0, gt=0, le=600, description="How long a caller's whoami answer is reused."
     )

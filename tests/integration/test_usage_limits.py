@@ -23,6 +23,8 @@ from contracts import (
     Actor,
     KeyCreated,
     KeyCreatedData,
+    KeyDisabled,
+    KeyDisabledData,
     KeyUpdated,
     KeyUpdatedData,
     LimitState,
@@ -31,6 +33,8 @@ from contracts import (
     window_bounds,
 )
 from servicekit.kafka import KafkaProducer
+from services.usage.adapters import directory_store
+from services.usage.domain.keys import fold
 from tests.support.accounts import Account
 from tests.support.audit import audit_get
 from tests.support.kafka import Record, TopicTail
@@ -38,6 +42,7 @@ from tests.support.processes import free_port, spawn
 from tests.support.stack import Stack
 from tests.support.usage import (
     UsageInstance,
+    alerts_of,
     known_to_usage,
     publish,
     record,
@@ -402,3 +407,78 @@ async def test_a_limit_lowered_while_the_counter_process_is_down_applies_when_it
             )
         finally:
             await counter.stop()
+
+
+async def test_a_limit_that_another_counter_process_stored_is_enforced_here(
+    stack: Stack, producer: KafkaProducer, tmp_path: Path
+) -> None:
+    """Counter processes share the partitions of keys.events out between them: the event
+    that sets a key's limit may be read by another process than the one counting the key's
+    records. That process stores the key's row; this one takes it from the directory they
+    share within about a second and judges the key by it."""
+    async with limits_stack(stack, tmp_path / "usage.log") as limits:
+        key = await limits.create_key(producer, "acme")  # no limits yet
+        at = roomy_now()
+        await publish(producer, [record(key, "acme", at) for _ in range(5)], limits.records)
+        conn = await asyncpg.connect(limits.usage.database)
+        try:
+
+            async def counted() -> bool:
+                requests = await conn.fetchval(
+                    "SELECT hour_requests FROM limit_windows WHERE key_id = $1", uuid.UUID(key)
+                )
+                return bool(requests == 5)
+
+            await wait_until(counted, timeout=60, what="the five records counted")
+            # What the other process stores on reading the key's KeyUpdated, which this
+            # process never reads (it is not on the topic it reads).
+            table = directory_store.LIMIT_DIRECTORY
+            (stored,) = await directory_store.load_keys(conn, [key], table)
+            update = key_updated(key, {"rate_limit_per_hour": None}, {"rate_limit_per_hour": 5})
+            limited_key = fold(stored, update)
+            assert limited_key is not None
+            await directory_store.save_many(conn, [limited_key], table)
+        finally:
+            await conn.close()
+        limited = await limits.state(key, lambda s: s.state != "clear")
+        assert (limited.state, limited.limit_name) == ("rate_limited", "rate_limit_per_hour")
+        assert (limited.counted, limited.limit) == (5, 5)
+
+
+async def test_a_key_another_ingest_process_stored_as_disabled_is_judged_so_here(
+    stack: Stack, producer: KafkaProducer, tmp_path: Path
+) -> None:
+    """The same for the analytic ingest: a key disabled by an event that another ingest
+    process read is known here as disabled, and a request made with it afterwards is
+    the `disabled_key_in_use` it is."""
+    async with limits_stack(stack, tmp_path / "usage.log") as limits:
+        key = await limits.create_key(producer, "acme")
+        conn = await asyncpg.connect(limits.usage.database)
+        try:
+            (stored,) = await directory_store.load_keys(conn, [key])
+            disabled = fold(
+                stored,
+                KeyDisabled(
+                    event_id=uuid.uuid4(),
+                    key_id=uuid.UUID(key),
+                    account_id="acme",
+                    stream_version=2,
+                    position=2,
+                    occurred_at=datetime.now(UTC) - timedelta(minutes=5),
+                    actor=ADMIN,
+                    data=KeyDisabledData(reason="leaked in a public repository"),
+                ),
+            )
+            assert disabled is not None
+            await directory_store.save_many(conn, [disabled])
+
+            async def raised() -> list[tuple[str, str]]:
+                # A request each time: the ones this process judged before it took the
+                # stored row were, as far as it knew, an active key's.
+                await publish(producer, [record(key, "acme", datetime.now(UTC))], limits.records)
+                return [a for a in await alerts_of(conn, key) if a[0] == "disabled_key_in_use"]
+
+            found = await wait_until(raised, timeout=60, interval=0.5, what="the alert")
+        finally:
+            await conn.close()
+        assert found == [("disabled_key_in_use", "critical")]

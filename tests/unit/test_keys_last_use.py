@@ -64,6 +64,8 @@ def test_valid_but_unusual_records_are_read_like_the_contract_reads_them(
         orjson.dumps({**VALID, "occurred_at": "2026-11-26T18:00:00"}),  # no timezone
         orjson.dumps({**VALID, "occurred_at": "2026-02-30T18:00:00Z"}),
         orjson.dumps({**VALID, "occurred_at": 1764180000}),  # a number, not a time
+        orjson.dumps({**VALID, "occurred_at": "9999-06-01T00:00:00Z"}),  # beyond usage's times
+        orjson.dumps({**VALID, "occurred_at": "1969-12-31T23:59:59Z"}),
         orjson.dumps({**VALID, "status_code": 99}),
         orjson.dumps({**VALID, "status_code": None}),
         orjson.dumps({**VALID, "account_id": ""}),

@@ -18,8 +18,8 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts import USAGE_RECORDS, AccountId, UsageRecord, UtcDatetime
-from contracts.usage import SecretMatched
+from contracts import USAGE_RECORDS, AccountId, UsageRecord
+from contracts.usage import EARLIEST_USAGE_TIME, LATEST_USAGE_TIME, SecretMatched, UsageTime
 from servicekit.consumer import Received, Subscription
 from services.keys.adapters import queries
 from services.keys.app.activity import Use, latest_uses
@@ -38,7 +38,7 @@ class _UseFields(BaseModel):
 
     key_id: UUID
     account_id: AccountId
-    occurred_at: UtcDatetime
+    occurred_at: UsageTime
     status_code: int = Field(ge=100, le=599)
     secret: SecretMatched | None = None
 
@@ -76,8 +76,11 @@ def _fast(raw: bytes) -> Use | None:
     ):
         return None
     try:
-        return Use(key_id, account_id, datetime.fromisoformat(occurred_at), status, secret)
-    except ValueError:
+        at = datetime.fromisoformat(occurred_at)
+        if not EARLIEST_USAGE_TIME <= at < LATEST_USAGE_TIME:
+            return None  # a time the contract refuses: it says why
+        return Use(key_id, account_id, at, status, secret)
+    except (ValueError, OverflowError):  # beyond the times there are in UTC, too
         return None  # e.g. a 31st of February: the contract says why
 
 

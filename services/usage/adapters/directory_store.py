@@ -63,6 +63,27 @@ async def load_keys(conn: Any, key_ids: list[str], table: Table = KEY_DIRECTORY)
     return [_info(row) for row in rows]
 
 
+async def horizon(conn: Any) -> int:
+    """Where following the directory's changes starts: read before the directory is loaded,
+    every row written after the load's snapshot has a `changed_xid` at or past it."""
+    return int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+
+
+async def changed_since(
+    conn: Any, since: int, table: Table = KEY_DIRECTORY
+) -> tuple[int, list[KeyInfo]]:
+    """The rows written by transactions at or past `since` (the last call's horizon; some
+    again, as transactions then running may still write), and the horizon for the next call:
+    the oldest transaction still running now, so a row its writer commits later is found."""
+    rows = await conn.fetch(
+        "WITH now AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)"
+        f" SELECT now.horizon::text, {_COLUMNS} FROM now"
+        f" LEFT JOIN {table} ON {table}.changed_xid >= $1::text::xid8",
+        str(since),
+    )
+    return int(rows[0][0]), [_info(row[1:]) for row in rows if row[1] is not None]
+
+
 LimitRow = tuple[str, str, int | None, int | None, int | None, int | None, str | None]
 """key_id, account_id, rate_limit_per_minute, rate_limit_per_hour, rate_limit_per_day,
 token_budget, token_budget_period."""
@@ -108,7 +129,8 @@ async def save_many(conn: Any, keys: list[KeyInfo], table: Table = KEY_DIRECTORY
         " rate_limit_per_day = EXCLUDED.rate_limit_per_day,"
         " token_budget = EXCLUDED.token_budget, token_budget_period = EXCLUDED.token_budget_period,"
         " canary = EXCLUDED.canary, rotated_at = EXCLUDED.rotated_at,"
-        " grace_period_ends_at = EXCLUDED.grace_period_ends_at"
+        " grace_period_ends_at = EXCLUDED.grace_period_ends_at,"
+        " changed_xid = pg_current_xact_id()"
         f" WHERE {table}.version < EXCLUDED.version",
         [k.key_id for k in keys],
         [k.account_id for k in keys],

@@ -16,6 +16,8 @@ class KeyDirectory:
     def __init__(self) -> None:
         self._keys: dict[str, KeyInfo] = {}
         self.loaded = False
+        self._horizon = 0
+        """Where `follow` reads the stored rows' changes from."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -26,13 +28,25 @@ class KeyDirectory:
     async def ensure_loaded(self, conn: Any) -> None:
         """Read the stored model once, before the first batch of either topic uses it."""
         if not self.loaded:
+            self._horizon = await directory_store.horizon(conn)
             self._keys = {key.key_id: key for key in await directory_store.load_all(conn)}
             self.loaded = True
 
-    def commit(self, key: KeyInfo) -> None:
+    async def follow(self, conn: Any) -> int:
+        """Take the rows other processes stored since the last call (the key events of the
+        partitions this process does not read); returns how many were newer here."""
+        if not self.loaded:
+            return 0
+        self._horizon, keys = await directory_store.changed_since(conn, self._horizon)
+        return sum(self.commit(key) for key in keys)
+
+    def commit(self, key: KeyInfo) -> bool:
+        """Hold `key` unless a later version of it is held; True when it is taken."""
         current = self._keys.get(key.key_id)
         if current is None or current.version < key.version:
             self._keys[key.key_id] = key
+            return True
+        return False
 
     def changes(
         self, batch: Sequence[Received[Event]], pending: dict[str, KeyInfo]

@@ -232,6 +232,20 @@ class LimitCounter:
         ]
         return len(await self._reevaluate(conn, wanted))
 
+    async def follow_directory(self) -> int:
+        """Every second: the limits another counter process stored (from the key events of
+        the partitions it reads, which may be of keys whose records this one counts). A key
+        whose limits changed is judged again now, as the process that stored the change
+        judged it (a state this one stored meanwhile, by the old limits, is replaced).
+        Returns how many keys changed."""
+        async with self.lock, self.pool().acquire() as conn, conn.transaction():
+            changed = await self.directory.follow(conn)
+            now = time.time()
+            states = await self.limits_changed(conn, [(key, now) for key in changed])
+        if states:
+            self.on_states()
+        return len(changed)
+
     async def roll_over(self) -> int:
         """Every second: clear (or limit again, by a longer window) the limited keys whose
         window ended, evaluated at the window's end, which becomes the state's as_of; and

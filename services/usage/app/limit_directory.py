@@ -30,6 +30,8 @@ class LimitDirectory:
         self._shared: dict[Limited, Limited] = {}
         """One pair for the keys of an account that have the same limits (most)."""
         self.loaded = False
+        self._horizon = 0
+        """Where `follow` reads the stored rows' changes from."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -43,11 +45,28 @@ class LimitDirectory:
         transaction)."""
         if self.loaded:
             return
+        self._horizon = await directory_store.horizon(conn)
         self._keys = {}
         async for rows in directory_store.iter_limits(conn):
             for key_id, account_id, minute, hour, day, budget, period in rows:
                 self._put(key_id, account_id, KeyLimits(minute, hour, day, budget, period))
         self.loaded = True
+
+    async def follow(self, conn: Any) -> list[KeyInfo]:
+        """Take the rows other processes stored since the last call (the key events of the
+        partitions this process does not read); returns the keys whose limits changed."""
+        if not self.loaded:
+            return []
+        self._horizon, keys = await directory_store.changed_since(
+            conn, self._horizon, directory_store.LIMIT_DIRECTORY
+        )
+        changed = []
+        for key in keys:
+            held = self._keys.get(key.key_id)
+            if (held[1] if held else None) != (key.limits or None):
+                self._put(key.key_id, key.account_id, key.limits)
+                changed.append(key)
+        return changed
 
     def _put(self, key_id: str, account_id: str, limits: KeyLimits) -> None:
         if not limits:
