@@ -16,7 +16,10 @@ each event to its command by `causation_id`; the figure is the time from just be
 send of the command to the read of its event, on one clock. Breakdown in params, on the
 wall clock: send -> the event's `occurred_at` (set when the keys process starts applying
 the command: the consumer's pick-up) and `occurred_at` -> event read (transaction, commit,
-publisher, broker, reader).
+publisher, broker, reader); and, from the CreateTime the keys process's producer stamps on
+each record, `occurred_at` -> the result's send (the batch's transaction), `occurred_at`
+-> the event's send (the transaction, the publisher's wake-up and its round) and the
+event's send -> its read (one broker hop with acks=all, and this reader).
 
 The baseline in the same run: the same producer and the same kind of reader on a scratch
 topic, at the same rate: one bare broker hop, the floor of each of the two hops a command
@@ -68,7 +71,11 @@ class Sent:
     wall: float
     event_at: float | None = None
     event_occurred: float | None = None
+    event_sent: float | None = None
+    """Wall time the keys process handed the event to its producer (the record's CreateTime)."""
     result_at: float | None = None
+    result_sent: float | None = None
+    """Wall time the keys process handed the result to its producer (CreateTime)."""
     status: str | None = None
 
 
@@ -85,11 +92,13 @@ class Tracker:
             if sent is not None and sent.event_at is None:
                 sent.event_at = read_at
                 sent.event_occurred = datetime.fromisoformat(body["occurred_at"]).timestamp()
+                sent.event_sent = record.timestamp / 1000
                 self.changed.set()
         else:
             sent = self.sent.get(body.get("command_id") or "")
             if sent is not None and sent.result_at is None:
                 sent.result_at = read_at
+                sent.result_sent = record.timestamp / 1000
                 sent.status = body.get("status")
                 self.changed.set()
 
@@ -187,6 +196,16 @@ def _breakdown(tracker: Tracker, ids: Sequence[str]) -> dict[str, dict[str, floa
     legs = {
         "send_to_processing_start": [(s.event_occurred or 0) - s.wall for s in sent],
         "processing_start_to_event_read": [t - occurred for t, occurred in _wall_reads(sent)],
+        # From the records' CreateTime (the keys process's clock: the same machine's wall).
+        "processing_start_to_result_send": [
+            s.result_sent - (s.event_occurred or 0) for s in sent if s.result_sent is not None
+        ],
+        "processing_start_to_event_send": [
+            (s.event_sent or 0) - (s.event_occurred or 0) for s in sent
+        ],
+        "event_send_to_event_read": [
+            t - (s.event_sent or 0) for s, (t, _) in zip(sent, _wall_reads(sent), strict=True)
+        ],
         "send_to_result_read": [s.result_at - s.at for s in sent if s.result_at is not None],
         "send_to_event_read": [(s.event_at or 0) - s.at for s in sent],
     }

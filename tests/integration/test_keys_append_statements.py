@@ -25,7 +25,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from contracts import Actor, KeyPatch, parse_command
+from contracts import Actor, Command, KeyPatch, parse_command
 from devstack import services as devstack_services
 from services.keys.app import commands, use_cases
 from services.keys.app.unit_of_work import KeysTransaction, KeysUnitOfWork
@@ -166,6 +166,27 @@ async def _new_key(api: httpx.AsyncClient, name: str) -> uuid.UUID:
     return uuid.UUID(made.json()["id"])
 
 
+def _command(
+    account: Account, command_type: str, key_id: uuid.UUID, data: dict[str, Any]
+) -> tuple[Command, Meta]:
+    """A command as the keys reader decodes it from `keys.commands`, with its meta."""
+    command_id = str(uuid.uuid4())
+    command = parse_command(
+        orjson.dumps(
+            {
+                "command_id": command_id,
+                "command_type": command_type,
+                "account_id": account.id,
+                "key_id": key_id,
+                "actor": {"type": "service", "id": "append-statements"},
+                "issued_at": datetime.now(UTC),
+                "data": data,
+            }
+        )
+    )
+    return command, _meta(command_id, command_id)
+
+
 async def test_a_change_to_a_key_is_its_read_and_one_statement(
     api: httpx.AsyncClient, account: Account, db: dict[str, asyncpg.Connection]
 ) -> None:
@@ -201,28 +222,15 @@ async def test_a_batch_of_commands_is_one_read_and_one_write(
     first, second = await _new_key(api, "batch one"), await _new_key(api, "batch two")
     pool = _Pool(db["keys"])
     uow = KeysUnitOfWork(lambda: pool)
-    batch = []
-    for command_type, key_id, data in [
-        ("UpdateKey", first, {"name": "batched"}),
-        ("DisableKey", first, {"reason": "batched"}),
-        ("DisableKey", second, {"reason": "batched"}),
-        ("EnableKey", first, {}),
-    ]:
-        command_id = str(uuid.uuid4())
-        command = parse_command(
-            orjson.dumps(
-                {
-                    "command_id": command_id,
-                    "command_type": command_type,
-                    "account_id": account.id,
-                    "key_id": key_id,
-                    "actor": {"type": "service", "id": "append-statements"},
-                    "issued_at": datetime.now(UTC),
-                    "data": data,
-                }
-            )
-        )
-        batch.append((command, _meta(command_id, command_id)))
+    batch = [
+        _command(account, command_type, key_id, data)
+        for command_type, key_id, data in [
+            ("UpdateKey", first, {"name": "batched"}),
+            ("DisableKey", first, {"reason": "batched"}),
+            ("DisableKey", second, {"reason": "batched"}),
+            ("EnableKey", first, {}),
+        ]
+    ]
 
     results = await commands.execute_batch(uow, _tools(), batch)
 
@@ -259,6 +267,27 @@ async def test_a_batch_of_commands_is_one_read_and_one_write(
     again = await commands.execute_batch(uow, _tools(), batch)
     assert again == results, "a redelivered batch gets the stored results"
     assert pool.said == ["SELECT"], "read once, and nothing written"
+
+
+async def test_a_lone_command_is_one_read_and_one_write(
+    api: httpx.AsyncClient, account: Account, db: dict[str, asyncpg.Connection]
+) -> None:
+    # At a low rate most batches hold one command: it takes the batch's two round trips,
+    # not a read of its stored result and then one of its key's state before its write.
+    key_id = await _new_key(api, "alone")
+    pool = _Pool(db["keys"])
+    batch = [_command(account, "DisableKey", key_id, {"reason": "alone"})]
+    uow = KeysUnitOfWork(lambda: pool)
+
+    [result] = await commands.execute_batch(uow, _tools(), batch)
+
+    assert result.status == "accepted"
+    assert pool.said == ["SELECT", "WITH"], "its stored result and state in one read; one write"
+    status = await db["keys"].fetchval("SELECT status FROM key_state WHERE key_id = $1", key_id)
+    assert status == "disabled"
+    pool.said.clear()
+    assert await commands.execute_batch(uow, _tools(), batch) == [result], "stored: answered"
+    assert pool.said == ["SELECT"]
 
 
 def _rename(

@@ -171,10 +171,10 @@ async def execute_batch(
     command applied before gets its stored result, a refused one is stored as rejected.
     Whatever the one transaction cannot decide alone (a key changed meanwhile by another
     process, a command stored concurrently, a database error) rolls it back, and the
-    commands are then applied one at a time by `execute`, each with its retries."""
-    if len(commands) == 1:
-        command, meta = commands[0]
-        return [await execute(uow, tools, command, meta, policy)]
+    commands are then applied one at a time by `execute`, each with its retries.
+    A batch of one command too: one read and one write, where `execute` reads its stored
+    result and its key's state one after the other (at a low rate most batches are one
+    command, and each round trip is paid in its latency)."""
     try:
         async with uow.transaction() as tx:
             # The keys of commands found stored are read too (a redelivery is rare, the
