@@ -25,7 +25,6 @@ from services.usage.app.unused import find_unused_keys
 from services.usage.app.warnings import warn_of_deadlines
 from services.usage.app.webhook_delivery import DeliveryPolicy, WebhookDeliverer
 from services.usage.app.webhook_registry import WebhookRegistry
-from services.usage.domain.recent_ids import SharedIds
 from services.usage.domain.webhooks import Backoff
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
@@ -41,13 +40,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build(settings: UsageSettings) -> FastAPI:
     """The process of `settings.usage_role`: the ingest, the limit counter, or both."""
     runtime = Runtime(settings, MIGRATIONS, DESCRIPTION)
-    seen_ids = SharedIds()  # one entry for an id both memories hold, where both run here
     parts: list[Part] = []
     if settings.usage_role in ("all", "limits"):
-        parts += _limit_counter(runtime, settings, seen_ids)
+        parts += _limit_counter(runtime, settings)
     app_state: dict[str, object] = {}
     if settings.usage_role in ("all", "ingest"):
-        parts += _ingest(runtime, settings, seen_ids, app_state)
+        parts += _ingest(runtime, settings, app_state)
 
     async def start() -> None:
         for part in parts:
@@ -96,7 +94,7 @@ def _pool(runtime: Runtime) -> Callable[[], object]:
     return lambda: runtime.pool
 
 
-def _limit_counter(runtime: Runtime, settings: UsageSettings, seen_ids: SharedIds) -> list[Part]:
+def _limit_counter(runtime: Runtime, settings: UsageSettings) -> list[Part]:
     """The limit counter (docs/limits.md): records and key events in a group of its own,
     its states published to usage.limits, the windows rolled over every second."""
     pool = _pool(runtime)
@@ -118,7 +116,6 @@ def _limit_counter(runtime: Runtime, settings: UsageSettings, seen_ids: SharedId
         max_ids=settings.usage_limits_dedup_max_ids,
         refresh_seconds=settings.usage_limits_refresh_seconds,
         on_states=publisher.nudge,
-        shared_ids=seen_ids,
     )
     for subscription in limit_subscriptions(settings, limits):
         runtime.subscribe(subscription)
@@ -129,9 +126,7 @@ def _limit_counter(runtime: Runtime, settings: UsageSettings, seen_ids: SharedId
     ]
 
 
-def _ingest(
-    runtime: Runtime, settings: UsageSettings, seen_ids: SharedIds, app_state: dict[str, object]
-) -> list[Part]:
+def _ingest(runtime: Runtime, settings: UsageSettings, app_state: dict[str, object]) -> list[Part]:
     """The analytic ingest, its detectors and alerts, webhooks and the HTTP API's state."""
     pool = _pool(runtime)
     outbox = Outbox(
@@ -150,7 +145,6 @@ def _ingest(
         dedup_horizon_minutes=settings.usage_dedup_horizon_minutes,
         dedup_memory_ids=settings.usage_dedup_memory_ids,
         on_alerts=outbox.nudge,
-        seen_ids=seen_ids,
         key_expiring_days=settings.usage_key_expiring_days,
     )
     ingestor = Ingestor(ctx)
