@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from services.usage.domain import detectors as d
 from services.usage.domain import lifecycle
-from services.usage.domain.baseline import Baseline, SpikeThresholds
+from services.usage.domain.baseline import NO_BASELINE, Baseline, SpikeThresholds
 from services.usage.domain.detectors import DetectorConfig, Finding
 from services.usage.domain.keys import ACTIVE, KeyInfo
 from services.usage.domain.requests import AUTH_FAILURES, MinuteRollup, Request
@@ -32,7 +32,8 @@ class KeyActivity:
     first_used_at: float | None = None
     last_used_at: float | None = None
     last_failure_at: float | None = None
-    baseline: Baseline = dataclasses.field(default_factory=Baseline)
+    baseline: Baseline = dataclasses.field(default_factory=lambda: NO_BASELINE)
+    """NO_BASELINE (shared) until the first closed minute."""
     folded_through: int = -1
     """Minutes up to this one are closed (in the baseline); later ones are open."""
     open: list[int] = dataclasses.field(default_factory=list)
@@ -233,6 +234,8 @@ class KeyActivity:
         closed = 0
         while closed < len(windows) and windows[closed] <= close_through:
             count = windows[closed + 1]
+            if self.baseline.minutes == 0:  # (NO_BASELINE, shared, or a copy of it)
+                self.baseline = Baseline()  # its first closed minute: a baseline of its own
             # Winsorised: a spike raises the baseline no more than a threshold minute would.
             self.baseline.fold(min(count, self.thresholds(c).warning), c.spike_alpha)
             self._thresholds = None
