@@ -169,11 +169,12 @@ class KeyActivity:
             self.dirty = True
         if newest > previous:
             self.last_used_at = newest
-        hour, folded, windows = self.hour, self.folded_through, self.open
+        hour, folded = self.hour, self.folded_through
         for row in rows:
             hour.add(row.minute, row.requests)
             if row.minute > folded:
-                windows[self._slot(row.minute) + 1] += row.requests
+                slot = self._slot(row.minute)  # (may replace `open`: read it after)
+                self.open[slot + 1] += row.requests
         return True
 
     def _quiet(self, rows: list[MinuteRollup], c: DetectorConfig) -> bool:
@@ -181,14 +182,16 @@ class KeyActivity:
         warning. An open minute's slot is made on the way: `observe` would make it too."""
         known = self.networks
         warning = (self._thresholds or self.thresholds(c)).warning
-        folded, windows = self.folded_through, self.open
+        folded = self.folded_through
         for row in rows:
             if row.auth_failures or (
                 known is not None and any(network not in known for network in row.networks)
             ):
                 return False
-            if row.minute > folded and windows[self._slot(row.minute) + 1] + row.requests > warning:
-                return False
+            if row.minute > folded:
+                slot = self._slot(row.minute)  # (may replace `open`: read it after)
+                if self.open[slot + 1] + row.requests > warning:
+                    return False
         return True
 
     def _spike(
@@ -245,8 +248,13 @@ class KeyActivity:
         self.dirty = True
 
     def _slot(self, minute: int) -> int:
-        """Index of `minute`'s triple in `open`, inserted in order when new."""
+        """Index of `minute`'s triple in `open`, inserted in order when new. The first
+        triple is a new list of exactly three (an insert into the empty one would reserve
+        eight slots: ~40 bytes a key), so `open` is read again after this."""
         windows = self.open
+        if not windows:
+            self.open = [minute, 0, 0]
+            return 0
         at = 0
         while at < len(windows) and windows[at] < minute:
             at += 3
