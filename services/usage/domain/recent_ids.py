@@ -4,7 +4,7 @@
 60-bit fingerprint (its str hash, masked), in a hash table of its own that is one flat
 array of 64-bit slots (open addressing, linear probing: no Python object per id), and
 batch by batch (8 bytes an id) so the oldest batches can leave first. Measured
-(bench/usage_footprint.py, 300,000 ids): about 36 bytes an id, against about 75 for the
+(bench/usage_footprint.py, 300,000 ids): about 28 bytes an id, against about 75 for the
 fingerprints as int keys of a dict (and 260 for the id text in a set); the probing is
 Python, not C: about 0.6 to 1 microsecond more CPU an id looked up and added, measured in
 process.
@@ -34,23 +34,21 @@ _GONE = -1
 _MIN_SLOTS = 1024
 _MAX_LOAD = 2 / 3
 """Slots used (held and gone) past this share of the table: it is rebuilt."""
-_GROWTH = 3
-"""A rebuilt table has at least this many slots an id held (a load of at most 1/3: some
-batches in and out before the next rebuild)."""
+_GROWTH = 2.5
+"""A rebuilt table has this many slots an id held (a load of 0.4: some batches in and out
+before the next rebuild)."""
 
 
 def _slots_for(held: int) -> int:
-    slots = _MIN_SLOTS
-    while slots < held * _GROWTH:
-        slots *= 2
-    return slots
+    """Any size (a slot is the fingerprint modulo the size): no doubling to a power of two."""
+    return max(_MIN_SLOTS, int(held * _GROWTH))
 
 
 class Fingerprints:
     """One memory's record ids, as fingerprints in a flat hash table, and by batch
     (minute, prints: 8 bytes an id), oldest batch first."""
 
-    __slots__ = ("_batches", "_count", "_limit", "_mask", "_table", "_used")
+    __slots__ = ("_batches", "_count", "_limit", "_size", "_table", "_used")
 
     def __init__(self) -> None:
         self._batches: deque[tuple[int, array[int]]] = deque()
@@ -60,7 +58,7 @@ class Fingerprints:
 
     def _new_table(self, slots: int) -> None:
         self._table = array("q", bytes(8 * slots))
-        self._mask = slots - 1
+        self._size = slots
         self._used = 0
         """Slots not empty: held and gone."""
         self._limit = int(slots * _MAX_LOAD)
@@ -70,28 +68,28 @@ class Fingerprints:
 
     def __contains__(self, record_id: str) -> bool:
         fingerprint = hash(record_id) & _MASK or 1
-        table, mask = self._table, self._mask
-        slot = fingerprint & mask
+        table, size = self._table, self._size
+        slot = fingerprint % size
         held = table[slot]
         while held != fingerprint:
             if held == _EMPTY:
                 return False
-            slot = (slot + 1) & mask
+            slot = (slot + 1) % size
             held = table[slot]
         return True
 
     def seen_before(self, record_ids: Iterable[str]) -> set[str]:
         """Those of `record_ids` already held."""
-        table, mask = self._table, self._mask
+        table, size = self._table, self._size
         seen: set[str] = set()
         for record_id in record_ids:
             fingerprint = hash(record_id) & _MASK or 1
-            slot = fingerprint & mask
+            slot = fingerprint % size
             held = table[slot]
             while held != fingerprint:
                 if held == _EMPTY:
                     break
-                slot = (slot + 1) & mask
+                slot = (slot + 1) % size
                 held = table[slot]
             else:
                 seen.add(record_id)
@@ -100,12 +98,12 @@ class Fingerprints:
     def add(self, minute: int, record_ids: Sequence[str]) -> None:
         if self._used + len(record_ids) > self._limit:
             self._rebuild(len(record_ids))  # room for the whole batch first
-        table, mask = self._table, self._mask
+        table, size = self._table, self._size
         prints = array("q")
         used = self._used
         for record_id in record_ids:
             fingerprint = hash(record_id) & _MASK or 1
-            slot = fingerprint & mask
+            slot = fingerprint % size
             held = table[slot]
             free = -1
             while held != fingerprint:
@@ -118,7 +116,7 @@ class Fingerprints:
                     break
                 if held == _GONE and free < 0:
                     free = slot
-                slot = (slot + 1) & mask
+                slot = (slot + 1) % size
                 held = table[slot]
         self._used = used
         if prints:
@@ -129,12 +127,12 @@ class Fingerprints:
         """A table of the held fingerprints alone (the gone slots dropped), sized for them
         and `room` more."""
         self._new_table(_slots_for(self._count + room))
-        table, mask = self._table, self._mask
+        table, size = self._table, self._size
         for _, prints in self._batches:
             for fingerprint in prints:
-                slot = fingerprint & mask
+                slot = fingerprint % size
                 while table[slot] != _EMPTY:
-                    slot = (slot + 1) & mask
+                    slot = (slot + 1) % size
                 table[slot] = fingerprint
         self._used = self._count
 
@@ -149,11 +147,11 @@ class Fingerprints:
     def drop_oldest(self) -> None:
         _, prints = self._batches.popleft()
         self._count -= len(prints)
-        table, mask = self._table, self._mask
+        table, size = self._table, self._size
         for fingerprint in prints:
-            slot = fingerprint & mask
+            slot = fingerprint % size
             while table[slot] != fingerprint:
-                slot = (slot + 1) & mask
+                slot = (slot + 1) % size
             table[slot] = _GONE
         if self._count * 4 * _GROWTH < len(table) and len(table) > _MIN_SLOTS:
             self._rebuild()  # most have left: a smaller table
