@@ -21,7 +21,7 @@ from services.usage.domain import lifecycle
 from services.usage.domain.baseline import NO_BASELINE, Baseline, SpikeThresholds
 from services.usage.domain.detectors import DetectorConfig, Finding
 from services.usage.domain.keys import ACTIVE, KeyInfo
-from services.usage.domain.requests import AUTH_FAILURES, MinuteRollup, Request
+from services.usage.domain.requests import AUTH_FAILURES, MinuteRollup, Request, shared_minute
 from services.usage.domain.trailing_hour import TrailingHour
 
 
@@ -244,7 +244,7 @@ class KeyActivity:
             self._thresholds = None
             closed += 3
         del windows[:closed]
-        self.folded_through = close_through
+        self.folded_through = shared_minute(close_through)
         self.dirty = True
 
     def _slot(self, minute: int) -> int:
