@@ -30,6 +30,7 @@ from services.usage.domain.detectors import DetectorConfig
 from services.usage.domain.keys import KeyInfo
 from services.usage.domain.limits import BatchCounts
 from services.usage.domain.recent_ids import RecentIds as PartitionIds
+from services.usage.domain.recent_ids import SharedIds
 from services.usage.domain.requests import Request
 
 PER_KEY = 3
@@ -109,16 +110,15 @@ def limit_directory(keys: dict[str, KeyInfo]) -> LimitDirectory:
     return limited
 
 
-def ingest_ids(requests: list[Request]) -> RecentIds:
-    recent = RecentIds(1_000_000)
+def ingest_ids(requests: list[Request], shared: SharedIds) -> RecentIds:
+    recent = RecentIds(1_000_000, shared)
     for start in range(0, len(requests), BATCH):
         recent.add(0, [_copy(r.record_id) for r in requests[start : start + BATCH]])
     return recent
 
 
-def limit_ids(requests: list[Request]) -> list[PartitionIds]:
-    """The limit counter's, in its own process (no other memory there holds the ids)."""
-    parts = [PartitionIds(15, 500_000) for _ in range(PARTITIONS)]
+def limit_ids(requests: list[Request], shared: SharedIds) -> list[PartitionIds]:
+    parts = [PartitionIds(15, 500_000, shared, 2 << p) for p in range(PARTITIONS)]
     for start in range(0, len(requests), BATCH):
         chunk = [_copy(r.record_id) for r in requests[start : start + BATCH]]
         parts[start // BATCH % PARTITIONS].add(0, chunk)
@@ -154,8 +154,9 @@ def main() -> None:
         "limit counter directory (with key ids)", lambda: limit_directory(known), keys, keep
     )
     total += measure("activity cache (KeyActivity)", lambda: activity(requests, known), keys, keep)
-    total += measure("ingest recent ids", lambda: ingest_ids(requests), keys, keep)
-    total += measure("limit counter recent ids", lambda: limit_ids(requests), keys, keep)
+    shared = SharedIds()
+    total += measure("ingest recent ids", lambda: ingest_ids(requests, shared), keys, keep)
+    total += measure("limit counter recent ids", lambda: limit_ids(requests, shared), keys, keep)
     total += measure("limit counter judged/pending", lambda: limit_memory(requests), keys, keep)
     print(f"{'total':<44} {total / 2**20:9.1f} MB {total / keys:8.0f} B/key")
     for stat in tracemalloc.take_snapshot().statistics("lineno")[: args.top]:

@@ -13,6 +13,7 @@ from servicekit.settings import load_settings
 from services.usage.app.limit_counter import LimitCounter
 from services.usage.app.limit_directory import LimitDirectory
 from services.usage.app.limit_publisher import LimitPublisher
+from services.usage.domain.recent_ids import SharedIds
 from services.usage.entrypoints.limits import limit_subscriptions
 from services.usage.malloc import return_freed_memory
 from services.usage.parts import Part, periodic, pool_of
@@ -25,15 +26,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build(settings: UsageSettings) -> FastAPI:
     """The process of `settings.usage_role`: the ingest, the limit counter, or both."""
     runtime = Runtime(settings, MIGRATIONS, DESCRIPTION)
+    seen_ids = SharedIds()  # one entry for an id both memories hold, where both run here
     parts: list[Part] = []
     if settings.usage_role in ("all", "limits"):
-        parts += _limit_counter(runtime, settings)
+        parts += _limit_counter(runtime, settings, seen_ids)
     app_state: dict[str, object] = {}
     if settings.usage_role in ("all", "ingest"):
         # Only a process that runs the ingest loads its modules (services/usage/ingest_role.py).
         from services.usage.ingest_role import ingest_parts  # noqa: PLC0415
 
-        parts += ingest_parts(runtime, settings, app_state)
+        parts += ingest_parts(runtime, settings, seen_ids, app_state)
 
     async def start() -> None:
         for part in parts:
@@ -53,7 +55,7 @@ def build(settings: UsageSettings) -> FastAPI:
     return app
 
 
-def _limit_counter(runtime: Runtime, settings: UsageSettings) -> list[Part]:
+def _limit_counter(runtime: Runtime, settings: UsageSettings, seen_ids: SharedIds) -> list[Part]:
     """The limit counter (docs/limits.md): records and key events in a group of its own,
     its states published to usage.limits, the windows rolled over every second."""
     pool = pool_of(runtime)
@@ -75,6 +77,7 @@ def _limit_counter(runtime: Runtime, settings: UsageSettings) -> list[Part]:
         max_ids=settings.usage_limits_dedup_max_ids,
         refresh_seconds=settings.usage_limits_refresh_seconds,
         on_states=publisher.nudge,
+        shared_ids=seen_ids,
     )
     for subscription in limit_subscriptions(settings, limits):
         runtime.subscribe(subscription)

@@ -20,6 +20,7 @@ from services.usage.app.unused import find_unused_keys
 from services.usage.app.warnings import warn_of_deadlines
 from services.usage.app.webhook_delivery import DeliveryPolicy, WebhookDeliverer
 from services.usage.app.webhook_registry import WebhookRegistry
+from services.usage.domain.recent_ids import SharedIds
 from services.usage.domain.webhooks import Backoff
 from services.usage.entrypoints.consumers import subscriptions
 from services.usage.entrypoints.http import api_router
@@ -29,7 +30,10 @@ from services.usage.settings import UsageSettings
 
 
 def ingest_parts(
-    runtime: Runtime, settings: UsageSettings, app_state: dict[str, object]
+    runtime: Runtime,
+    settings: UsageSettings,
+    seen_ids: SharedIds,
+    app_state: dict[str, object],
 ) -> list[Part]:
     """The analytic ingest, its detectors and alerts, webhooks and the HTTP API's state."""
     pool = pool_of(runtime)
@@ -49,6 +53,7 @@ def ingest_parts(
         dedup_horizon_minutes=settings.usage_dedup_horizon_minutes,
         dedup_memory_ids=settings.usage_dedup_memory_ids,
         on_alerts=outbox.nudge,
+        seen_ids=seen_ids,
         key_expiring_days=settings.usage_key_expiring_days,
     )
     ingestor = Ingestor(ctx)

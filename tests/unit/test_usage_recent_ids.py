@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.usage.app.recent_ids import RecentIds
 from services.usage.domain.recent_ids import RecentIds as PartitionIds
+from services.usage.domain.recent_ids import SharedIds
 
 
 def _ids(prefix: str, count: int) -> list[str]:
@@ -44,33 +45,19 @@ def test_ids_older_than_the_horizon_are_forgotten() -> None:
     assert len(recent) == 0 and not recent.loaded
 
 
-def test_memories_are_apart_each_holds_only_its_own_ids() -> None:
-    ingest = RecentIds(limit=1000)
-    partition = PartitionIds(horizon_minutes=15, max_ids=1000)
+def test_memories_sharing_the_fingerprints_each_hold_only_their_own_ids() -> None:
+    shared = SharedIds()
+    ingest = RecentIds(limit=1000, shared=shared)
+    partition = PartitionIds(horizon_minutes=15, max_ids=1000, shared=shared, bit=2)
     ingest.add(1, _ids("a", 3))
     assert "a-0" in ingest and "a-0" not in partition  # counted by one, not by the other
     partition.add(1, _ids("a", 2))
-    assert "a-1" in partition
+    assert len(shared) == 3 and "a-1" in partition
     ingest.clear()  # the ingest forgets: the limit counter still holds its two
     assert "a-1" not in ingest and "a-1" in partition and "a-2" not in partition
+    assert len(shared) == 2
     partition.reset(7, [])
-    assert len(partition) == 0 and "a-1" not in partition
-
-
-def test_the_table_grows_and_shrinks_and_holds_exactly_the_batches_left() -> None:
-    """Many batches in and out: every id of the batches held is found, every id of the
-    batches dropped is not (the table is rebuilt on the way, up and down)."""
-    recent = PartitionIds(horizon_minutes=3, max_ids=1_000_000)
-    for minute in range(40):
-        size = 3000 if minute < 20 else 50  # grows, then most leave
-        recent.add(minute, _ids(f"m{minute}", size) + _ids(f"m{minute}", 10))  # repeats
-        held = [m for m in range(minute + 1) if m >= minute - 3]
-        assert len(recent) == sum(3000 if m < 20 else 50 for m in held)
-        for m in range(minute + 1):
-            count = 3000 if m < 20 else 50
-            found = [f"m{m}-{n}" in recent for n in (0, count // 2, count - 1)]
-            assert found == [m in held] * 3
-        assert "never" not in recent
+    assert len(shared) == 0 and len(partition) == 0
 
 
 def test_an_id_repeated_within_a_batch_is_held_once() -> None:

@@ -11,6 +11,7 @@ from services.usage.app.activity_cache import ActivityCache
 from services.usage.app.directory import KeyDirectory
 from services.usage.domain.containment import ContainmentPolicy
 from services.usage.domain.detectors import DetectorConfig
+from services.usage.domain.recent_ids import SharedIds
 
 
 @dataclasses.dataclass
@@ -27,5 +28,9 @@ class UsageContext:
     a batch of key events, an eviction), so they never see each other half-done."""
     on_alerts: Callable[[], None] = lambda: None
     """Called after a commit that stored new alerts (wakes the outbox)."""
+    seen_ids: SharedIds = dataclasses.field(default_factory=SharedIds)
+    """The record fingerprints of the process's dedup memories (the ingest's and, where
+    one process runs both (USAGE_ROLE=all), the limit counter's: one entry for an id both
+    hold)."""
     key_expiring_days: int = 7
     """key_expiring lead time of an account that set none (USAGE_KEY_EXPIRING_DAYS)."""

@@ -74,7 +74,7 @@ class Ingestor:
         self.ctx = ctx
         self.max_minute = 0
         """Newest event-time minute seen: the dedup horizon is counted back from it."""
-        self.recent = RecentIds(ctx.dedup_memory_ids)
+        self.recent = RecentIds(ctx.dedup_memory_ids, ctx.seen_ids)
 
     def follow(self, ranges: Ranges) -> None:
         """Before a batch: a partition that does not continue where this process left it

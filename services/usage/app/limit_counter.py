@@ -40,7 +40,7 @@ from services.usage.domain.limits import (
     reached,
     totals_of,
 )
-from services.usage.domain.recent_ids import RecentIds
+from services.usage.domain.recent_ids import RecentIds, SharedIds
 from services.usage.domain.requests import Request
 
 ROLL_OVER_BATCH = 1000
@@ -61,6 +61,7 @@ class LimitCounter:
         max_ids: int,
         refresh_seconds: float = 1.0,
         on_states: Callable[[], None] = lambda: None,
+        shared_ids: SharedIds | None = None,
     ) -> None:
         self.pool = pool
         self.directory = directory
@@ -73,6 +74,9 @@ class LimitCounter:
         """Held by a batch and by a re-evaluation: the directory's limits and the stored
         states change together (key events hold it until the directory has the new limits)."""
         self._recent: dict[int, RecentIds] = {}
+        self._shared_ids = shared_ids if shared_ids is not None else SharedIds()
+        """The process's record fingerprints (the ingest's too): each partition's memory
+        holds its ids there under a bit of its own."""
         self.refresh_seconds = refresh_seconds
         self._judged: dict[str, float] = {}
         """Keys whose last state this process stored was clear, and when (monotonic): such
@@ -174,7 +178,12 @@ class LimitCounter:
     async def _reload(self, conn: Any, partition: int, next_offset: int) -> None:
         since = int(time.time() // 60) - self.horizon_minutes
         stored = await limit_store.load_seen(conn, self.topic, partition, since)
-        recent = self._recent[partition] = RecentIds(self.horizon_minutes, self.max_ids)
+        old = self._recent.get(partition)
+        if old is not None:
+            old.reset(next_offset, [])  # its bits leave the shared fingerprints
+        recent = self._recent[partition] = RecentIds(
+            self.horizon_minutes, self.max_ids, self._shared_ids, 2 << partition
+        )
         recent.reset(next_offset, [(minute, ids.split()) for minute, ids in stored])
 
     async def key_events(self, batch: Sequence[Received[Event]]) -> int:

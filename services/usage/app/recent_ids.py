@@ -2,8 +2,8 @@
 retry, a producer's retry after a broker restart) at another offset.
 
 Bounded by count (`USAGE_DEDUP_MEMORY_IDS`) and by the dedup horizon (event time); the
-oldest batches leave first. Held as fingerprints in a flat table (domain/recent_ids.py).
-Backed by `seen_batches`, the same ids written with each batch:
+oldest batches leave first. Held as fingerprints shared with the limit counter's memory
+(domain/recent_ids.py). Backed by `seen_batches`, the same ids written with each batch:
 rebuilt from it after a start or a rebalance, so a record re-sent across a crash or to
 another instance is still caught within the horizon.
 """
@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from services.usage.app.metrics import DEDUP_IDS_HELD
-from services.usage.domain.recent_ids import Fingerprints
+from services.usage.domain.recent_ids import Fingerprints, SharedIds
+
+INGEST_BIT = 1
+"""This memory's bit in the process's `SharedIds` (the limit counter's partitions have
+the next ones)."""
 
 
 class RecentIds:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shared: SharedIds | None = None) -> None:
         self.limit = limit
-        self._ids = Fingerprints()
+        self._ids = Fingerprints(shared, INGEST_BIT)
         self.loaded = False
 
     def __len__(self) -> int:
