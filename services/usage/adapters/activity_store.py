@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.usage.domain.activity import KeyActivity
-from services.usage.domain.baseline import Baseline
+from services.usage.domain.baseline import NO_BASELINE, Baseline
 
 
 async def save_activity(conn: Any, touched: Sequence[KeyActivity]) -> None:
@@ -80,7 +80,7 @@ async def load_activity(conn: Any, key_ids: Sequence[str]) -> dict[str, KeyActiv
             first_used_at=first,
             last_used_at=last,
             last_failure_at=failure,
-            baseline=Baseline(mean, var, minutes),
+            baseline=Baseline(mean, var, minutes) if minutes else NO_BASELINE,
             folded_through=folded,
             networks=None if unbounded else (),
             dirty=False,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any, Final, Literal
 
-from services.usage.domain.keys import KeyInfo
+from services.usage.domain.keys import KeyInfo, shared_limit
 
 _COLUMNS = (
     "key_id::text, account_id, name, environment, rate_limit_per_hour, status,"
@@ -33,17 +33,13 @@ def _info(row: Any) -> KeyInfo:
         sys.intern(account),
         name,
         environment and sys.intern(environment),
-        _LIMITS.setdefault(limit, limit) if len(_LIMITS) < 4096 else limit,
+        shared_limit(limit),
         sys.intern(status),
         since,
         sys.intern(previous),
         since if created == since else created,
         *rest,
     )
-
-
-_LIMITS: dict[int | None, int | None] = {}
-"""The hourly limits read so far: a few values shared by many keys."""
 
 
 Table = Literal["key_directory", "limit_directory"]

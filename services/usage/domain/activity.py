@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 from services.usage.domain import detectors as d
 from services.usage.domain import lifecycle
-from services.usage.domain.baseline import Baseline, SpikeThresholds
+from services.usage.domain.baseline import NO_BASELINE, Baseline, SpikeThresholds
 from services.usage.domain.detectors import DetectorConfig, Finding
 from services.usage.domain.keys import ACTIVE, KeyInfo
-from services.usage.domain.requests import AUTH_FAILURES, MinuteRollup, Request
+from services.usage.domain.requests import AUTH_FAILURES, MinuteRollup, Request, shared_minute
 from services.usage.domain.trailing_hour import TrailingHour
 
 
@@ -32,7 +32,8 @@ class KeyActivity:
     first_used_at: float | None = None
     last_used_at: float | None = None
     last_failure_at: float | None = None
-    baseline: Baseline = dataclasses.field(default_factory=Baseline)
+    baseline: Baseline = dataclasses.field(default_factory=lambda: NO_BASELINE)
+    """NO_BASELINE (shared) until the first closed minute."""
     folded_through: int = -1
     """Minutes up to this one are closed (in the baseline); later ones are open."""
     open: list[int] = dataclasses.field(default_factory=list)
@@ -168,11 +169,12 @@ class KeyActivity:
             self.dirty = True
         if newest > previous:
             self.last_used_at = newest
-        hour, folded, windows = self.hour, self.folded_through, self.open
+        hour, folded = self.hour, self.folded_through
         for row in rows:
             hour.add(row.minute, row.requests)
             if row.minute > folded:
-                windows[self._slot(row.minute) + 1] += row.requests
+                slot = self._slot(row.minute)  # (may replace `open`: read it after)
+                self.open[slot + 1] += row.requests
         return True
 
     def _quiet(self, rows: list[MinuteRollup], c: DetectorConfig) -> bool:
@@ -180,14 +182,16 @@ class KeyActivity:
         warning. An open minute's slot is made on the way: `observe` would make it too."""
         known = self.networks
         warning = (self._thresholds or self.thresholds(c)).warning
-        folded, windows = self.folded_through, self.open
+        folded = self.folded_through
         for row in rows:
             if row.auth_failures or (
                 known is not None and any(network not in known for network in row.networks)
             ):
                 return False
-            if row.minute > folded and windows[self._slot(row.minute) + 1] + row.requests > warning:
-                return False
+            if row.minute > folded:
+                slot = self._slot(row.minute)  # (may replace `open`: read it after)
+                if self.open[slot + 1] + row.requests > warning:
+                    return False
         return True
 
     def _spike(
@@ -233,17 +237,24 @@ class KeyActivity:
         closed = 0
         while closed < len(windows) and windows[closed] <= close_through:
             count = windows[closed + 1]
+            if self.baseline.minutes == 0:  # (NO_BASELINE, shared, or a copy of it)
+                self.baseline = Baseline()  # its first closed minute: a baseline of its own
             # Winsorised: a spike raises the baseline no more than a threshold minute would.
             self.baseline.fold(min(count, self.thresholds(c).warning), c.spike_alpha)
             self._thresholds = None
             closed += 3
         del windows[:closed]
-        self.folded_through = close_through
+        self.folded_through = shared_minute(close_through)
         self.dirty = True
 
     def _slot(self, minute: int) -> int:
-        """Index of `minute`'s triple in `open`, inserted in order when new."""
+        """Index of `minute`'s triple in `open`, inserted in order when new. The first
+        triple is a new list of exactly three (an insert into the empty one would reserve
+        eight slots: ~40 bytes a key), so `open` is read again after this."""
         windows = self.open
+        if not windows:
+            self.open = [minute, 0, 0]
+            return 0
         at = 0
         while at < len(windows) and windows[at] < minute:
             at += 3

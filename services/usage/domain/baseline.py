@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Final
 
 
 @dataclasses.dataclass(slots=True)
@@ -28,6 +29,12 @@ class Baseline:
     def deviation(self) -> float:
         """Never below sqrt(mean): counts vary at least that much by chance (Poisson)."""
         return max(math.sqrt(max(self.var, 0.0)), math.sqrt(self.mean))
+
+
+NO_BASELINE: Final = Baseline()
+"""The baseline of every key with no closed minute yet: one object for them all (~80
+bytes a key otherwise), never folded into: a key gets its own at its first closed minute
+(`KeyActivity._advance` never folds into a baseline of no minutes; it replaces it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -79,6 +79,16 @@ class KeyInfo:
         return self.status, self.status_since
 
 
+_LIMITS: dict[int | None, int | None] = {}
+"""The hourly limits read so far: a few values shared by many keys."""
+
+
+def shared_limit(limit: int | None) -> int | None:
+    """One int object per distinct hourly limit in the process (a few values shared by
+    many keys; ~28 bytes a key otherwise), up to 4,096 of them."""
+    return _LIMITS.setdefault(limit, limit) if len(_LIMITS) < 4096 else limit
+
+
 def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -95,7 +105,7 @@ def fold(current: KeyInfo | None, event: Event) -> KeyInfo | None:
             account_id=sys.intern(event.account_id),
             name=data.name,
             environment=sys.intern(data.environment),
-            rate_limit_per_hour=data.rate_limit_per_hour,
+            rate_limit_per_hour=shared_limit(data.rate_limit_per_hour),
             status=ACTIVE,
             status_since=at,
             previous_status=ACTIVE,
@@ -125,7 +135,7 @@ def fold(current: KeyInfo | None, event: Event) -> KeyInfo | None:
     if isinstance(event, KeyUpdated):
         after = event.data.after
         if "rate_limit_per_hour" in after:
-            changes["rate_limit_per_hour"] = after["rate_limit_per_hour"]
+            changes["rate_limit_per_hour"] = shared_limit(after["rate_limit_per_hour"])
         for limit in ("rate_limit_per_minute", "rate_limit_per_day"):
             if limit in after:
                 changes[limit] = after[limit]

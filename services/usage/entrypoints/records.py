@@ -29,7 +29,7 @@ from servicekit.wire import TIME as _TIME
 from servicekit.wire import UUID as _UUID
 from servicekit.wire import decode_each, ids_and_times
 from servicekit.wire import remember as _remember
-from services.usage.domain.requests import Request, network_of
+from services.usage.domain.requests import Request, network_of, shared_minute
 
 _FINITE: Final = sys.float_info.max
 _EARLIEST: Final = EARLIEST_USAGE_TIME.timestamp() + 86_400
@@ -81,7 +81,7 @@ def from_contract(record: UsageRecord) -> Request:
         sys.intern(str(record.key_id)),
         sys.intern(record.account_id),
         at,
-        int(at // 60),
+        shared_minute(int(at // 60)),
         network_of(record.source_ip),
         record.status_code,
         record.tokens_in,
@@ -142,7 +142,7 @@ def _request(w: UsageWire, checked: bool) -> Request | None:
     if not _EARLIEST < at < _LATEST:  # near or beyond the bounds: the contract judges
         return None
     return Request(
-        record_id, key_id, account_id, at, int(at // 60), network, w.status_code,
+        record_id, key_id, account_id, at, shared_minute(int(at // 60)), network, w.status_code,
         w.tokens_in, w.tokens_out, float(w.latency_ms), user_agent, w.endpoint,
         w.secret == PREVIOUS,
     )  # fmt: skip
