@@ -215,17 +215,17 @@ class BatchProcessor(Generic[T]):
 
     async def _refuse(self, refused: Sequence[Refused], undecodable: bool = False) -> None:
         """Answer or dead-letter each refused record: on_invalid answers messages that are
-        not valid contracts; the others, and a valid message whose processing failed, go
-        to the dead letters with the reason, all in one send."""
-        letters: list[Refused] = []
-        for record, reason in refused:
-            if (
-                undecodable
-                and self.sub.on_invalid is not None
-                and await self._retrying(self.sub.on_invalid, record, reason)
-            ):
-                continue
-            letters.append((record, reason))
+        not valid contracts (all at once); the others, and a valid message whose processing
+        failed, go to the dead letters with the reason, all in one send."""
+        letters = list(refused)
+        on_invalid = self.sub.on_invalid
+        if undecodable and on_invalid is not None and letters:
+            # Answered together: each answer's send joins the others' produce request
+            # instead of waiting for the one before it.
+            answered = await asyncio.gather(
+                *(self._retrying(on_invalid, record, reason) for record, reason in letters)
+            )
+            letters = [refusal for refusal, done in zip(letters, answered, strict=True) if not done]
         if not letters:
             return
         await self._retrying(self.dead_letters.send_many, letters, self.sub.group_id)

@@ -4,6 +4,7 @@ batch is handled again."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -148,3 +149,35 @@ async def test_a_reader_knows_how_far_it_has_processed_each_partition() -> None:
     records[3] = ConsumerRecord("t", 1, 3, 0, 0, b"k", b"not a number", None, 1, 1, [])
     await processor.process(records)
     assert processor.done_through == {1: 4}
+
+
+async def test_invalid_messages_are_answered_together_and_the_unanswerable_dead_lettered() -> None:
+    """`on_invalid` answers of one batch run at once (each a send that joins the others'
+    request, not one broker round trip after another); what it cannot answer goes to the
+    dead letters in one send."""
+    in_flight, most = 0, 0
+    release = asyncio.Event()
+
+    async def answer(record: Any, reason: str) -> bool:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == 8:  # every one under way at once (one by one, the first waits forever)
+            release.set()
+        await release.wait()
+        in_flight -= 1
+        return bool(record.offset % 2 == 0)  # odd offsets carry no id to answer
+
+    async def handle(batch: list[Received[int]]) -> None:
+        return None
+
+    records = [
+        ConsumerRecord("t", 1, offset, 0, 0, b"k", b"not a number", None, 1, 1, [])
+        for offset in range(8)
+    ]
+    dead = DeadLetters()
+    sub = Subscription("t", "g", int, handle, int, "", on_invalid=answer)
+    await asyncio.wait_for(BatchProcessor(sub, dead).process(records), timeout=30)  # type: ignore[arg-type]
+    assert most == 8
+    assert [offset for offset, _ in dead.sent] == [1, 3, 5, 7]
+    assert dead.sends == 1
