@@ -127,11 +127,6 @@ class DeadLetters:
     def __init__(self, producer: KafkaProducer) -> None:
         self._producer = producer
 
-    async def send(
-        self, record: ConsumerRecord[bytes, bytes], error: str, group: str | None
-    ) -> None:
-        await self.send_many([(record, error)], group)
-
     async def send_many(
         self, failures: Sequence[tuple[ConsumerRecord[bytes, bytes], str]], group: str | None
     ) -> None:

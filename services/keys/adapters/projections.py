@@ -1,7 +1,8 @@
 """Read models: the current state of each key, and the lookup by secret hash.
 
-`project` runs in the append's transaction; `rebuild` drops both read models and runs
-the same `project` over every event, so the two paths cannot disagree.
+An append writes them in its own statement (`states_upsert` and `extra_writes`, through
+the unit of work); `rebuild` drops both read models and replays every event through the
+same two, so the two paths cannot disagree.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ _ON_CONFLICT = "ON CONFLICT (key_id) DO UPDATE SET " + ", ".join(
     f"{c} = EXCLUDED.{c}"
     for c in _STATE_NAMES
     if c not in ("key_id", "account_id", "environment", "created_at")
-)
-_UPSERT_STATE = (
-    f"INSERT INTO key_state ({_STATE_COLUMNS}) VALUES"
-    f" ({', '.join(f'${n}' for n in range(1, len(_STATE_NAMES) + 1))}) {_ON_CONFLICT}"
 )
 _UPSERT_STATES = (
     f"INSERT INTO key_state ({_STATE_COLUMNS}) SELECT {_STATE_COLUMNS}"
@@ -73,11 +70,6 @@ def _state_values(state: AccessKey) -> tuple[Any, ...]:
         state.previous_prefix,
         state.end_grace_when_quiet_seconds,
     )
-
-
-def state_upsert(state: AccessKey) -> tuple[str, tuple[Any, ...]]:
-    """The statement (and its arguments) that brings key_state to `state`."""
-    return _UPSERT_STATE, _state_values(state)
 
 
 def states_upsert(states: Iterable[AccessKey]) -> tuple[str, list[Any]]:
@@ -135,18 +127,12 @@ def extra_writes(state: AccessKey, event: RecordedEvent) -> list[tuple[str, tupl
     return writes
 
 
-async def project(conn: Any, state: AccessKey, event: RecordedEvent) -> None:
-    """Bring the read models to `state`, the key's state after `event`."""
-    for sql, args in [state_upsert(state), *extra_writes(state, event)]:
-        await conn.execute(sql, *args)
-
-
 async def rebuild(pool: Any, progress: Callable[[int, int], None] | None = None) -> int:
     """Drop the read models and replay every event into them; returns the events replayed.
 
-    The writes are `project`'s, a page of events at a time: the page's keys' latest states
-    in one statement (the state after a key's last event is the row `project` would leave),
-    then the page's other writes in event order, each run of one statement sent at once."""
+    A page of events at a time: the page's keys' latest states in one statement
+    (`states_upsert`), then the page's other writes (`extra_writes`) in event order, each
+    run of one statement sent at once."""
     async with pool.acquire() as conn, conn.transaction():
         total = await conn.fetchval("SELECT count(*) FROM events")
         await conn.execute("TRUNCATE key_state, key_lookup")

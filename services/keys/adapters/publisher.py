@@ -102,7 +102,8 @@ class EventPublisher:
 
     async def _run(self) -> None:
         # A process that does not lead keeps one idle connection and asks for the lock on
-        # it every `retry_seconds`, rather than opening a connection for each try.
+        # it every `retry_seconds`, rather than opening a connection for each try. Leading
+        # ends only by an exception; the lock goes with the connection, closed then.
         conn: Any = None
         try:
             while True:
@@ -110,11 +111,7 @@ class EventPublisher:
                     if conn is None or conn.is_closed():
                         conn = await self._connect()
                     if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id):
-                        try:
-                            await self._lead(conn)
-                        finally:  # the lock goes with the connection, whatever happened
-                            conn, closing = None, conn
-                            await _close(closing)
+                        await self._lead(conn)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database or broker went away: try again soon
@@ -127,7 +124,7 @@ class EventPublisher:
             await _close(conn)
 
     async def _lead(self, conn: Any) -> None:
-        """Publish on `conn`, which holds the lock, until it fails."""
+        """Publish on `conn`, which holds the lock, until it fails (it never returns)."""
         self.is_leader = True
         self._checkpoint = None  # read again: another process may have moved it
         log.info("publisher_leading")
