@@ -187,7 +187,10 @@ async def test_a_delivery_retried_when_its_service_is_killed_arrives_after_the_r
             succeeded = [d for d in hook.taken() if d.answered == 200]
             assert 1 <= len(succeeded) <= 2  # at most once more than needed
             assert_signed(succeeded[0], webhook["secret"])
-            assert entry["attempts"] >= killed_after + 1
+            # Tries to one webhook go one at a time, and each is logged once answered: the
+            # one the kill interrupted may have reached the receiver and not the log. So the
+            # log holds every other try before the kill, and the one that succeeded.
+            assert entry["attempts"] >= killed_after
 
 
 async def test_a_webhook_failing_past_the_give_up_time_is_disabled_with_an_alert(
