@@ -35,8 +35,9 @@ from bench.harness import BenchContext, Figure, benchmark
 from bench.scratch_topic import scratch_topic
 from bench.usage_support import (
     UsageProcess,
-    counted,
+    connected,
     key_pool,
+    positions,
     produce,
     traffic,
     usage_process,
@@ -142,30 +143,36 @@ async def bare_consumer_rate(bootstrap: str, topic: str, count: int) -> float:
 async def ingest_rate(usage: UsageProcess, count: int) -> tuple[float, float, dict[str, float]]:
     """(records/s from the first counted record to the last, CPU us per record in the
     ingest process, CPU us per record by process: usage (the ingest), usage-limits (the
-    limit counter's process, where it has one), its database's backends, the broker)."""
+    limit counter's process, where it has one), its database's backends, the broker).
+    Progress is read on one connection (no backend started for each poll) from the
+    ingest's stored offsets (`positions`)."""
     began = time.perf_counter()
     first_at = first_count = 0.0
-    cpu_first = 0.0
+    cpu_first = counter_first = 0.0
     database = usage.database.rsplit("/", 1)[-1].split("?")[0]
     split_first: dict[int, tuple[str, float]] = {}
-    while True:
-        done = await counted(usage.database)
-        now = time.perf_counter()
-        if done and not first_at:
-            first_at, first_count, cpu_first = now, done, usage.cpu_seconds()
-            counter_first = usage.counter_cpu_seconds() if usage.counter else 0.0
-            split_first = cpu_by_process(usage.pid, "usage", database)
-        if done >= count:
-            cpu = usage.cpu_seconds() - cpu_first
-            used = cpu_used(split_first, cpu_by_process(usage.pid, "usage", database))
-            if usage.counter:
-                used["usage-limits"] = usage.counter_cpu_seconds() - counter_first
-            records = done - first_count
-            split = {r: round(s / records * 1e6, 1) for r, s in used.items() if r != "audit"}
-            return records / (now - first_at), cpu / records * 1e6, split
-        if now - began > DEADLINE_S:
-            raise TimeoutError(f"only {done} of {count} records counted")
-        await asyncio.sleep(0.1)
+    async with connected(usage.database) as conn:
+        while True:
+            done = await positions(conn, "record_offsets")
+            now = time.perf_counter()
+            if done and not first_at:
+                first_at, first_count, cpu_first = now, done, usage.cpu_seconds()
+                counter_first = usage.counter_cpu_seconds() if usage.counter else 0.0
+                split_first = cpu_by_process(usage.pid, "usage", database)
+            if done >= count:
+                break
+            if now - began > DEADLINE_S:
+                raise TimeoutError(f"only {done} of {count} records counted")
+            await asyncio.sleep(0.1)
+    records = done - first_count
+    if not records:  # the ingest starts reading while the counter's process starts
+        raise RuntimeError("all records were stored before both processes were ready: too few")
+    cpu = usage.cpu_seconds() - cpu_first
+    used = cpu_used(split_first, cpu_by_process(usage.pid, "usage", database))
+    if usage.counter:
+        used["usage-limits"] = usage.counter_cpu_seconds() - counter_first
+    split = {r: round(s / records * 1e6, 1) for r, s in used.items() if r != "audit"}
+    return records / (now - first_at), cpu / records * 1e6, split
 
 
 async def wait_committed(bootstrap: str, group: str, topic: str) -> float:
