@@ -7,7 +7,7 @@ seconds (float8) and are stored as timestamptz.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from services.usage.domain.limits import Evaluated, Windows
@@ -101,24 +101,37 @@ _MERGE = ", ".join(
 )
 
 
-async def add_counts(conn: Any, windows: dict[str, Windows]) -> dict[str, Windows]:
-    """Merge the batch's windows into the keys' stored ones; returns each key's windows
-    after it."""
+async def add_counts(
+    conn: Any, windows: dict[str, Windows], wanted: Collection[str]
+) -> dict[str, Windows]:
+    """Merge the batch's windows into the keys' stored ones; returns the windows after it
+    of the keys in `wanted` (those with limits: the others' are stored for the day a limit
+    comes, and nothing reads them now)."""
     if not windows:
         return {}
     keys = list(windows)
     columns = list(zip(*windows.values(), strict=True))
+    arguments = [" ".join(keys), *[_ints(column) for column in columns]]
+    if not wanted:
+        await conn.execute(_ADD_COUNTS, *arguments)
+        return {}
     rows = await conn.fetch(
-        f"INSERT INTO limit_windows AS w (key_id, {_WINDOW_COLUMNS})"
-        " SELECT * FROM unnest(string_to_array($1, ' ')::uuid[], $2::text::bigint[],"
-        " $3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::bigint[],"
-        " $7::text::bigint[], $8::text::bigint[], $9::text::bigint[], $10::text::bigint[])"
-        f" ON CONFLICT (key_id) DO UPDATE SET {_MERGE}"
-        f" RETURNING key_id::text, {_WINDOW_COLUMNS}",
-        " ".join(keys),
-        *[_ints(column) for column in columns],
+        f"WITH merged AS ({_ADD_COUNTS} RETURNING key_id, {_WINDOW_COLUMNS})"
+        f" SELECT key_id::text, {_WINDOW_COLUMNS} FROM merged"
+        " JOIN unnest(string_to_array($11, ' ')::uuid[]) AS wanted (k) ON key_id = k",
+        *arguments,
+        " ".join(wanted),
     )
     return {r[0]: list(r[1:]) for r in rows}
+
+
+_ADD_COUNTS = (
+    f"INSERT INTO limit_windows AS w (key_id, {_WINDOW_COLUMNS})"
+    " SELECT * FROM unnest(string_to_array($1, ' ')::uuid[], $2::text::bigint[],"
+    " $3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::bigint[],"
+    " $7::text::bigint[], $8::text::bigint[], $9::text::bigint[], $10::text::bigint[])"
+    f" ON CONFLICT (key_id) DO UPDATE SET {_MERGE}"
+)
 
 
 async def stored_windows(conn: Any, key_ids: Sequence[str]) -> dict[str, Windows]:

@@ -116,7 +116,8 @@ class LimitCounter:
                     in_batch.add(record_id)
                     counted[partition].append(record_id)
                     newest_minute = max(newest_minute, request.minute)
-            windows = await limit_store.add_counts(conn, counts.windows)
+            limited = [k for k in counts.windows if self.directory.get(k) is not None]
+            windows = await limit_store.add_counts(conn, counts.windows, limited)
             now = time.monotonic()
             states, waiting = self._judge(counts, windows, now)
             changes = await limit_store.save_states(conn, states)
