@@ -54,7 +54,7 @@ async def test_an_account_never_sees_another_accounts_records(
         async def recorded() -> list[dict[str, Any]]:
             return await _records_of_key(mine, key["id"])
 
-        await wait_until(recorded, timeout=30, what="the key's creation in the owner's log")
+        await wait_until(recorded, timeout=60, what="the key's creation in the owner's log")
         refused = await audit_get(theirs, "/v1/audit/events", key_id=key["id"])
         assert refused.status_code == 404, "another account's key id answers 404"
         assert refused.json()["error"]["code"] == "not_found"
@@ -66,7 +66,7 @@ async def test_an_account_never_sees_another_accounts_records(
             ).json()["items"]
             return found
 
-        everything = await wait_until(their_own, timeout=30, what="the other account's log")
+        everything = await wait_until(their_own, timeout=60, what="the other account's log")
         assert {i["account_id"] for i in everything} == {other.id}
         exported = (await audit_get(theirs, "/v1/audit/events", format="jsonl")).text
         assert key["id"] not in exported and account.id not in exported
@@ -142,7 +142,7 @@ async def test_filters_narrow_the_log_by_action_actor_and_time(
             items = await _records_of_key(audit, key["id"])
             return items if len(items) == 2 else []
 
-        disabled, created = await wait_until(both, timeout=30, what="two records of the key")
+        disabled, created = await wait_until(both, timeout=60, what="two records of the key")
         only = await audit_get(audit, "/v1/audit/events", action="key.disabled")
         assert [i["audit_id"] for i in only.json()["items"]] == [disabled["audit_id"]]
         actor = created["actor"]["id"]

@@ -179,7 +179,7 @@ async def test_every_event_reaches_kafka_though_the_publisher_is_killed_mid_stre
                     return not await _publisher_lock_held(keys_db)
 
                 # The lock goes with the killed process: it was the publisher.
-                await wait_until(lock_released, timeout=10, what="the publisher's lock released")
+                await wait_until(lock_released, timeout=60, what="the publisher's lock released")
                 backlog = await keys_db.fetchval(
                     "SELECT count(*) FROM events WHERE position IS NULL OR position >"
                     " (SELECT position FROM publisher_checkpoint WHERE name = $1)",
@@ -245,7 +245,7 @@ async def test_an_append_that_commits_late_is_not_skipped(
         await held.commit()  # ... and only then does the earlier one commit.
 
         late_on_kafka = await tail.collect(
-            lambda rs: late.event_id in _event_ids(rs, account.id), timeout=20
+            lambda rs: late.event_id in _event_ids(rs, account.id), timeout=60
         )
 
     other_event = _disable_of(early, other_key["id"])
@@ -280,4 +280,4 @@ async def test_the_publisher_checkpoint_reaches_the_last_position(
             row["mine"] is not None and row["unsequenced"] == 0 and row["checkpoint"] == row["last"]
         )
 
-    await wait_until(caught_up, timeout=20, what="the checkpoint at the last position")
+    await wait_until(caught_up, timeout=60, what="the checkpoint at the last position")

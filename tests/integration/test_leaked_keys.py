@@ -205,7 +205,7 @@ async def test_a_staging_key_anyone_reports_is_revoked_and_the_answer_says_nothi
             status = (await api.get(f"/v1/keys/{key['id']}")).json()["status"]
             return bool(status == "revoked")
 
-        await wait_until(revoked, timeout=30, what="the reported staging key revoked")
+        await wait_until(revoked, timeout=60, what="the reported staging key revoked")
         # Reported in order after the answer: the malformed ones were never looked up.
         assert await secret_lookups(public) - before == 1
 

@@ -13,7 +13,7 @@ T = TypeVar("T")
 async def wait_until(
     probe: Callable[[], Awaitable[T]],
     *,
-    timeout: float = 20.0,
+    timeout: float = 60.0,
     interval: float = 0.1,
     what: str = "condition",
 ) -> T:
