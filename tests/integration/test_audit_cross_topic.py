@@ -67,7 +67,7 @@ async def record_of(audit: httpx.AsyncClient, key_id: uuid.UUID, source_id: str)
         items = page.json().get("items", []) if page.status_code == 200 else []
         return next((i for i in items if i["source_id"] == source_id), None)
 
-    record = await wait_until(found, timeout=30, what=f"the audit record {source_id}")
+    record = await wait_until(found, timeout=60, what=f"the audit record {source_id}")
     assert record is not None
     return record
 
@@ -77,7 +77,7 @@ async def name_of(audit: httpx.AsyncClient, key_id: uuid.UUID, source_id: str, n
         record = await record_of(audit, key_id, source_id)
         return bool(record["target"]["key_name"] == name)
 
-    await wait_until(named, timeout=30, what=f"{source_id} naming its key {name!r}")
+    await wait_until(named, timeout=60, what=f"{source_id} naming its key {name!r}")
 
 
 async def test_a_rejection_read_before_the_keys_events_names_the_key_once_they_are_read(

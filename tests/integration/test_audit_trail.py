@@ -84,7 +84,7 @@ async def test_a_scripted_session_reads_back_as_exactly_its_actions_with_their_a
             items: list[dict[str, Any]] = page.json()["items"]
             return items if len(items) >= 6 else []
 
-        items = await wait_until(all_six, timeout=30, what="the session's six audit records")
+        items = await wait_until(all_six, timeout=60, what="the session's six audit records")
         csv_export = await audit_get(audit, "/v1/audit/events", key_id=key_id, format="csv")
         jsonl_export = await audit_get(audit, "/v1/audit/events", key_id=key_id, format="jsonl")
 

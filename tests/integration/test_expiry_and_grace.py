@@ -161,14 +161,17 @@ async def test_a_rotation_ends_itself_on_every_verifier_once_the_old_secret_is_q
             )
             return {"valid": verdict.valid, "secret": verdict.secret}
 
+        last_use = time.monotonic()
         for use in (on_other_instance, through_the_library):
             until = time.monotonic() + 1.6 * QUIET
             while time.monotonic() < until:
                 answer = await use()
+                # Read as the use's answer came: the time of the old secret's last use (the
+                # verifier's, or the usage record's) is no later than this.
+                last_use = time.monotonic()
                 assert answer["valid"] and answer["secret"] == "previous", (use, answer)
                 await asyncio.sleep(1.0)
         # Then every client has moved to the new secret.
-        last_use = time.monotonic()
         for client in (api, on_b):
             assert (await _verify(client, new))["secret"] == "current"
         assert (await library.verify(new)).valid
@@ -179,8 +182,10 @@ async def test_a_rotation_ends_itself_on_every_verifier_once_the_old_secret_is_q
             view = (await api.get(f"/v1/keys/{key_id}")).json()
             return view["end_grace_when_quiet_seconds"] is None
 
-        await wait_until(grace_ended, timeout=30, interval=0.1, what="the grace period's end")
-        assert time.monotonic() - last_use >= QUIET - 1.0  # not before the quiet time
+        await wait_until(grace_ended, timeout=60, interval=0.1, what="the grace period's end")
+        # Not before the quiet time, counted from the last use (the product's clock is the
+        # wall clock, the test's the monotonic one: half a second for their difference).
+        assert time.monotonic() - last_use >= QUIET - 0.5
 
         async def refused_everywhere() -> bool:
             codes = [(await _verify(c, old))["code"] for c in (api, on_b)]
@@ -189,7 +194,7 @@ async def test_a_rotation_ends_itself_on_every_verifier_once_the_old_secret_is_q
             )
 
         await wait_until(
-            refused_everywhere, timeout=10, interval=0.05, what="the old secret refused"
+            refused_everywhere, timeout=60, interval=0.05, what="the old secret refused"
         )
         assert library.lookups == asked, "the library refused it from the event, not by asking"
         for client in (api, on_b):
@@ -217,7 +222,7 @@ async def test_a_rotation_ends_itself_on_every_verifier_once_the_old_secret_is_q
             items: list[Any] = answer.json()["items"]
             return items
 
-        [record] = await wait_until(audited, timeout=30, what="the audit record of the end")
+        [record] = await wait_until(audited, timeout=60, what="the audit record of the end")
         assert record["actor"]["type"] == "system"
 
 
@@ -235,7 +240,7 @@ async def test_an_old_secret_never_used_after_the_rotation_stops_after_the_quiet
         items = (await api.get(f"/v1/keys/{created['id']}/events")).json()["items"]
         return next((e for e in items if e["event_type"] == "KeyGracePeriodEnded"), None)
 
-    event = await wait_until(ended, timeout=30, what="the grace period's end")
+    event = await wait_until(ended, timeout=60, what="the grace period's end")
     assert event is not None
     assert event["data"]["last_used_at"] is None
     assert (await _verify(api, created["key"]))["code"] == "revoked"

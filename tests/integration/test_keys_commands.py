@@ -424,7 +424,7 @@ async def test_a_command_that_keeps_conflicting_gets_a_true_and_repeatable_answe
                 )
                 return waiting
 
-            await wait_until(command_waits_on_writer, timeout=20, what="the command to block")
+            await wait_until(command_waits_on_writer, timeout=60, what="the command to block")
             await tx.commit()  # the command's append now conflicts with this one
         await results.one(disable.command_id)
     finally:

@@ -131,7 +131,7 @@ async def test_a_twin_that_commits_first_makes_the_other_answer_already_done(
                 )
             )
 
-        await wait_until(waiting_on_the_twin, timeout=15, what="the request to wait on the twin")
+        await wait_until(waiting_on_the_twin, timeout=60, what="the request to wait on the twin")
         await held.commit()
         answer = await sent
     finally:

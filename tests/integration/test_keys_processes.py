@@ -28,7 +28,7 @@ from tests.support.accounts import Account, new_account
 from tests.support.kafka import Record, TopicTail
 from tests.support.keys_processes import another_keys_instance
 from tests.support.stack import Stack
-from tests.support.wait import wait_until
+from tests.support.wait import until_the_cache_expires, wait_until
 
 pytestmark = pytest.mark.stack
 KEYS = next(s for s in services.SERVICES if s.name == "keys")
@@ -46,6 +46,7 @@ async def _propagation(
     refused_as: str,
 ) -> float:
     """Seconds from the acknowledged `change` until `watcher` refuses `secret`."""
+    cached_since = time.monotonic()
     assert await _code(watcher, secret) == "valid"  # now cached on the watching instance
     response = await change()
     assert response.status_code == 200, response.text
@@ -54,9 +55,14 @@ async def _propagation(
     async def refused() -> bool:
         return await _code(watcher, secret) == refused_as
 
-    # Well under the 30 s a cached answer lives, so only the invalidation can pass this;
-    # not a latency target (make bench measures that, p99 85 ms), room for a loaded machine.
-    await wait_until(refused, timeout=10.0, interval=0.005, what=f"{refused_as} on the other")
+    # Before the cached answer may expire, so only the invalidation can pass this; not a
+    # latency target (make bench measures that, p99 85 ms), room for a loaded machine.
+    await wait_until(
+        refused,
+        timeout=until_the_cache_expires(cached_since),
+        interval=0.005,
+        what=f"{refused_as} on the other",
+    )
     return time.monotonic() - acknowledged
 
 
@@ -173,7 +179,7 @@ async def test_every_event_reaches_kafka_though_the_publisher_is_killed_mid_stre
                     return not await _publisher_lock_held(keys_db)
 
                 # The lock goes with the killed process: it was the publisher.
-                await wait_until(lock_released, timeout=10, what="the publisher's lock released")
+                await wait_until(lock_released, timeout=60, what="the publisher's lock released")
                 backlog = await keys_db.fetchval(
                     "SELECT count(*) FROM events WHERE position IS NULL OR position >"
                     " (SELECT position FROM publisher_checkpoint WHERE name = $1)",
@@ -239,7 +245,7 @@ async def test_an_append_that_commits_late_is_not_skipped(
         await held.commit()  # ... and only then does the earlier one commit.
 
         late_on_kafka = await tail.collect(
-            lambda rs: late.event_id in _event_ids(rs, account.id), timeout=20
+            lambda rs: late.event_id in _event_ids(rs, account.id), timeout=60
         )
 
     other_event = _disable_of(early, other_key["id"])
@@ -274,4 +280,4 @@ async def test_the_publisher_checkpoint_reaches_the_last_position(
             row["mine"] is not None and row["unsequenced"] == 0 and row["checkpoint"] == row["last"]
         )
 
-    await wait_until(caught_up, timeout=20, what="the checkpoint at the last position")
+    await wait_until(caught_up, timeout=60, what="the checkpoint at the last position")

@@ -59,7 +59,7 @@ async def _answers(client: httpx.AsyncClient, secret: str, code: str, **extra: A
         body = await _verify(client, secret, **extra)
         return body if body["code"] == code else None
 
-    return await wait_until(answered, timeout=10, interval=0.02, what=f"{code} from {client}")
+    return await wait_until(answered, timeout=30, interval=0.02, what=f"{code} from {client}")
 
 
 async def _publish_state(
@@ -91,15 +91,18 @@ def _window_end(name: LimitName, period: str | None = None) -> datetime:
     return window_bounds(name, period, datetime.now(UTC))[1]  # type: ignore[arg-type]
 
 
-async def _minute_with_room(room: float = 15.0) -> datetime:
-    """The end of the current UTC minute once at least `room` seconds of it are left, so a
-    state for it outlives the waits of a scenario on a loaded machine."""
+async def _window_end_with_room(
+    name: LimitName, period: str | None = None, room: float = 30.0
+) -> datetime:
+    """The end of the current UTC window of `name` once at least `room` seconds of it are
+    left, so a state for it outlives the waits of a scenario on a loaded machine (a run
+    that starts at hh:59:55 would otherwise see the hour end before it looks)."""
 
     async def roomy() -> datetime | None:
-        end = _window_end("rate_limit_per_minute")
+        end = _window_end(name, period)
         return end if end.timestamp() - time.time() >= room else None
 
-    found = await wait_until(roomy, timeout=room + 5, interval=0.5, what="a new minute")
+    found = await wait_until(roomy, timeout=room + 5, interval=0.5, what=f"room in {name}")
     assert found is not None
     return found
 
@@ -204,11 +207,12 @@ async def test_one_verifier_refuses_past_a_limit_by_its_own_count(
     api: httpx.AsyncClient, stack: Stack
 ) -> None:
     key = await create_key(api, name="three a day", rate_limit_per_day=3)
+    day_end = await _window_end_with_room("rate_limit_per_day", room=30)  # 4 answers, 1 day
     async with TopicTail(stack.kafka, USAGE_RECORDS) as records:
         answers = [await _verify(api, key["key"]) for _ in range(4)]
         assert [a["code"] for a in answers] == ["valid", "valid", "valid", "rate_limited"]
         assert [a["limits"]["rate_limit_per_day"]["remaining"] for a in answers[:3]] == [2, 1, 0]
-        _assert_retry(answers[3], _window_end("rate_limit_per_day"), time.time())
+        _assert_retry(answers[3], day_end, time.time())
 
         def refusal(seen: list[Record]) -> bool:
             return bool(_of_key(seen, key["id"]))
@@ -232,7 +236,7 @@ async def test_a_published_state_refuses_on_every_instance_until_it_ends_or_the_
             assert (await _verify(client, rated["key"]))["code"] == "valid"
             assert (await _verify(client, budgeted["key"]))["code"] == "valid"
 
-        minute_end = await _minute_with_room()
+        minute_end = await _window_end_with_room("rate_limit_per_minute", room=30)
         await _publish_state(
             producer, rated, "rate_limited", "rate_limit_per_minute", minute_end, 100, 100
         )
@@ -249,7 +253,7 @@ async def test_a_published_state_refuses_on_every_instance_until_it_ends_or_the_
         for client in (api, on_b):
             await _answers(client, rated["key"], "valid")
 
-        day_end = _window_end("token_budget", "day")
+        day_end = await _window_end_with_room("token_budget", "day", room=60)
         await _publish_state(
             producer, budgeted, "budget_exhausted", "token_budget", day_end, 12000, 10000
         )
@@ -270,7 +274,8 @@ async def test_an_instance_started_later_knows_every_state_before_it_is_ready(
     api: httpx.AsyncClient, account: Account, producer: KafkaProducer, stack: Stack, tmp_path: Path
 ) -> None:
     key = await create_key(api, name="limited before", rate_limit_per_hour=1000)
-    hour_end = _window_end("rate_limit_per_hour")
+    # Its state must outlive the waits below, a keys process's start among them.
+    hour_end = await _window_end_with_room("rate_limit_per_hour", room=120)
     await _publish_state(producer, key, "rate_limited", "rate_limit_per_hour", hour_end, 1000, 1000)
     await _answers(api, key["key"], "rate_limited")  # published and read
     log = tmp_path / "keys-c.log"

@@ -156,7 +156,7 @@ async def test_a_critical_alert_under_containment_gets_the_key_disabled_by_usage
                 verdict = await api.post("/v1/verify", json={"key": key["key"]})
                 return bool(verdict.json()["code"] == "disabled")
 
-            await wait_until(refused, timeout=30, what="the key to be refused by /v1/verify")
+            await wait_until(refused, timeout=60, what="the key to be refused by /v1/verify")
             critical = await conn.fetchval(
                 "SELECT alert_id::text FROM alerts WHERE key_id = $1 AND severity = 'critical'",
                 uuid.UUID(key["id"]),

@@ -124,7 +124,7 @@ async def limits_stack(
     ):
         topic = limits_topic or scratch_limits
         opened = await wait_until(
-            lambda: _tail(stack.kafka, topic), timeout=30, what=f"topic {topic} to be known"
+            lambda: _tail(stack.kafka, topic), timeout=60, what=f"topic {topic} to be known"
         )
         assert opened is not None
         states: TopicTail = opened

@@ -108,6 +108,19 @@ async def use_a_disabled_key(
     return key
 
 
+async def settled(
+    account: Account, usage_url: str, webhook_id: str, count: int
+) -> list[dict[str, Any]]:
+    """The webhook's deliveries, once there are `count` and none is pending any more."""
+
+    async def done() -> list[dict[str, Any]]:
+        found = await deliveries(account, usage_url, webhook_id)
+        finished = len(found) >= count and all(d["status"] != "pending" for d in found)
+        return found if finished else []
+
+    return await wait_until(done, timeout=60, what=f"{count} deliveries settled in the log")
+
+
 async def arrivals(hook: Receiver, count: int, timeout: float = 60) -> list[Delivered]:
     async def arrived() -> list[Delivered]:
         taken = hook.taken()
@@ -297,12 +310,14 @@ async def test_two_usage_processes_share_the_deliveries_and_send_each_once(
                     ],
                 )
                 await arrivals(hook, len(alerts))
+                # A try reaches the receiver before its process records the answer: wait
+                # until the log (read through the other process) has settled every one.
+                logged = await settled(account, second.url, webhook["id"], len(alerts))
+                assert {d["status"] for d in logged} == {"delivered"} and len(logged) == 60
                 ids = [d.headers["instagen-delivery-id"] for d in hook.taken()]
                 assert sorted(ids) == sorted(str(a.alert_id) for a in alerts)  # each once
                 for delivered in hook.taken():
                     assert_signed(delivered, webhook["secret"])
-                logged = await deliveries(account, second.url, webhook["id"])
-                assert {d["status"] for d in logged} == {"delivered"} and len(logged) == 60
             finally:
                 await second.stop()
 

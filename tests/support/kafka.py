@@ -55,7 +55,7 @@ class TopicTail:
     async def collect(
         self,
         until: Callable[[list[Record]], bool],
-        timeout: float = 20.0,
+        timeout: float = 60.0,
     ) -> list[Record]:
         """Read new records until `until(records_so_far)` holds; fail after `timeout`."""
         assert self._consumer is not None

@@ -101,7 +101,7 @@ class CommandResults:
                 self.records.setdefault(cid, []).append(record)
 
     async def wait_for(
-        self, command_ids: Collection[uuid.UUID], timeout: float = 30.0
+        self, command_ids: Collection[uuid.UUID], timeout: float = 60.0
     ) -> dict[uuid.UUID, CommandResult]:
         """The (first) result of each command; fails when one is missing after `timeout`."""
         await self._read_until(lambda counts: all(cid in counts for cid in command_ids), timeout)
@@ -110,10 +110,10 @@ class CommandResults:
             for cid in command_ids
         }
 
-    async def one(self, command_id: uuid.UUID, timeout: float = 30.0) -> CommandResult:
+    async def one(self, command_id: uuid.UUID, timeout: float = 60.0) -> CommandResult:
         return (await self.wait_for([command_id], timeout))[command_id]
 
-    async def answers(self, command_id: uuid.UUID, count: int, timeout: float = 30.0) -> list[Any]:
+    async def answers(self, command_id: uuid.UUID, count: int, timeout: float = 60.0) -> list[Any]:
         """The first `count` results to one command (e.g. a redelivered one), as JSON."""
         await self._read_until(lambda counts: counts.get(command_id, 0) >= count, timeout)
         return [json.loads(r.value or b"") for r in self.records[command_id][:count]]
