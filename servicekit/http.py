@@ -53,6 +53,10 @@ def create_app(
         description=description,
         version="1.0.0",
         lifespan=lifespan,
+        # A path with a trailing slash that no operation has is a 404 with the error body,
+        # not a 307 to the path without it (a status no OpenAPI document here names, sent
+        # before authentication).
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     install_contract(app)
