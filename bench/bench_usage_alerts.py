@@ -27,7 +27,7 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.harness import BenchContext, Figure, benchmark
+from bench.harness import LOAD_KEPT, BenchContext, Figure, benchmark
 from bench.scratch_topic import scratch_topic
 from bench.usage_support import (
     FAST_PRODUCER,
@@ -44,8 +44,6 @@ from bench.usage_support import (
 )
 from contracts import USAGE_ALERTS
 
-LOAD_KEPT: Final = 0.98
-"""A load generator that keeps 98 % of the rate asked for keeps the rate."""
 PARTITIONS: Final = 3
 KEYS: Final = 5_000
 RATE: Final = 50_000

@@ -27,6 +27,10 @@ RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_BOOTSTRAP = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
 """The local stack's broker, on the port `make up` gave it (KAFKA_PORT), unless told otherwise."""
 
+LOAD_KEPT = 0.98
+"""A load generator that keeps 98 % of the rate asked for keeps the rate: a load figure's
+target is the asked rate times this."""
+
 Better = Literal["higher", "lower"]
 
 

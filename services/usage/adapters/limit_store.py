@@ -101,6 +101,15 @@ _MERGE = ", ".join(
 )
 
 
+_ADD_COUNTS = (
+    f"INSERT INTO limit_windows AS w (key_id, {_WINDOW_COLUMNS})"
+    " SELECT * FROM unnest(string_to_array($1, ' ')::uuid[], $2::text::bigint[],"
+    " $3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::bigint[],"
+    " $7::text::bigint[], $8::text::bigint[], $9::text::bigint[], $10::text::bigint[])"
+    f" ON CONFLICT (key_id) DO UPDATE SET {_MERGE}"
+)
+
+
 async def add_counts(
     conn: Any, windows: dict[str, Windows], wanted: Collection[str]
 ) -> dict[str, Windows]:
@@ -123,15 +132,6 @@ async def add_counts(
         " ".join(wanted),
     )
     return {r[0]: list(r[1:]) for r in rows}
-
-
-_ADD_COUNTS = (
-    f"INSERT INTO limit_windows AS w (key_id, {_WINDOW_COLUMNS})"
-    " SELECT * FROM unnest(string_to_array($1, ' ')::uuid[], $2::text::bigint[],"
-    " $3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::bigint[],"
-    " $7::text::bigint[], $8::text::bigint[], $9::text::bigint[], $10::text::bigint[])"
-    f" ON CONFLICT (key_id) DO UPDATE SET {_MERGE}"
-)
 
 
 async def stored_windows(conn: Any, key_ids: Sequence[str]) -> dict[str, Windows]:
