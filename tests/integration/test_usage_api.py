@@ -3,9 +3,11 @@ day, and the alerts, each account seeing only its own."""
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -13,7 +15,9 @@ import httpx
 import pytest
 
 from contracts import format_utc
+from contracts.usage import MAX_TOKENS
 from servicekit.kafka import KafkaProducer
+from services.usage.domain.requests import TOKENS_CAP
 from tests.support.accounts import Account, new_account
 from tests.support.stack import Stack
 from tests.support.usage import (
@@ -26,6 +30,7 @@ from tests.support.usage import (
     wait_alert,
     wait_counted,
 )
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -166,3 +171,51 @@ async def test_a_cursor_of_the_documented_shape_always_reads_a_page(
                 answer = await usage.get(path, params={"cursor": forged})
                 assert answer.status_code == 400, (path, forged, answer.text)
                 assert answer.json()["error"]["code"] == "bad_cursor"
+
+
+async def test_the_largest_values_a_record_may_carry_saturate_the_counters(
+    producer: KafkaProducer,
+    db: dict[str, asyncpg.Connection],
+    api: httpx.AsyncClient,
+    account: Account,
+    usage: httpx.AsyncClient,
+) -> None:
+    """Records at the contract's bounds (2**53 tokens each way, the largest finite latency)
+    are valid: every one is counted, by the rollups and by the limit counter, whose sums
+    stop at their caps instead of overflowing (an overflow failed the batch, and its valid
+    records went to the dead-letter topic). Sums over a batch and over batches both."""
+    key = await create_key(api, token_budget={"tokens": MAX_TOKENS, "period": "day"})
+    await known_to_usage(db["usage"], key["id"])
+    at = datetime.now(UTC)
+    largest = record(key["id"], account.id, at).model_copy(
+        update={"tokens_in": MAX_TOKENS, "tokens_out": MAX_TOKENS, "latency_ms": sys.float_info.max}
+    )
+    first, second = 700, 500  # 700 * 2**54 tokens is over a bigint in one batch already
+    batches = [
+        [largest.model_copy(update={"record_id": uuid.uuid4()}) for _ in range(n)]
+        for n in (first, second)
+    ]
+    await publish(producer, batches[0])
+    await wait_counted(db["usage"], key["id"], first)
+    await publish(producer, batches[1])
+    await wait_counted(db["usage"], key["id"], first + second)
+
+    async def windows() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await db["usage"].fetchrow(
+            "SELECT day_requests, day_tokens, month_tokens FROM limit_windows"
+            " WHERE key_id = $1 AND day_requests >= $2",
+            uuid.UUID(key["id"]),
+            first + second,
+        )
+        return row
+
+    counted = await wait_until(windows, timeout=60, what="the limit counter to count them all")
+    assert counted is not None
+    assert tuple(counted) == (first + second, TOKENS_CAP, TOKENS_CAP)
+    async with usage:
+        body = await read(usage, key["id"], {}, granularity="day")
+    totals = body["totals"]
+    assert totals["requests"] == first + second
+    assert (totals["tokens_in"], totals["tokens_out"]) == (TOKENS_CAP, TOKENS_CAP)
+    assert totals["latency_max_ms"] == sys.float_info.max
+    assert math.isfinite(totals["latency_avg_ms"]) and totals["latency_avg_ms"] > 0

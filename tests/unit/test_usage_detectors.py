@@ -21,7 +21,14 @@ from services.usage.domain.detectors import (
 )
 from services.usage.domain.keys import KeyInfo
 from services.usage.domain.lifecycle import unused_key
-from services.usage.domain.requests import Request, network_of, roll_up
+from services.usage.domain.requests import (
+    LATENCY_SUM_CAP,
+    TOKENS_CAP,
+    Request,
+    capped,
+    network_of,
+    roll_up,
+)
 from services.usage.domain.trailing_hour import TrailingHour
 
 CONFIG = DetectorConfig()
@@ -311,3 +318,12 @@ def _now() -> datetime:
 def _alert(kind: str, severity: str) -> Alert:
     finding = Finding(KEY, "acme", kind, severity, T0, T0 + 60, 1, 0, {}, T0)  # type: ignore[arg-type]
     return to_alert(finding, None, _now())
+
+
+def test_stored_sums_are_held_to_their_caps_and_a_column_under_them_is_not_copied() -> None:
+    under = [0, 2**53, TOKENS_CAP]
+    assert capped(under, TOKENS_CAP) is under
+    assert capped([1, 2**63, TOKENS_CAP + 1], TOKENS_CAP) == [1, TOKENS_CAP, TOKENS_CAP]
+    assert capped([float("inf"), 1.5], LATENCY_SUM_CAP) == [LATENCY_SUM_CAP, 1.5]
+    assert capped([], TOKENS_CAP) == []
+    assert 2 * TOKENS_CAP < 2**63 - 1, "two stored counts add up inside a bigint"

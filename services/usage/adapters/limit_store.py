@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from services.usage.domain.limits import Evaluated, Windows
+from services.usage.domain.requests import TOKENS_CAP, capped
 
 
 async def lock_positions(conn: Any, topic: str, partitions: Sequence[int]) -> dict[int, int]:
@@ -82,10 +83,12 @@ _WINDOW_COLUMNS = (
 
 def _merged(start: str, *counts: str) -> str:
     """SET clauses of one span: the batch's window replaces an older stored one, adds to
-    the same one, and is left out when older (PostgreSQL reads w.* as before the update)."""
+    the same one (saturating at TOKENS_CAP), and is left out when older (PostgreSQL reads
+    w.* as before the update)."""
     clauses = [
         f"{c} = CASE WHEN EXCLUDED.{start} > w.{start} THEN EXCLUDED.{c}"
-        f" WHEN EXCLUDED.{start} = w.{start} THEN w.{c} + EXCLUDED.{c} ELSE w.{c} END"
+        f" WHEN EXCLUDED.{start} = w.{start} THEN least(w.{c} + EXCLUDED.{c}, {TOKENS_CAP})"
+        f" ELSE w.{c} END"
         for c in counts
     ]
     return ", ".join([*clauses, f"{start} = greatest(w.{start}, EXCLUDED.{start})"])
@@ -120,7 +123,8 @@ async def add_counts(
         return {}
     keys = list(windows)
     columns = list(zip(*windows.values(), strict=True))
-    arguments = [" ".join(keys), *[_ints(column) for column in columns]]
+    # A window's tokens saturate at TOKENS_CAP (so do its requests, which never get near).
+    arguments = [" ".join(keys), *[_ints(capped(column, TOKENS_CAP)) for column in columns]]
     if not wanted:
         await conn.execute(_ADD_COUNTS, *arguments)
         return {}

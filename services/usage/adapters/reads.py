@@ -6,6 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from services.usage.domain.requests import TOKENS_CAP
+
 _SUMS = (
     "requests",
     "status_2xx",
@@ -16,7 +18,10 @@ _SUMS = (
     "tokens_in",
     "tokens_out",
 )
-_AGGREGATES = ", ".join(f"sum({c})::bigint AS {c}" for c in _SUMS)
+_AGGREGATES = ", ".join(f"least(sum({c}), {TOKENS_CAP})::bigint AS {c}" for c in _SUMS)
+"""A bucket's counters: sums of saturated rows saturate too (each row holds at most
+TOKENS_CAP tokens, and the latency sums at most LATENCY_SUM_CAP, so a sum of a bucket's
+rows stays inside its type)."""
 
 
 async def key_owner(pool: Any, key_id: uuid.UUID) -> str | None:

@@ -7,10 +7,16 @@ turned into timestamptz by the server, which is cheaper than building datetimes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from services.usage.domain.requests import MAX_NETWORKS_PER_MINUTE, MinuteRollup
+from services.usage.domain.requests import (
+    LATENCY_SUM_CAP,
+    MAX_NETWORKS_PER_MINUTE,
+    TOKENS_CAP,
+    MinuteRollup,
+    capped,
+)
 
 
 async def counted_through(conn: Any, topic: str, partitions: Sequence[int]) -> dict[int, int]:
@@ -81,13 +87,15 @@ _MERGE_NETWORKS = (
 )
 
 
-def _ints(values: list[int]) -> str:
+def _ints(values: Iterable[int]) -> str:
     """An integer array as its text literal: asyncpg checks every element of a binary
     array for nesting (~0.4 us each); the server parses integers about as fast."""
     return "{" + ",".join(map(str, values)) + "}"
 
 
 async def add_rollups(conn: Any, rows: Sequence[MinuteRollup]) -> None:
+    """Add the batch's rows to the stored ones; tokens and latency sums saturate (at
+    TOKENS_CAP, LATENCY_SUM_CAP) instead of failing the batch with an overflow."""
     await conn.execute(
         f"INSERT INTO rollups AS r ({_ROLLUP_COLUMNS})"
         " SELECT k, to_timestamp(m * 60), a, n, s2, s3, s4, s5, af, ti, tout, ls, lm,"
@@ -105,9 +113,9 @@ async def add_rollups(conn: Any, rows: Sequence[MinuteRollup]) -> None:
         " status_4xx = r.status_4xx + EXCLUDED.status_4xx,"
         " status_5xx = r.status_5xx + EXCLUDED.status_5xx,"
         " auth_failures = r.auth_failures + EXCLUDED.auth_failures,"
-        " tokens_in = r.tokens_in + EXCLUDED.tokens_in,"
-        " tokens_out = r.tokens_out + EXCLUDED.tokens_out,"
-        " latency_sum_ms = r.latency_sum_ms + EXCLUDED.latency_sum_ms,"
+        f" tokens_in = least(r.tokens_in + EXCLUDED.tokens_in, {TOKENS_CAP}),"
+        f" tokens_out = least(r.tokens_out + EXCLUDED.tokens_out, {TOKENS_CAP}),"
+        f" latency_sum_ms = least(r.latency_sum_ms + EXCLUDED.latency_sum_ms, {LATENCY_SUM_CAP}),"
         " latency_max_ms = greatest(r.latency_max_ms, EXCLUDED.latency_max_ms),"
         " first_at = least(r.first_at, EXCLUDED.first_at),"
         " last_at = greatest(r.last_at, EXCLUDED.last_at),"
@@ -121,9 +129,9 @@ async def add_rollups(conn: Any, rows: Sequence[MinuteRollup]) -> None:
         _ints([r.status_4xx for r in rows]),
         _ints([r.status_5xx for r in rows]),
         _ints([r.auth_failures for r in rows]),
-        _ints([r.tokens_in for r in rows]),
-        _ints([r.tokens_out for r in rows]),
-        [r.latency_sum_ms for r in rows],
+        _ints(capped([r.tokens_in for r in rows], TOKENS_CAP)),
+        _ints(capped([r.tokens_out for r in rows], TOKENS_CAP)),
+        capped([r.latency_sum_ms for r in rows], LATENCY_SUM_CAP),
         [r.latency_max_ms for r in rows],
         [r.first_at for r in rows],
         [r.last_at for r in rows],

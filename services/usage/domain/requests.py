@@ -10,11 +10,29 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+N = TypeVar("N", int, float)
 
 AUTH_FAILURES = frozenset({401, 403})
 MAX_NETWORKS_PER_MINUTE = 256
 """Distinct networks kept per rollup row; a botnet-sized minute is capped, not unbounded."""
+TOKENS_CAP = 4 * 10**18
+"""Where a stored token count stops growing: a saturating counter. The contract lets one
+record carry 2**53 tokens each way, so about a thousand such records would overflow a
+bigint, and the batch that did would fail to store, its valid records dead-lettered.
+Capped, two stored counts still add up inside a bigint (2**63 - 1 > 2 * 4e18)."""
+LATENCY_SUM_CAP = 1e300
+"""The same for a stored sum of latencies (float8), which the contract lets reach the
+largest float in one record: far enough below it that reads may add up many rows."""
+
+
+def capped(values: Sequence[N], cap: N) -> Sequence[N]:
+    """`values` held to `cap`; the list itself when none is over (the usual case: one pass
+    in C rather than a comparison per value in Python)."""
+    if not values or max(values) <= cap:
+        return values
+    return [min(v, cap) for v in values]
 
 
 _MINUTES: dict[int, int] = {}
