@@ -13,12 +13,18 @@ In one run, each after a warm-up:
 2. the same request against a bare ASGI callable under uvicorn with the services' server
    settings (uvloop, httptools, no access log): the floor of the services' HTTP stack;
 3. `GET /health` of the keys process (cache on): FastAPI and the servicekit middlewares;
-4. `POST /v1/verify`, cache on: the figure with the 5,000/s target;
+4. `POST /v1/verify`, cache on: the figure with the 5,000/s target, and its share of step
+   2's rate (the issue's >= 60 % of the bare ASGI app). A verification both of whose keys
+   are in the cache is answered by the server's protocol, before ASGI
+   (servicekit.fast_http); the rest of the process's requests go through ASGI;
 5. `POST /v1/verify`, cache on, against 100 other keys of the same process that each carry
    every kind of limit (rates per minute, hour and day, a token budget, three networks;
    high enough never to refuse here), the client inside one network: the cost of
    deciding limits (docs/limits.md), target >= 90 % of step 4;
-6. `POST /v1/verify` against a second process started with KEYS_VERIFY_CACHE_ENABLED=false
+6. `POST /v1/verify` against a second process started with KEYS_HTTP_FAST_ANSWERS=false:
+   every verification through ASGI (`VerifyFastPath`), the way before the protocol
+   answered them;
+7. `POST /v1/verify` against a third process started with KEYS_VERIFY_CACHE_ENABLED=false
    (a database lookup per verification, and one for the bearer key): the ratio.
 
 Every verification sends the client's `source_ip`, as a gateway does.
@@ -118,6 +124,12 @@ async def _run(
         limited = await load("verify_limits", server.port, server.pid, limited_mix)
 
     async with ks.keys_process(
+        stack, work, "keys-asgi-only", KEYS_HTTP_FAST_ANSWERS="false"
+    ) as server:
+        mix = _verify_mix(server.port, account, [k.secret for k in keys])
+        through_asgi = await load("verify_asgi_only", server.port, server.pid, mix)
+
+    async with ks.keys_process(
         stack, work, "keys-cache-off", KEYS_VERIFY_CACHE_ENABLED="false"
     ) as server:
         mix = _verify_mix(server.port, account, [k.secret for k in keys])
@@ -134,6 +146,25 @@ async def _run(
             target=5_000,
             baseline=uncached["per_s"],
             baseline_of="keys_verify/verify_nocache_per_s",
+        ),
+        fig(
+            "verify_share_of_bare_asgi",
+            cached["per_s"] / floor["per_s"],
+            "ratio",
+            target=0.6,
+        ),
+        fig(
+            "verify_asgi_only_per_s",
+            through_asgi["per_s"],
+            "req/s",
+            baseline=cached["per_s"],
+            baseline_of="keys_verify/verify_per_s",
+        ),
+        fig(
+            "verify_asgi_only_cpu_us_per_req",
+            through_asgi["server_cpu_us_per_request"],
+            "us",
+            better="lower",
         ),
         fig("verify_nocache_per_s", uncached["per_s"], "req/s"),
         fig(

@@ -187,8 +187,11 @@ def collect_rarely() -> None:
     gc.freeze()
 
 
-def serve(app: ASGIApp, settings: ServiceSettings) -> None:
-    """Run the HTTP server; SIGTERM and SIGINT stop it cleanly through the lifespan."""
+def serve(
+    app: ASGIApp, settings: ServiceSettings, http: type[asyncio.Protocol] | None = None
+) -> None:
+    """Run the HTTP server; SIGTERM and SIGINT stop it cleanly through the lifespan.
+    `http`: a protocol class of uvicorn's httptools kind (servicekit.fast_http)."""
     configure_logging(settings.service_name, settings.log_level, settings.log_file)
     config = uvicorn.Config(
         app,
@@ -197,7 +200,7 @@ def serve(app: ASGIApp, settings: ServiceSettings) -> None:
         log_config=None,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=http or "httptools",
         timeout_graceful_shutdown=25,
     )
     _Server(config).run()

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 from contracts import KEYS_EVENTS, USAGE_LIMITS, USAGE_RECORDS, Event, UsageRecord
 from servicekit.consumer import caught_up
+from servicekit.fast_http import FastAnswers
 from servicekit.logging import get_logger
 from servicekit.periodic import Periodic
 from servicekit.runtime import Runtime, serve
@@ -43,7 +44,7 @@ from services.keys.entrypoints.commands import cache_subscription, command_subsc
 from services.keys.entrypoints.http import api_router
 from services.keys.entrypoints.last_use import last_use_subscription
 from services.keys.entrypoints.limits import limits_subscription
-from services.keys.entrypoints.verify import VerifyFastPath
+from services.keys.entrypoints.verify import VerifyFastPath, verify_answerer
 from services.keys.settings import KeysSettings
 
 DESCRIPTION = "The source of truth for InstaGen access keys: commands in, events out, verification."
@@ -201,4 +202,12 @@ def asgi(app: FastAPI) -> ASGIApp:
 
 def main() -> None:
     settings = load_settings(KeysSettings)
-    serve(asgi(build(settings)), settings)
+    app = build(settings)
+    # /v1/verify from the verification cache is answered by the server's protocol; what
+    # that declines, by `asgi`'s fast path; everything else by the app.
+    fast = settings.keys_http_fast_answers and settings.keys_verify_cache_enabled
+    serve(
+        asgi(app),
+        settings,
+        FastAnswers.answering(verify_answerer(app.state.keys)) if fast else None,
+    )

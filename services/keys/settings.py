@@ -41,6 +41,11 @@ class KeysSettings(ServiceSettings):
     keys_verify_cache_enabled: bool = Field(
         True, description="False: every verification asks the database (for comparison only)."
     )
+    keys_http_fast_answers: bool = Field(
+        True,
+        description="Answer POST /v1/verify from the verification cache in the HTTP server's"
+        " protocol, before ASGI (servicekit.fast_http); false: every request through ASGI.",
+    )
     keys_cache_max_entries: int = Field(200_000, ge=1000)
     keys_expiry_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the scheduler looks for keys whose time is up."

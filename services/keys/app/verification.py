@@ -119,6 +119,13 @@ class _Malformed:
 _MALFORMED: Final = _Malformed()
 
 
+class _Miss:
+    """Neither malformed nor in the cache: only the database can tell."""
+
+
+_MISS: Final = _Miss()
+
+
 class Verifier:
     def __init__(
         self,
@@ -145,7 +152,18 @@ class Verifier:
         self.lookups = 0
 
     async def verify(self, secret: str) -> Verdict:
-        found = await self._resolve(secret)
+        digest, found = self._peek(secret)
+        if isinstance(found, _Miss):
+            found = await self._look_up(digest, secret)
+        return self._verdict(found)
+
+    def cached(self, secret: str) -> Verdict | None:
+        """The verdict when it needs no lookup (a malformed secret, or a cache hit, known
+        or unknown); None when only `verify` can tell."""
+        _, found = self._peek(secret)
+        return None if isinstance(found, _Miss) else self._verdict(found)
+
+    def _verdict(self, found: KnownSecret | _Malformed | None) -> Verdict:
         if isinstance(found, _Malformed):
             return Verdict("malformed")
         if found is None:
@@ -162,22 +180,31 @@ class Verifier:
         return None if isinstance(found, _Malformed) else found
 
     async def _resolve(self, secret: str) -> KnownSecret | _Malformed | None:
+        digest, found = self._peek(secret)
+        return await self._look_up(digest, secret) if isinstance(found, _Miss) else found
+
+    def _peek(self, secret: str) -> tuple[bytes, KnownSecret | _Malformed | _Miss | None]:
         """The cache first: an entry (known or unknown) is only ever made for a secret
         that passed the format and checksum check, and the keyed digest names that
         secret, so a hit needs no check again. A miss is checked before any lookup."""
         if len(secret) > MAX_SECRET_LENGTH:
-            return _MALFORMED
+            return b"", _MALFORMED
         digest = self._hasher.digest(secret)
-        now = time.monotonic()
         if self.enabled:
+            now = time.monotonic()
             hit = self._known.get(digest)
             if hit is not None and hit[0] > now:
-                return hit[1]
+                return digest, hit[1]
             missing_until = self._unknown.get(digest)
             if missing_until is not None and missing_until > now:
-                return None
+                return digest, None
         if not is_well_formed(secret):
-            return _MALFORMED
+            return digest, _MALFORMED
+        return digest, _MISS
+
+    async def _look_up(self, digest: bytes, secret: str) -> KnownSecret | None:
+        """A well-formed secret the cache does not answer for, from the database."""
+        now = time.monotonic()
         self.lookups += 1
         SECRET_LOOKUPS.inc()
         known = await self._lookup(digest)

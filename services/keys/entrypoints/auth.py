@@ -11,6 +11,7 @@ from fastapi import Request
 from contracts import Actor
 from servicekit.errors import ApiError
 from services.keys.app.context import KeysContext
+from services.keys.app.verification import Verdict
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -54,6 +55,26 @@ async def authenticate_header(
     path: str,
     scope: str | None,
 ) -> Principal:
+    verdict = await ctx.verifier.verify(bearer_token(header))
+    return authorize(ctx, verdict, client_ip, user_agent, path, scope)
+
+
+def authenticate_header_now(
+    ctx: KeysContext,
+    header: str | None,
+    client_ip: str | None,
+    user_agent: str | None,
+    path: str,
+    scope: str | None,
+) -> Principal | None:
+    """`authenticate_header` when the caller's key needs no lookup (the verification
+    cache has it); None when it does."""
+    verdict = ctx.verifier.cached(bearer_token(header))
+    return None if verdict is None else authorize(ctx, verdict, client_ip, user_agent, path, scope)
+
+
+def bearer_token(header: str | None) -> str:
+    """The access key of an Authorization header; ApiError 401 for any other header."""
     kind, _, token = (header or "").partition(" ")
     if kind.lower() != "bearer" or not token.strip():
         raise ApiError(
@@ -62,7 +83,18 @@ async def authenticate_header(
             "Send an access key as 'Authorization: Bearer <key>'.",
             _CHALLENGE,
         )
-    verdict = await ctx.verifier.verify(token.strip())
+    return token.strip()
+
+
+def authorize(
+    ctx: KeysContext,
+    verdict: Verdict,
+    client_ip: str | None,
+    user_agent: str | None,
+    path: str,
+    scope: str | None,
+) -> Principal:
+    """The caller whose key got `verdict`, if it is accepted and holds `scope`."""
     if not verdict.valid or verdict.known is None:
         if verdict.known is not None:
             ctx.reporter.report(verdict.known, client_ip, user_agent, path)

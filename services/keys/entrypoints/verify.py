@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -18,12 +19,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts import SCOPE_KEYS_VERIFY, SCOPE_KEYS_VERIFY_ANY_ACCOUNT
 from servicekit.errors import ApiError, validation_error_body
+from servicekit.fast_http import Answerer, Asked, Reply
 from servicekit.http import MAX_BODY_BYTES
 from servicekit.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from services.keys.app.context import KeysContext
 from services.keys.app.limits import reset_text, retry_after
 from services.keys.app.verification import Verdict, admit
-from services.keys.entrypoints.auth import Principal, authenticate_header
+from services.keys.entrypoints.auth import (
+    Principal,
+    authenticate_header,
+    authenticate_header_now,
+)
 from services.keys.entrypoints.schemas import VerifyRequest
 
 PATH = "/v1/verify"
@@ -38,6 +44,9 @@ _REFUSAL_STATUS = {
 }
 """The status of the usage record each refusal of a known key leaves on usage.records."""
 
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+"""Status, JSON body and extra headers of one verification request."""
+
 
 async def verify_answer(
     ctx: KeysContext,
@@ -45,21 +54,60 @@ async def verify_answer(
     raw_body: bytes,
     client_ip: str | None,
     user_agent: str | None,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     """(status, JSON body, extra headers) of one verification request."""
     try:
         caller = await authenticate_header(
             ctx, authorization, client_ip, user_agent, PATH, SCOPE_KEYS_VERIFY
         )
     except ApiError as error:
-        body = {"error": {"code": error.code, "message": error.message}}
-        return error.status, body, error.headers or {}
-    try:
-        request = VerifyRequest.model_validate_json(raw_body)
-    except ValidationError as exc:
-        return 422, validation_error_body(exc.errors(include_input=False)), {}
+        return _refused(error)
+    request = _request(raw_body)
+    if isinstance(request, tuple):
+        return request
     _, answer = await decide(ctx, caller, request, client_ip, user_agent=user_agent)
     return 200, answer, {}
+
+
+def verify_answer_now(
+    ctx: KeysContext,
+    authorization: str | None,
+    raw_body: bytes,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> Answer | None:
+    """`verify_answer` when neither the caller's key nor the presented one needs a
+    lookup (both in the verification cache, or refused on their face); None when one
+    does. The same functions decide: only the waiting is left out."""
+    try:
+        caller = authenticate_header_now(
+            ctx, authorization, client_ip, user_agent, PATH, SCOPE_KEYS_VERIFY
+        )
+    except ApiError as error:
+        return _refused(error)
+    if caller is None:
+        return None
+    request = _request(raw_body)
+    if isinstance(request, tuple):
+        return request
+    verdict = ctx.verifier.cached(request.key)
+    if verdict is None:
+        return None
+    _, answer = answer_for(ctx, caller, request, verdict, client_ip, user_agent=user_agent)
+    return 200, answer, {}
+
+
+def _refused(error: ApiError) -> Answer:
+    body = {"error": {"code": error.code, "message": error.message}}
+    return error.status, body, error.headers or {}
+
+
+def _request(raw_body: bytes) -> VerifyRequest | Answer:
+    """The request, or the 422 answer to a body the contract refuses."""
+    try:
+        return VerifyRequest.model_validate_json(raw_body)
+    except ValidationError as exc:
+        return 422, validation_error_body(exc.errors(include_input=False)), {}
 
 
 async def decide(
@@ -76,6 +124,19 @@ async def decide(
     key, its attempt reported all the same; `user_agent` (the HTTP caller's) stands in for
     a request that names none."""
     verdict = await ctx.verifier.verify(request.key)
+    return answer_for(ctx, caller, request, verdict, client_ip, record_id, user_agent)
+
+
+def answer_for(
+    ctx: KeysContext,
+    caller: Principal,
+    request: VerifyRequest,
+    verdict: Verdict,
+    client_ip: str | None,
+    record_id: uuid.UUID | None = None,
+    user_agent: str | None = None,
+) -> tuple[Verdict, dict[str, Any]]:
+    """`decide`, once the presented key's `verdict` is known."""
     known = verdict.known
     if known is not None and known.canary:
         # Answered as an unknown key, here and by forward auth (nothing tells a canary
@@ -154,22 +215,14 @@ class VerifyFastPath:
     def __init__(self, app: ASGIApp, ctx: KeysContext) -> None:
         self.app = app
         self.ctx = ctx
-        self._requests = {
-            s: HTTP_REQUESTS.labels(PATH, "POST", str(s)) for s in (200, 401, 403, 413, 422)
-        }
-        self._seconds = HTTP_SECONDS.labels(PATH, "POST")
+        self._metrics = _Metrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        authorization = user_agent = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"user-agent":
-                user_agent = value.decode("latin-1")
+        authorization, user_agent = _caller(scope["headers"])
         body = await _read_body(receive)
         headers: dict[str, str]
         if body is None:
@@ -195,9 +248,52 @@ class VerifyFastPath:
                 await self.app(scope, _replay(body), send)
                 return
         await send_json(send, status, payload, headers)
+        self._metrics.count(status, started)
+
+
+def verify_answerer(ctx: KeysContext) -> Answerer:
+    """`POST /v1/verify` for the server's protocol (servicekit.fast_http): answered there
+    when both keys are in the verification cache; otherwise (None) by `VerifyFastPath`."""
+    metrics = _Metrics()
+
+    def answer(asked: Asked) -> Reply | None:
+        started = time.perf_counter()
+        authorization, user_agent = _caller(asked.headers)
+        answered = verify_answer_now(ctx, authorization, asked.body, asked.client, user_agent)
+        if answered is None:
+            return None
+        status, payload, headers = answered
+        metrics.count(status, started)
+        return Reply(status, orjson.dumps(payload), tuple(headers.items()))
+
+    return Answerer(frozenset({(b"POST", PATH.encode())}), answer)
+
+
+class _Metrics:
+    """The request count and time of /v1/verify, as the app's middleware keeps them for
+    every other route; labels made once."""
+
+    def __init__(self) -> None:
+        self._requests = {
+            s: HTTP_REQUESTS.labels(PATH, "POST", str(s)) for s in (200, 401, 403, 413, 422)
+        }
+        self._seconds = HTTP_SECONDS.labels(PATH, "POST")
+
+    def count(self, status: int, started: float) -> None:
         counter = self._requests.get(status) or HTTP_REQUESTS.labels(PATH, "POST", str(status))
         counter.inc()
         self._seconds.observe(time.perf_counter() - started)
+
+
+def _caller(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The Authorization and User-Agent headers of a request's (lowercase) headers."""
+    authorization = user_agent = None
+    for name, value in headers:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"user-agent":
+            user_agent = value.decode("latin-1")
+    return authorization, user_agent
 
 
 async def send_json(
