@@ -125,6 +125,10 @@ class FastAnswers(HttpToolsProtocol):
     def _may_answer(self) -> bool:
         if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
             return False  # the answers must leave in order: uvicorn queues this one
+        if self.flow.write_paused:
+            # A client that sends without reading its answers: uvicorn's cycle waits for
+            # the transport to drain and stops reading meanwhile, which bounds the memory.
+            return False
         if self.limit_concurrency is not None or self.parser.should_upgrade():
             return False
         if (self.parser.get_method(), self.url) not in self.answerer.routes:

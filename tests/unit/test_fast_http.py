@@ -64,6 +64,7 @@ class Answers:
         self.asked: list[Asked] = []
         self.decline = False
         self.fail = False
+        self.padding = 0
 
     def __call__(self, asked: Asked) -> Reply | None:
         self.asked.append(asked)
@@ -71,7 +72,14 @@ class Answers:
             raise RuntimeError("boom")
         if self.decline:
             return None
-        return Reply(200, b'{"fast":' + str(len(asked.body)).encode() + b"}", (("X-Extra", "1"),))
+        pad = b' "pad": "' + b"x" * self.padding + b'",' if self.padding else b""
+        return Reply(
+            200, b"{" + pad + b'"fast":' + str(len(asked.body)).encode() + b"}", (("X-Extra", "1"),)
+        )
+
+
+SERVERS: list[uvicorn.Server] = []
+"""The running server of the test (for what only the server side can see)."""
 
 
 @contextlib.asynccontextmanager
@@ -92,9 +100,11 @@ async def server() -> AsyncIterator[tuple[int, App, Answers]]:
         return bool(running.started)
 
     await wait_until(started, timeout=30, interval=0.01, what="uvicorn to listen")
+    SERVERS.append(running)
     try:
         yield port, app, answers
     finally:
+        SERVERS.remove(running)
         running.should_exit = True
         await task
 
@@ -234,3 +244,31 @@ async def test_http_1_0_is_answered_and_closed() -> None:
             b"close",
             b'{"fast":2}',
         )
+
+
+async def test_a_client_that_does_not_read_its_answers_is_not_buffered_without_bound() -> None:
+    """Pipelined requests whose answers (32 MB) pass what the kernel's socket buffers
+    hold, none of them read: past the transport's high-water mark the rest go uvicorn's
+    way, which waits for the client and stops reading meanwhile. Once the client reads,
+    every answer arrives, in order."""
+    count, padding = 2_000, 16_384
+    raw = b"".join(post(ROUTE, b"%d" % i) for i in range(count))
+    async with server() as (port, _, answers):
+        answers.padding = padding
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+        try:
+            writer.write(raw)
+            await asyncio.sleep(1.0)
+            (connection,) = SERVERS[0].server_state.connections
+            buffered = connection.transport.get_write_buffer_size()
+            assert buffered < 1024 * 1024, f"{buffered} bytes of answers held for the client"
+            bodies = [(await asyncio.wait_for(_response(reader), 30))[2] for _ in range(count)]
+        finally:
+            writer.close()
+    fast = [b'"fast":%d}' % len(b"%d" % i) for i in range(count)]
+    answered = [
+        b.endswith(f) or b == b"app:%d" % i
+        for i, (b, f) in enumerate(zip(bodies, fast, strict=True))
+    ]
+    assert all(answered), f"answer {answered.index(False)} is not its request's"
+    assert any(b.startswith(b"app:") for b in bodies), "none went uvicorn's way"
