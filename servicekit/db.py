@@ -1,9 +1,11 @@
-"""PostgreSQL: a pool, numbered plain-SQL migrations applied once, a readiness ping."""
+"""PostgreSQL: a pool, numbered plain-SQL migrations applied once, a readiness ping, and
+integers sent as an array's text."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,10 @@ async def ping(pool: Any) -> bool:
     except Exception:  # any failure means "not ready"; /ready says so
         return False
     return True
+
+
+def int_array(values: Iterable[int]) -> str:
+    """An integer array as its text literal (`$n::text::bigint[]`): asyncpg checks every
+    element of a binary array for nesting (~0.4 us each); the server parses integers
+    about as fast."""
+    return "{" + ",".join(map(str, values)) + "}"

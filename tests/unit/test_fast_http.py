@@ -78,12 +78,9 @@ class Answers:
         )
 
 
-SERVERS: list[uvicorn.Server] = []
-"""The running server of the test (for what only the server side can see)."""
-
-
 @contextlib.asynccontextmanager
-async def server() -> AsyncIterator[tuple[int, App, Answers]]:
+async def server() -> AsyncIterator[tuple[int, App, Answers, uvicorn.Server]]:
+    """The port, the ASGI app, the answerer, and the server (for what only its side sees)."""
     app, answers = App(), Answers()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -100,11 +97,9 @@ async def server() -> AsyncIterator[tuple[int, App, Answers]]:
         return bool(running.started)
 
     await wait_until(started, timeout=30, interval=0.01, what="uvicorn to listen")
-    SERVERS.append(running)
     try:
-        yield port, app, answers
+        yield port, app, answers, running
     finally:
-        SERVERS.remove(running)
         running.should_exit = True
         await task
 
@@ -143,7 +138,7 @@ def post(target: bytes, body: bytes, *extra: bytes, version: bytes = b"1.1") -> 
 async def test_an_answered_request_is_framed_as_uvicorn_frames_one_and_keeps_the_connection() -> (
     None
 ):
-    async with server() as (port, app, answers):
+    async with server() as (port, app, answers, _):
         raw = post(ROUTE, b'{"k":1}', b"Authorization: Bearer x")
         (status, headers, body), (again, _, _) = await exchange(port, raw + raw, answers=2)
         assert (status, body, again) == (b"HTTP/1.1 200 OK", b'{"fast":7}', b"HTTP/1.1 200 OK")
@@ -157,7 +152,7 @@ async def test_an_answered_request_is_framed_as_uvicorn_frames_one_and_keeps_the
 
 @pytest.mark.parametrize("mode", ["decline", "fail"])
 async def test_what_the_answerer_declines_or_fails_on_reaches_the_app_whole(mode: str) -> None:
-    async with server() as (port, app, answers):
+    async with server() as (port, app, answers, _):
         setattr(answers, mode, True)
         [(status, _, body)] = await exchange(port, post(ROUTE, b"payload"))
         assert (status, body) == (b"HTTP/1.1 200 OK", b"app:payload")
@@ -176,14 +171,14 @@ async def test_what_the_answerer_declines_or_fails_on_reaches_the_app_whole(mode
     ids=["query", "other path", "x-forwarded-for", "forwarded", "other method"],
 )
 async def test_requests_it_may_not_answer_go_to_the_app(raw: bytes, target: str) -> None:
-    async with server() as (port, app, answers):
+    async with server() as (port, app, answers, _):
         [(status, _, body)] = await exchange(port, raw)
         assert (status, body) == (b"HTTP/1.1 200 OK", b"app:q")
         assert [s[1] for s in app.seen] == [target] and answers.asked == []
 
 
 async def test_expect_100_continue_gets_its_interim_answer_from_uvicorn() -> None:
-    async with server() as (port, app, answers):
+    async with server() as (port, app, answers, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(
@@ -202,7 +197,7 @@ async def test_expect_100_continue_gets_its_interim_answer_from_uvicorn() -> Non
 
 async def test_a_body_past_the_limit_is_streamed_to_the_app() -> None:
     big = b"x" * (MAX_BODY_BYTES + 10)
-    async with server() as (port, app, answers):
+    async with server() as (port, app, answers, _):
         [(status, _, body)] = await exchange(port, post(ROUTE, big))
         assert (status, body) == (b"HTTP/1.1 200 OK", b"app:" + big[:100])
         assert app.seen == [("POST", "/v1/fast", big)] and answers.asked == []
@@ -213,14 +208,14 @@ async def test_a_chunked_body_is_answered_whole() -> None:
         b"POST /v1/fast HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
         b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     )
-    async with server() as (port, _, answers):
+    async with server() as (port, _, answers, _):
         [(status, _, body)] = await exchange(port, raw)
         assert (status, body) == (b"HTTP/1.1 200 OK", b'{"fast":5}')
         assert answers.asked[0].body == b"abcde"
 
 
 async def test_pipelined_answers_leave_in_the_order_they_were_asked() -> None:
-    async with server() as (port, app, answers):
+    async with server() as (port, app, answers, _):
         app.gate = asyncio.Event()
         asyncio.get_running_loop().call_later(0.3, app.gate.set)  # the app answers late
         raw = post(b"/v1/other", b"slow") + post(ROUTE, b"fast") + post(ROUTE, b"fast2")
@@ -230,7 +225,7 @@ async def test_pipelined_answers_leave_in_the_order_they_were_asked() -> None:
 
 
 async def test_http_1_0_is_answered_and_closed() -> None:
-    async with server() as (port, _, _):
+    async with server() as (port, _, _, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(post(ROUTE, b"{}", version=b"1.0"))
@@ -253,13 +248,13 @@ async def test_a_client_that_does_not_read_its_answers_is_not_buffered_without_b
     every answer arrives, in order."""
     count, padding = 2_000, 16_384
     raw = b"".join(post(ROUTE, b"%d" % i) for i in range(count))
-    async with server() as (port, _, answers):
+    async with server() as (port, _, answers, running):
         answers.padding = padding
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
         try:
             writer.write(raw)
             await asyncio.sleep(1.0)
-            (connection,) = SERVERS[0].server_state.connections
+            (connection,) = running.server_state.connections
             buffered = connection.transport.get_write_buffer_size()
             assert buffered < 1024 * 1024, f"{buffered} bytes of answers held for the client"
             bodies = [(await asyncio.wait_for(_response(reader), 30))[2] for _ in range(count)]

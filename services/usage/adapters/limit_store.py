@@ -7,9 +7,10 @@ seconds (float8) and are stored as timestamptz.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
+from servicekit.db import int_array
 from services.usage.domain.limits import Evaluated, Windows
 from services.usage.domain.requests import TOKENS_CAP, capped
 
@@ -71,10 +72,6 @@ async def load_seen(
     return [(r[0], r[1]) for r in rows]
 
 
-def _ints(values: Iterable[int]) -> str:
-    return "{" + ",".join(map(str, values)) + "}"
-
-
 _WINDOW_COLUMNS = (
     "minute_start, minute_requests, hour_start, hour_requests, day_start, day_requests,"
     " day_tokens, month_start, month_tokens"
@@ -124,7 +121,7 @@ async def add_counts(
     keys = list(windows)
     columns = list(zip(*windows.values(), strict=True))
     # A window's tokens saturate at TOKENS_CAP (so do its requests, which never get near).
-    arguments = [" ".join(keys), *[_ints(capped(column, TOKENS_CAP)) for column in columns]]
+    arguments = [" ".join(keys), *[int_array(capped(column, TOKENS_CAP)) for column in columns]]
     if not wanted:
         await conn.execute(_ADD_COUNTS, *arguments)
         return {}

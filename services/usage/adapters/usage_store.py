@@ -7,9 +7,10 @@ turned into timestamptz by the server, which is cheaper than building datetimes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from servicekit.db import int_array
 from services.usage.domain.requests import (
     LATENCY_SUM_CAP,
     MAX_NETWORKS_PER_MINUTE,
@@ -87,12 +88,6 @@ _MERGE_NETWORKS = (
 )
 
 
-def _ints(values: Iterable[int]) -> str:
-    """An integer array as its text literal: asyncpg checks every element of a binary
-    array for nesting (~0.4 us each); the server parses integers about as fast."""
-    return "{" + ",".join(map(str, values)) + "}"
-
-
 async def add_rollups(conn: Any, rows: Sequence[MinuteRollup]) -> None:
     """Add the batch's rows to the stored ones; tokens and latency sums saturate (at
     TOKENS_CAP, LATENCY_SUM_CAP) instead of failing the batch with an overflow."""
@@ -121,16 +116,16 @@ async def add_rollups(conn: Any, rows: Sequence[MinuteRollup]) -> None:
         " last_at = greatest(r.last_at, EXCLUDED.last_at),"
         f" networks = {_MERGE_NETWORKS}",
         " ".join([r.key_id for r in rows]),
-        _ints([r.minute for r in rows]),
+        int_array([r.minute for r in rows]),
         " ".join([r.account_id for r in rows]),  # account ids have no spaces (contract)
-        _ints([r.requests for r in rows]),
-        _ints([r.status_2xx for r in rows]),
-        _ints([r.status_3xx for r in rows]),
-        _ints([r.status_4xx for r in rows]),
-        _ints([r.status_5xx for r in rows]),
-        _ints([r.auth_failures for r in rows]),
-        _ints(capped([r.tokens_in for r in rows], TOKENS_CAP)),
-        _ints(capped([r.tokens_out for r in rows], TOKENS_CAP)),
+        int_array([r.requests for r in rows]),
+        int_array([r.status_2xx for r in rows]),
+        int_array([r.status_3xx for r in rows]),
+        int_array([r.status_4xx for r in rows]),
+        int_array([r.status_5xx for r in rows]),
+        int_array([r.auth_failures for r in rows]),
+        int_array(capped([r.tokens_in for r in rows], TOKENS_CAP)),
+        int_array(capped([r.tokens_out for r in rows], TOKENS_CAP)),
         capped([r.latency_sum_ms for r in rows], LATENCY_SUM_CAP),
         [r.latency_max_ms for r in rows],
         [r.first_at for r in rows],
